@@ -1,0 +1,71 @@
+"""The column vocabulary shared by every pgolf DataFrame, report and JSON output.
+
+Names from the challenge (`val_loss`, `val_bpb`, `bytes_total`, `bytes_code`, `payload`) keep
+their meaning; pgolf's additions are defined here once. Units: bytes are decimal integers,
+bits are bits, BPB is bits per UTF-8 byte of validation text.
+"""
+from __future__ import annotations
+
+CAP_BYTES = 16_000_000  # the challenge's cap, decimal bytes, artifact must be strictly below
+
+COLUMNS: dict[str, str] = {
+    # one row per tensor (budget)
+    "name": "state-dict key of the tensor",
+    "shape": "tensor shape as a tuple",
+    "numel": "number of values",
+    "dtype": "dtype of the tensor in the input state dict",
+    "scheme": "scheme name the plan assigned (see `pgolf schemes`)",
+    "storage": "how values are laid out in bytes: byte, packed, base3, bits",
+    "kind": "quantized | passthrough",
+    "bits_per_value": "stored bits per value, scales excluded",
+    "values_bytes": "bytes of the stored values (after packing, before compression)",
+    "scales_bytes": "bytes of the stored scales",
+    "payload_bytes": "values_bytes + scales_bytes (+ padding): bytes before the compressor",
+    "levels": "distinct quantized levels actually used",
+    "entropy_bytes": "order-0 entropy of the stored symbols, in bytes: the entropy floor",
+    "compressed_bytes": "bytes when this tensor's payload is compressed alone",
+    "tied_to": "name of the tensor this one shares storage with, counted once",
+    # totals (budget)
+    "params": "number of parameters, tied tensors counted once",
+    "plan": "plan name or file",
+    "compressor": "compressor name (and transform, e.g. brotli+byte-shuffle)",
+    "bytes_model": "exact compressed bytes of the serialized quantized model",
+    "bytes_code": "bytes of the code that counts toward the artifact",
+    "bytes_total": "bytes_model + bytes_code",
+    "cap": "artifact cap in bytes (default 16,000,000)",
+    "headroom_bytes": "cap - bytes_total; negative means over the cap",
+    "bits_per_param": "8 * bytes_model / params",
+    "estimated": "True where a number is a fast estimate, False where measured",
+    # quality (inspect, trainer)
+    "val_loss": "mean cross-entropy in nats on the validation tokens",
+    "val_bpb": "bits per byte on the validation text: (val_loss / ln 2) * tokens / bytes",
+    "val_bpb_full": "val_bpb of the unquantized weights",
+    "val_bpb_quantized": "val_bpb after the plan's quantize -> dequantize roundtrip",
+    "quant_gap_bpb": "val_bpb_quantized - val_bpb_full",
+    "gap_only_this_bpb": "BPB gap when only this tensor is quantized",
+    "gap_all_but_this_bpb": "whole-model gap minus the gap with this tensor kept unquantized",
+    "proxy_gap_bpb": "gradient-based (squared-gradient weighted error) prediction of the gap",
+    "rel_mse": "||w - q(w)||^2 / ||w||^2",
+    "sqnr_db": "10 log10(1 / rel_mse)",
+    "max_abs_err": "max |w - q(w)|",
+    "frac_clipped": "fraction of values clipped by the scheme's clip rule",
+    # exchange rates (inspect)
+    "scheme_next": "the next scheme up or down in precision",
+    "delta_bytes": "change in exact compressed bytes for that step",
+    "delta_bpb": "change in BPB for that step",
+    "bpb_per_kb": "delta_bpb per 1,000 bytes",
+    # training logs
+    "step": "optimizer step",
+    "tokens": "training tokens seen",
+    "train_loss": "training loss in nats",
+    "train_time_ms": "wall-clock training time in milliseconds",
+}
+
+
+def describe(column: str) -> str:
+    """The glossary entry for a column.
+
+    >>> describe("headroom_bytes")
+    'cap - bytes_total; negative means over the cap'
+    """
+    return COLUMNS[column]

@@ -1,0 +1,67 @@
+"""The `pgolf` command: one subcommand per capability, each registered by its own area.
+
+Each area's `commands.py` has `register(subparsers)` adding its subcommands; a subcommand's
+handler takes the parsed args and returns an exit code. Bad input (`PgolfInputError`) becomes
+one line on stderr and exit code 2; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pgolf.budget.errors import EXIT_BAD_INPUT, PgolfInputError
+
+# Lowest layer first; figures (this area) is the top and may call into all of them.
+COMMAND_MODULES = (
+    "pgolf.budget.commands",
+    "pgolf.trainer.commands",
+    "pgolf.inspect.commands",
+    "pgolf.figures.commands",
+)
+
+
+def _load_command_modules():
+    for name in COMMAND_MODULES:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency must not pass silently
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgolf",
+        description="Byte budgets, quantization gaps and headroom for Parameter Golf artifacts.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _load_command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(handler(args) or 0)
+    except PgolfInputError as exc:
+        if args.debug:
+            raise
+        print(f"pgolf: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("pgolf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
