@@ -1,0 +1,175 @@
+"""Quality figures: the per-tensor quantization gap and the bytes-for-BPB exchange rate.
+
+>>> import pandas as pd
+>>> rows = pd.DataFrame({"name": ["a", "b"], "scheme": ["int6", "int6"], "scheme_next": ["int8", "int8"],
+...                      "delta_bytes": [50_000, 20_000], "delta_bpb": [-0.002, -0.0001]})
+>>> exchange_rate_frame(rows)[["name", "exchange_bpb_per_kb", "within_budget"]].values.tolist()
+[['a', 4e-05, True], ['b', 5e-06, True]]
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from pgolf.budget.errors import PgolfInputError
+from pgolf.figures.formatting import format_bytes, scaled_formatter
+from pgolf.figures.frames import as_frame, numeric, require
+from pgolf.figures.style import FLOOR_COLOR, PALETTE, add_legend, new_axes, set_title, styled
+
+BUDGET_BYTES = 100_000
+
+
+# ---------------------------------------------------------------- per-tensor quantization gap
+
+def quant_gap_frame(data, column: str = "gap_only_this_bpb", top: int | None = 30) -> pd.DataFrame:
+    """Rows name, scheme, <column>, proxy_gap_bpb (when given) for the `top` tensors with the
+    largest gap under any scheme, largest first."""
+    frame = as_frame(data)
+    require(frame, ("name", column), "quant-gap plot")
+    if "scheme" not in frame:
+        frame["scheme"] = frame["plan"] if "plan" in frame else "plan"
+    proxy = "proxy_gap_bpb" if "proxy_gap_bpb" in frame and frame["proxy_gap_bpb"].notna().any() else None
+    cols = ["name", "scheme", column] + ([proxy] if proxy else [])
+    frame = numeric(frame[cols], [column] + ([proxy] if proxy else []), "quant-gap plot")
+    frame = frame.dropna(subset=[column])
+    if not len(frame):
+        raise PgolfInputError(None, f"quant-gap plot: no values in column {column}")
+    if frame.duplicated(["name", "scheme"]).any():
+        raise PgolfInputError(None, "quant-gap plot: more than one row per name and scheme")
+    order = frame.groupby("name", sort=False)[column].max().sort_values(ascending=False, kind="stable")
+    names = list(order.index[:top] if top else order.index)
+    out = frame[frame["name"].isin(names)].copy()
+    out["rank"] = out["name"].map({n: i for i, n in enumerate(names)})
+    schemes = list(dict.fromkeys(frame["scheme"]))
+    out["scheme_order"] = out["scheme"].map({s: i for i, s in enumerate(schemes)})
+    out = out.sort_values(["rank", "scheme_order"], kind="stable").drop(columns="scheme_order").reset_index(drop=True)
+    out.attrs.update(column=column, proxy=proxy, total=int(order.size))
+    return out
+
+
+@styled
+def draw_quant_gap(frame: pd.DataFrame, ax: Axes | None = None, title: str | None = None) -> Axes:
+    column, proxy = frame.attrs["column"], frame.attrs.get("proxy")
+    names = list(dict.fromkeys(frame["name"]))
+    schemes = list(dict.fromkeys(frame["scheme"]))
+    owned = ax is None
+    ax = ax or new_axes(rows=len(names) * max(1, 0.6 * len(schemes)) + 2)
+    height = 0.8 / len(schemes)
+    for j, scheme in enumerate(schemes):
+        rows = frame[frame["scheme"] == scheme]
+        ys = (len(names) - 1 - rows["rank"].to_numpy()) + 0.4 - height * (j + 0.5)
+        ax.barh(ys, rows[column], height=height * 0.9, color=PALETTE[j % len(PALETTE)], label=scheme)
+        if proxy:
+            ax.scatter(rows[proxy], ys, marker="D", s=22, color="white", edgecolors=FLOOR_COLOR, zorder=3,
+                       label="gradient proxy" if j == 0 else None)
+    ax.axvline(0, color=FLOOR_COLOR, lw=0.8)
+    ax.set_yticks(np.arange(len(names))[::-1], names)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(f"{column} (ΔBPB, bits per byte)")
+    add_legend(ax, owned, ncol=len(schemes) + 1)
+    if title is None:
+        shown = len(names)
+        total = frame.attrs.get("total", shown)
+        subset = f"top {shown} of {total} tensors" if total > shown else f"{shown} tensors"
+        title = f"Quantization gap per tensor ({column}) under {', '.join(map(str, schemes))}: {subset}, largest first"
+        if proxy:
+            title += "; ◇ = gradient proxy"
+    set_title(ax, title)
+    return ax
+
+
+def plot_quant_gap(data, ax: Axes | None = None, *, column: str = "gap_only_this_bpb", top: int | None = 30,
+                   title: str | None = None) -> Axes:
+    """Horizontal bars of ΔBPB per tensor (one bar per scheme), sorted, proxy gap as ◇ markers."""
+    return draw_quant_gap(quant_gap_frame(data, column=column, top=top), ax=ax, title=title)
+
+
+# ---------------------------------------------------------------- exchange rate
+
+def exchange_rate_frame(data, top: int | None = 25, budget_bytes: int = BUDGET_BYTES) -> pd.DataFrame:
+    """Each tensor's next precision step, ranked by exchange rate.
+
+    exchange_bpb_per_kb = -bpb_per_kb: BPB gained per 1,000 bytes spent (upgrades, delta_bytes > 0;
+    best first) or BPB lost per 1,000 bytes saved (downgrades; cheapest first). within_budget marks
+    the greedy choice of the next `budget_bytes`: upgrades in rank order (one step per tensor) until
+    the bytes run out; downgrades until they free that many bytes.
+    """
+    frame = as_frame(data)
+    require(frame, ("name", "scheme", "scheme_next", "delta_bytes", "delta_bpb"), "exchange-rate plot")
+    frame = numeric(frame, ("delta_bytes", "delta_bpb"), "exchange-rate plot")
+    frame = frame[frame["delta_bytes"] != 0].dropna(subset=["delta_bytes", "delta_bpb"])
+    if not len(frame):
+        raise PgolfInputError(None, "exchange-rate plot: no step changes any bytes")
+    frame["bpb_per_kb"] = frame["delta_bpb"] / (frame["delta_bytes"] / 1000.0)
+    frame["exchange_bpb_per_kb"] = -frame["bpb_per_kb"]
+    frame["direction"] = np.where(frame["delta_bytes"] > 0, "upgrade", "downgrade")
+    parts = []
+    for direction, best_first in (("upgrade", False), ("downgrade", True)):
+        rows = frame[frame["direction"] == direction].sort_values("exchange_bpb_per_kb", ascending=best_first,
+                                                                   kind="stable")
+        rows = rows.head(top) if top else rows
+        moved, chosen, within = 0.0, set(), []
+        for name, delta in zip(rows["name"], rows["delta_bytes"].abs()):
+            fits = moved + delta <= budget_bytes if direction == "upgrade" else moved < budget_bytes
+            take = name not in chosen and fits
+            if take:
+                moved += delta
+                chosen.add(name)
+            within.append(take)
+        rows = rows.assign(within_budget=within, cumulative_bytes=rows["delta_bytes"].abs().where(within, 0).cumsum())
+        parts.append(rows)
+    out = pd.concat(parts, ignore_index=True)
+    out["label"] = out["name"].astype(str) + "  " + out["scheme"].astype(str) + " → " + out["scheme_next"].astype(str)
+    cols = ["direction", "label", "name", "scheme", "scheme_next", "delta_bytes", "delta_bpb", "bpb_per_kb",
+            "exchange_bpb_per_kb", "within_budget", "cumulative_bytes"]
+    out = out[cols]
+    out.attrs.update(budget_bytes=int(budget_bytes))
+    return out
+
+
+@styled
+def draw_exchange_rate(frame: pd.DataFrame, ax: Axes | None = None, title: str | None = None) -> Axes:
+    budget = frame.attrs.get("budget_bytes", BUDGET_BYTES)
+    up, down = frame[frame["direction"] == "upgrade"], frame[frame["direction"] == "downgrade"]
+    gap = 1 if len(up) and len(down) else 0
+    rows = len(up) + len(down) + gap
+    owned = ax is None
+    ax = ax or new_axes(rows=rows + 2)
+    y_up = rows - 1 - np.arange(len(up))
+    y_down = len(down) - 1 - np.arange(len(down))
+    for rows_, ys, color, name in ((up, y_up, PALETTE[2], "upgrade: BPB gained per KB spent"),
+                                   (down, y_down, PALETTE[3], "downgrade: BPB lost per KB saved")):
+        if not len(rows_):
+            continue
+        chosen = rows_["within_budget"].to_numpy(bool)
+        ax.barh(ys[chosen], rows_["exchange_bpb_per_kb"][chosen], height=0.72, color=color,
+                label=f"{name} (within {format_bytes(budget)})")
+        if (~chosen).any():
+            ax.barh(ys[~chosen], rows_["exchange_bpb_per_kb"][~chosen], height=0.72, color=color, alpha=0.35,
+                    label=f"{name.split(':')[0]}: beyond {format_bytes(budget)}")
+    ax.set_yticks(np.concatenate([y_up, y_down]), list(up["label"]) + list(down["label"]))
+    ax.set_ylim(-0.7, rows - 0.3)
+    if gap:
+        ax.axhline(len(down) - 0.5 + 0.5 * gap, color="0.5", lw=0.8)
+    ax.grid(axis="y", visible=False)
+    ax.axvline(0, color=FLOOR_COLOR, lw=0.8)
+    peak = frame["exchange_bpb_per_kb"].abs().max()
+    if peak < 0.01:  # rates are tiny in BPB: show milli-BPB, keep the data in BPB
+        ax.xaxis.set_major_formatter(scaled_formatter(1e-3))
+        ax.set_xlabel("ΔBPB per KB (milli-BPB per 1,000 bytes; 1 mBPB = 0.001 BPB)")
+    else:
+        ax.set_xlabel("ΔBPB per KB (BPB per 1,000 bytes)")
+    add_legend(ax, owned, ncol=2)
+    if title is None:
+        title = (f"Exchange rate of each tensor's next precision step: where do the next "
+                 f"{format_bytes(budget)} go (solid = greedy choice)")
+    set_title(ax, title)
+    return ax
+
+
+def plot_exchange_rate(data, ax: Axes | None = None, *, top: int | None = 25, budget_bytes: int = BUDGET_BYTES,
+                       title: str | None = None) -> Axes:
+    """Ranked bars: BPB gained per KB for upgrades, BPB lost per KB saved for downgrades."""
+    return draw_exchange_rate(exchange_rate_frame(data, top=top, budget_bytes=budget_bytes), ax=ax, title=title)
