@@ -1,9 +1,18 @@
 """Shared test helpers: paths to the challenge fixtures in ../shared, skipped when absent."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Under xdist each worker gets one core: torch's default of one thread per core makes small
+# tensor ops ~30x slower when two workers contend, and subprocesses (trainer runs) inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -19,3 +28,20 @@ def fixture_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"challenge fixture not present: {path} (../shared/fixtures is provided beside the checkout)")
     return path
+
+
+# Tests may report a one-line measured summary (fuzz case counts, ...) with
+# `record_property("summary", line)`; it is printed at the end of the run, also under xdist.
+_SUMMARIES: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _SUMMARIES.extend(str(value) for key, value in report.user_properties if key == "summary")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SUMMARIES:
+        terminalreporter.write_sep("-", "summaries")
+        for line in _SUMMARIES:
+            terminalreporter.write_line(line)

@@ -32,3 +32,32 @@ def test_areas_import_as_pgolf_subpackages():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(ROOT / a) for a in AREAS]
+
+
+def imported_modules(source: str) -> set[str]:
+    """Top-level names of every module a source imports, including `__import__`/importlib strings."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "__import__", "import_module") and node.args and isinstance(node.args[0], ast.Constant):
+            found.add(str(node.args[0].value).split(".")[0])
+    return found
+
+
+def test_import_check_catches_pgolf_imports():
+    for snippet in ("import pgolf.budget", "from pgolf.budget.atomic import write_bytes_atomic",
+                    "import importlib\nimportlib.import_module('pgolf.budget')", "x = __import__('pgolf')"):
+        assert "pgolf" in imported_modules(snippet), snippet
+
+
+def test_train_gpt_is_standalone():
+    # Its bytes count toward an artifact: it must run with torch/numpy/sentencepiece alone.
+    script = ROOT / "trainer" / "train_gpt.py"
+    assert script.is_file()
+    assert "pgolf" not in imported_modules(script.read_text(encoding="utf-8"))
