@@ -1,0 +1,318 @@
+"""Compressors (zlib, zstd, lzma, brotli, none) with byte transforms, bounded decompression.
+
+Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `lzma:6`,
+`lzma:9e` (preset 9 | extreme, the default), `brotli+byte-shuffle`, `zlib+transpose(1024)`.
+Transforms run before compression, their inverses after decompression:
+- `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
+  low and high bytes of fp16 scales apart, as the records did before brotli-11);
+- `transpose(W)`: the bytes as rows of W (default 512, one baseline int8 row), written column by
+  column so that equal positions of neighbouring rows sit side by side.
+A trailing remainder that fills no whole stride/row is kept as-is at the end.
+
+>>> c = get_compressor("zlib+byte-shuffle")
+>>> c.name, c.decompress(c.compress(b"abcabc" * 10), max_output=60) == b"abcabc" * 10
+('zlib+byte-shuffle', True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import lzma
+import re
+import zlib
+from typing import Iterable
+
+import numpy as np
+
+from pgolf.budget.errors import PgolfInputError
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module), ""
+    except ImportError as exc:  # listed as unavailable with the reason, never a crash
+        return None, f"python package {module!r} is not importable ({exc}); pip install {module}"
+
+
+_zstd, _ZSTD_REASON = _optional("zstandard")
+_brotli, _BROTLI_REASON = _optional("brotli")
+
+ZSTD_WINDOW_LOG = 27      # `zstd --long` window: 128 MiB, larger than any artifact
+BROTLI_LGWIN = 24         # brotli's largest standard window (16 MiB)
+DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11}
+LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12)}
+_CHUNK = 1 << 16
+
+
+def _too_big(limit: int) -> ValueError:
+    return ValueError(f"decompressed size exceeds limit of {limit} bytes")
+
+
+# --- transforms --------------------------------------------------------------------------------
+def _regroup(data: bytes, width: int, inverse: bool) -> bytes:
+    """View data[:n] as (rows, width) and transpose it (inverse: transpose back)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    n = arr.size - arr.size % width
+    if n == 0 or width == 1:
+        return bytes(data)
+    rows = n // width
+    head = arr[:n].reshape(width, rows) if inverse else arr[:n].reshape(rows, width)
+    return head.T.tobytes() + arr[n:].tobytes()
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """A reversible byte permutation applied before compression."""
+
+    kind: str          # byte-shuffle | transpose
+    width: int
+
+    def __post_init__(self):
+        if self.kind not in TRANSFORM_DEFAULTS:
+            raise ValueError(f"unknown transform {self.kind!r}; write byte-shuffle or transpose")
+        if int(self.width) != self.width or self.width < 1:
+            raise ValueError(f"{self.kind} needs a positive integer width, got {self.width}")
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.width == TRANSFORM_DEFAULTS[self.kind] else f"{self.kind}({self.width})"
+
+    def forward(self, data: bytes) -> bytes:
+        # byte-shuffle(S) is transpose with rows of S: the same permutation, different default.
+        return _regroup(data, self.width, inverse=False)
+
+    def inverse(self, data: bytes) -> bytes:
+        return _regroup(data, self.width, inverse=True)
+
+
+TRANSFORM_DEFAULTS = {"byte-shuffle": 2, "transpose": 512}
+
+
+# --- codecs --------------------------------------------------------------------------------------
+def _lzma_preset(level) -> int:
+    text = str(level)
+    return int(text.rstrip("e")) | (lzma.PRESET_EXTREME if text.endswith("e") else 0)
+
+
+def _zstd_params(level: int, size: int):
+    return _zstd.ZstdCompressionParameters.from_level(level, source_size=size, window_log=ZSTD_WINDOW_LOG,
+                                                      enable_ldm=True)
+
+
+def _decompress_zlib(data: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _too_big(limit)
+    if not d.eof:
+        raise ValueError("truncated zlib stream")
+    if d.unused_data:
+        raise ValueError(f"{len(d.unused_data)} trailing bytes after the zlib stream")
+    return out
+
+
+def _decompress_lzma(data: bytes, limit: int) -> bytes:
+    d = lzma.LZMADecompressor()
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _too_big(limit)
+    if not d.eof:
+        raise ValueError("truncated lzma stream")
+    if d.unused_data:
+        raise ValueError(f"{len(d.unused_data)} trailing bytes after the lzma stream")
+    return out
+
+
+def _decompress_zstd(data: bytes, limit: int) -> bytes:
+    d = _zstd.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG)
+    declared = _zstd.frame_content_size(data)  # -1 when the frame does not say
+    if declared > limit:
+        raise _too_big(limit)
+    try:
+        # With a declared size zstd decodes into a buffer of exactly that size; without one,
+        # max_output_size caps the buffer. Either way memory stays under the limit.
+        return d.decompress(data, max_output_size=limit, allow_extra_data=False)
+    except _zstd.ZstdError:
+        if declared < 0 and len(d.stream_reader(data).read(limit + 1)) > limit:
+            raise _too_big(limit) from None
+        raise
+
+
+def _decompress_brotli(data: bytes, limit: int) -> bytes:
+    d = _brotli.Decompressor()
+    parts, total, pos = [], 0, 0
+    while not d.is_finished():
+        # output_buffer_limit keeps each call's output near _CHUNK bytes (brotli >= 1.2), so a
+        # bomb is stopped within one chunk of the limit.
+        if pos < len(data) and d.can_accept_more_data():
+            part = d.process(data[pos:pos + _CHUNK], output_buffer_limit=_CHUNK)
+            pos += _CHUNK
+        else:
+            part = d.process(b"", output_buffer_limit=_CHUNK)
+            if not part and pos >= len(data):
+                break
+        total += len(part)
+        if total > limit:
+            raise _too_big(limit)
+        parts.append(part)
+    if not d.is_finished():
+        raise ValueError("truncated brotli stream")
+    if pos < len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes after the brotli stream")
+    return b"".join(parts)
+
+
+_CODEC_ERRORS: tuple[type[BaseException], ...] = (zlib.error, lzma.LZMAError) + tuple(
+    e for e in (getattr(_zstd, "ZstdError", None), getattr(_brotli, "error", None)) if e)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compressor:
+    """One codec at one level, after zero or more transforms. `name` is its canonical spec."""
+
+    codec: str
+    level: int | str | None = None
+    transforms: tuple[Transform, ...] = ()
+
+    def __post_init__(self):
+        if self.codec not in DEFAULT_LEVELS:
+            raise ValueError(f"unknown compressor {self.codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
+        if self.level is None:
+            object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
+        elif self.codec == "none":
+            raise ValueError("'none' takes no level")
+        elif not _level_ok(self.codec, self.level):
+            hint = "0..9 or 0e..9e" if self.codec == "lzma" else f"{min(LEVEL_RANGES[self.codec])}.." \
+                                                                   f"{max(LEVEL_RANGES[self.codec])}"
+            raise ValueError(f"{self.codec} level must be {hint}, got {self.level!r}")
+
+    @property
+    def name(self) -> str:
+        base = self.codec if self.level == DEFAULT_LEVELS[self.codec] else f"{self.codec}:{self.level}"
+        return "+".join([base] + [t.name for t in self.transforms])
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    @property
+    def reason(self) -> str:
+        return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON}.get(self.codec, "")
+
+    def require(self) -> None:
+        if not self.available:
+            raise PgolfInputError(None, f"compressor {self.name} is unavailable: {self.reason}")
+
+    def _open(self, size: int):
+        """A streaming compressor object with .compress(chunk) and .flush()."""
+        if self.codec == "zlib":
+            return zlib.compressobj(self.level)
+        if self.codec == "lzma":
+            return lzma.LZMACompressor(preset=_lzma_preset(self.level))
+        if self.codec == "zstd":
+            return _zstd.ZstdCompressor(compression_params=_zstd_params(self.level, size)).compressobj(size=size)
+        if self.codec == "brotli":
+            return _BrotliStream(_brotli.Compressor(quality=self.level, lgwin=BROTLI_LGWIN))
+        return _NoneStream()
+
+    def compress(self, data: bytes) -> bytes:
+        self.require()
+        for t in self.transforms:
+            data = t.forward(data)
+        return self._encode([data], len(data))
+
+    def compress_chunks(self, chunks: Iterable[bytes], size: int) -> bytes:
+        """Compress the concatenation of `chunks` (total `size` bytes) without joining them first.
+
+        Identical output to `compress(b"".join(chunks))`; for transform-free compressors the
+        chunks are fed as they come, so a generator producing them overlaps with compression.
+        """
+        if self.transforms:
+            return self.compress(b"".join(chunks))
+        self.require()
+        return self._encode(chunks, size)
+
+    def _encode(self, chunks: Iterable[bytes], size: int) -> bytes:
+        stream = self._open(size)
+        out = [stream.compress(bytes(c)) for c in chunks]
+        out.append(stream.flush())
+        return b"".join(out)
+
+    def decompress(self, data: bytes, max_output: int) -> bytes:
+        """Inverse of `compress`; ValueError if the output would pass `max_output` bytes or the
+        stream is corrupt, truncated or followed by trailing bytes."""
+        self.require()
+        try:
+            if self.codec == "none":
+                if len(data) > max_output:
+                    raise _too_big(max_output)
+                out = bytes(data)
+            else:
+                fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
+                      "brotli": _decompress_brotli}[self.codec]
+                out = fn(data, max_output)
+        except _CODEC_ERRORS as exc:
+            raise ValueError(f"corrupt {self.codec} stream ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        for t in reversed(self.transforms):
+            out = t.inverse(out)
+        return out
+
+
+class _NoneStream:
+    def compress(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _BrotliStream:
+    def __init__(self, obj):
+        self.obj = obj
+
+    def compress(self, chunk: bytes) -> bytes:
+        return self.obj.process(chunk)
+
+    def flush(self) -> bytes:
+        return self.obj.finish()
+
+
+def _level_ok(codec: str, level) -> bool:
+    text = str(level)
+    if codec == "lzma" and text.endswith("e"):
+        text = text[:-1]
+    return text.isdigit() and int(text) in LEVEL_RANGES[codec]
+
+
+_SPEC_RE = re.compile(r"^([a-z-]+)(?:\((\d+)\))?$")
+
+
+def get_compressor(spec: str | Compressor) -> Compressor:
+    """The compressor a spec string names; PgolfInputError if it names none.
+
+    >>> get_compressor("zstd:19+transpose(1024)").name
+    'zstd:19+transpose(1024)'
+    """
+    if isinstance(spec, Compressor):
+        return spec
+    text = str(spec).strip()
+    head, *rest = text.split("+")
+    codec, _, level = head.partition(":")
+    try:
+        transforms = []
+        for part in rest:
+            m = _SPEC_RE.match(part.strip())
+            if not m or m.group(1) not in TRANSFORM_DEFAULTS:
+                raise ValueError(f"unknown transform {part!r}; write byte-shuffle, byte-shuffle(4), transpose, "
+                                 f"transpose(1024)")
+            transforms.append(Transform(m.group(1), int(m.group(2) or TRANSFORM_DEFAULTS[m.group(1)])))
+        if codec not in DEFAULT_LEVELS:
+            raise ValueError(f"unknown compressor {codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
+        lvl = None if level == "" else (level if codec == "lzma" and level.endswith("e") else
+                                        int(level) if level.isdigit() else level)
+        return Compressor(codec, lvl, tuple(transforms))
+    except ValueError as exc:
+        raise PgolfInputError(None, f"compressor {text!r}: {exc}") from None
+
+
+COMPRESSORS: dict[str, Compressor] = {name: Compressor(name) for name in DEFAULT_LEVELS}

@@ -1,0 +1,120 @@
+"""Row/group arithmetic shared by the intN, ternary and binary schemes.
+
+A tensor is viewed as rows (dim 0; 1-D and 0-d tensors are one row), each row cut into groups of
+G values (the last one shorter, padded with NaN so reductions ignore it). Every group gets one
+fp16 scale. Pure functions on float32 tensors.
+
+>>> layout((1024, 512), 128)
+(1024, 512, 128, 4)
+>>> x, rows, cols = to_groups(torch.arange(6.0).reshape(2, 3), 2)
+>>> x.shape, rows, cols
+(torch.Size([4, 2]), 2, 3)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+SCALE_DTYPE = torch.float16
+# Scales live in fp16: floor at its smallest subnormal so an all-zero group keeps a finite,
+# nonzero scale (its symbols are all 0 anyway), cap at its max so no scale becomes inf.
+SCALE_MIN = 2.0 ** -24
+SCALE_MAX = 65504.0
+_QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs: work in row chunks
+_TOPK_MAX = 64                  # beyond this many top values a full sort is as fast
+
+
+def layout(shape: tuple[int, ...], group: int | None) -> tuple[int, int, int, int]:
+    """(rows, cols, group size G, groups per row) for a tensor shape."""
+    rows = shape[0] if len(shape) >= 2 else 1
+    cols = math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
+    size = cols if group is None else min(group, cols)
+    return rows, cols, size, (math.ceil(cols / size) if size else 0)
+
+
+def to_groups(t32: Tensor, group: int | None) -> tuple[Tensor, int, int]:
+    """(rows * groups, G) float32 matrix, NaN-padded; plus rows and cols of the row view."""
+    rows, cols, size, ngroups = layout(tuple(t32.shape), group)
+    x = t32.reshape(rows, cols)
+    if ngroups * size != cols:
+        x = torch.nn.functional.pad(x, (0, ngroups * size - cols), value=float("nan"))
+    return x.reshape(rows * ngroups, size), rows, cols
+
+
+def quantile_rows(a: Tensor, q: float, ignore_nan: bool = False) -> Tensor:
+    """torch.quantile(a, q, dim=1) (linear interpolation), bit for bit, via a top-k, not a full sort.
+
+    For the high percentiles clip rules use, only the m = n - floor(q (n-1)) largest values of
+    a row matter; rank, weight and lerp are computed exactly as torch.quantile computes them (in
+    the input dtype), so the result is identical (tests check thousands of rows, ties included).
+    `ignore_nan` gives torch.nanquantile instead (NaN-padded groups); rows with NaN otherwise
+    take torch.quantile itself, NaN propagation included.
+    """
+    n = a.shape[1]
+    rank = torch.tensor(q, dtype=a.dtype) * (n - 1)
+    below, above = int(rank), int(torch.ceil(rank))
+    if ignore_nan or n - below > _TOPK_MAX or bool(torch.isnan(a).any()):
+        fn = torch.nanquantile if ignore_nan else torch.quantile
+        step = max(1, _QUANTILE_MAX_NUMEL // max(1, n))
+        return torch.cat([fn(a[i:i + step], q, dim=1) for i in range(0, a.shape[0], step)])
+    top = a.topk(n - below, dim=1).values  # descending: sorted index i sits at n - 1 - i
+    lo, hi = top[:, n - 1 - below], top[:, n - 1 - above]
+    return torch.lerp(lo, hi, (rank - below).expand_as(lo))
+
+
+def clip_values(x: Tensor, rule: str, arg: float | None) -> Tensor:
+    """One clip (or absmean scale) per group row of `x`: percentile, amax, sdclip, absmean.
+
+    >>> clip_values(torch.tensor([[1.0, -3.0, float("nan")]]), "amax", None).tolist()
+    [3.0]
+    """
+    if x.numel() == 0:
+        return torch.zeros(x.shape[0])
+    a = x.abs()
+    padded = bool(torch.isnan(x[:, -1]).any())  # only the last group of a row can hold NaN padding
+    if rule == "percentile":
+        return quantile_rows(a, arg / 100.0, padded) if arg < 100 else torch.nan_to_num(a, nan=0.0).amax(dim=1)
+    if rule == "amax":
+        return (torch.nan_to_num(a, nan=0.0) if padded else a).amax(dim=1)
+    count = (~torch.isnan(x)).sum(dim=1).clamp_min(1) if padded else x.shape[1]
+    total = torch.nansum if padded else torch.sum
+    if rule == "absmean":
+        return total(a, dim=1) / count
+    if rule == "sdclip":
+        mean = total(x, dim=1) / count
+        var = total((x - mean[:, None]) ** 2, dim=1) / ((count - 1).clamp_min(1) if padded else max(1, count - 1))
+        return arg * var.sqrt()
+    raise ValueError(f"unknown clip rule {rule!r}")
+
+
+def quantize_groups(x: Tensor, clip: Tensor, qmax: int, clip_first: bool = True,
+                    sign_only: bool = False) -> tuple[Tensor, Tensor]:
+    """int8 symbols (same shape as x, pads 0) and fp16 scales for clip/qmax per group row.
+
+    The symbols are computed with the fp16-rounded scale, so dequantization (symbols x stored
+    scale) is the best reconstruction the stored scale allows.
+    """
+    # sign_only never divides by the scale, so an all-zero group may keep scale 0 (exact zeros).
+    scale = (clip / qmax).clamp(0.0 if sign_only else SCALE_MIN, SCALE_MAX).to(SCALE_DTYPE)
+    s = scale.float()[:, None]
+    x0 = torch.nan_to_num(x, nan=0.0)
+    if sign_only:
+        q = torch.where(x0 >= 0, 1.0, -1.0)
+    else:
+        if clip_first:
+            c = clip[:, None]
+            x0 = torch.maximum(torch.minimum(x0, c), -c)
+        q = torch.clamp(torch.round(x0 / s), -qmax, qmax)
+    return q.to(torch.int8), scale
+
+
+def dequantize_groups(symbols: Tensor, scales: Tensor, shape: tuple[int, ...], group: int | None) -> Tensor:
+    """float32 tensor of `shape`: each group's symbols times its fp16 scale."""
+    rows, cols, size, ngroups = layout(tuple(shape), group)
+    q = symbols.reshape(rows, cols).float()
+    if ngroups * size != cols:
+        q = torch.nn.functional.pad(q, (0, ngroups * size - cols))
+    out = q.reshape(rows * ngroups, size) * scales.reshape(rows * ngroups, 1).float()
+    return out.reshape(rows, ngroups * size)[:, :cols].reshape(shape)

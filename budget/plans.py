@@ -1,0 +1,158 @@
+"""Plans: which scheme each tensor gets, by ordered regex rules on state-dict names.
+
+The official passthrough rules come first (shared/reference/official_format.md §2): non-float
+tensors stay as they are, float tensors with at most `keep_float_max_numel` values are kept as
+fp32 (control tensors) or fp16 (other fp32/bf16). Then the first rule whose regex matches the
+name (`re.search`) wins, then the default. A bare scheme spec is a plan (`int6`, `fp16`, ...).
+Plans persist as small versioned JSON files: {"format": "pgolf-plan-v1", ...}.
+
+>>> import torch
+>>> p = resolve_plan("int5-mlp-int6-attn")
+>>> p.scheme_for("blocks.0.mlp.fc.weight", torch.zeros(1024, 512)), p.scheme_for("blocks.0.attn_scale", torch.zeros(512))
+('int5', 'fp32')
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+from torch import Tensor
+
+from pgolf.budget import official
+from pgolf.budget.atomic import write_text_atomic
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.schemes import get_scheme
+
+PLAN_FORMAT = "pgolf-plan-v1"
+MAX_PLAN_BYTES = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Ordered (regex, scheme spec) rules, a default scheme, and the official passthrough limit."""
+
+    name: str
+    rules: tuple[tuple[str, str], ...] = ()
+    default: str = official.FORMAT_TAG
+    keep_float_max_numel: int = official.KEEP_FLOAT_MAX_NUMEL
+    description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "rules", tuple((str(p), str(s)) for p, s in self.rules))
+        for pattern, spec in self.rules:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PgolfInputError(None, f"plan {self.name!r}: bad regex {pattern!r} ({exc}); "
+                                            f"write a Python regex such as '\\.mlp\\.'") from None
+            get_scheme(spec)
+        get_scheme(self.default)
+        if int(self.keep_float_max_numel) != self.keep_float_max_numel or self.keep_float_max_numel < 0:
+            raise PgolfInputError(None, f"plan {self.name!r}: keep_float_max_numel must be an integer >= 0, "
+                                        f"got {self.keep_float_max_numel!r}")
+
+    def scheme_for(self, name: str, t: Tensor) -> str:
+        """Scheme spec for one tensor: official passthrough first, then rules, then the default."""
+        if not t.is_floating_point():
+            return "passthrough"
+        if t.numel() <= self.keep_float_max_numel:
+            if official.is_control_tensor(name):
+                return "fp32"
+            return "fp16" if str(t.dtype) in ("torch.float32", "torch.bfloat16") else "passthrough"
+        for pattern, spec in self.rules:
+            if re.search(pattern, name):
+                return get_scheme(spec).name
+        return get_scheme(self.default).name
+
+    def to_dict(self) -> dict:
+        return {"format": PLAN_FORMAT, "name": self.name, "description": self.description,
+                "rules": [{"pattern": p, "scheme": s} for p, s in self.rules],
+                "default": self.default, "keep_float_max_numel": self.keep_float_max_numel}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return write_text_atomic(path, self.to_json())
+
+
+def plan_from_dict(obj: object, source: str | os.PathLike | None = None) -> Plan:
+    """A Plan from its JSON form; PgolfInputError naming `source` on anything unexpected."""
+    def bad(problem: str):
+        return PgolfInputError(source, f"plan file: {problem}")
+
+    if not isinstance(obj, dict):
+        raise bad(f"expected a JSON object, found {type(obj).__name__}") from None
+    if obj.get("format") != PLAN_FORMAT:
+        raise bad(f"format tag is {obj.get('format')!r}, expected {PLAN_FORMAT!r}") from None
+    unknown = set(obj) - {"format", "name", "description", "rules", "default", "keep_float_max_numel"}
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}") from None
+    rules = obj.get("rules", [])
+    if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and set(r) == {"pattern", "scheme"} and all(isinstance(v, str) for v in r.values())
+            for r in rules):
+        raise bad('"rules" must be a list of {"pattern": str, "scheme": str}') from None
+    fields = {"name": obj.get("name", Path(str(source or "plan")).stem), "default": obj.get("default", official.FORMAT_TAG),
+              "description": obj.get("description", ""),
+              "keep_float_max_numel": obj.get("keep_float_max_numel", official.KEEP_FLOAT_MAX_NUMEL)}
+    for key in ("name", "default", "description"):
+        if not isinstance(fields[key], str):
+            raise bad(f'"{key}" must be a string') from None
+    if not isinstance(fields["keep_float_max_numel"], int) or isinstance(fields["keep_float_max_numel"], bool):
+        raise bad('"keep_float_max_numel" must be an integer') from None
+    try:
+        return Plan(rules=tuple((r["pattern"], r["scheme"]) for r in rules), **fields)
+    except PgolfInputError as exc:
+        raise bad(exc.problem) from None
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    """Read a plan JSON file written by `Plan.save` (or by hand)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_PLAN_BYTES:
+            raise PgolfInputError(p, f"plan file is {size:,} bytes; plans are small (limit {MAX_PLAN_BYTES:,})")
+        obj = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise PgolfInputError(p, f"cannot read plan file ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
+        raise PgolfInputError(p, f"plan file is not valid JSON ({str(exc).splitlines()[0]})") from None
+    return plan_from_dict(obj, p)
+
+
+def resolve_plan(spec: str | Plan) -> Plan:
+    """A Plan from a preset name, a bare scheme spec, or a path to a plan JSON file."""
+    if isinstance(spec, Plan):
+        return spec
+    text = str(spec).strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    if text.endswith(".json") or os.sep in text or Path(text).is_file():
+        return load_plan(text)
+    try:
+        scheme = get_scheme(text)
+    except PgolfInputError as exc:
+        raise PgolfInputError(None, f"unknown plan {text!r}: not a preset ({', '.join(PRESETS)}) or a plan "
+                                    f".json file, and as a scheme: {exc.problem}") from None
+    return Plan(name=scheme.name, default=scheme.name, description=f"{scheme.name} for every tensor "
+                                                                      f"the passthrough rules do not keep")
+
+
+_EMB = r"^tok_emb\.|^lm_head\.|^bigram\.embed\."
+PRESETS: dict[str, Plan] = {p.name: p for p in (
+    Plan("official-int8", description="the baseline export: int8_clean_per_row_v1 + official passthrough"),
+    Plan("fp16-embed", ((_EMB, "fp16"),),
+         description="official int8, embeddings kept in fp16 (records: quant gap -0.007 BPB for ~0.5 MB)"),
+    Plan("int6", default="int6", description="int6 per row for every large matrix, one value per byte"),
+    Plan("int5-mlp-int6-attn", ((r"\.mlp\.", "int5"), (_EMB, "int8"), (r"\.attn\.", "int6")), default="int6",
+         description="int5 MLP matrices, int6 attention, int8 embeddings (records' mixed precision)"),
+    Plan("sdclip-int6-int8emb", ((_EMB, "int8:sdclip(20)"),), default="int6:sdclip(12.85)",
+         description="SDClip: scale = k*std(row)/qmax, k=12.85 for int6 matrices, k=20 for int8 embeddings"),
+    Plan("ternary", ((_EMB, "fp8_e4m3"),), default="ternary",
+         description="ternary absmean per group of 128, base-3 packed; fp8 e4m3 embeddings (ternary records)"),
+)}

@@ -1,0 +1,365 @@
+"""Read any model file pgolf accepts, detected by content, validated, never executing code.
+
+Formats (the `format` field): "state-dict-pt" (torch.save of a state dict, zip or legacy),
+"safetensors", "pgolf-checkpoint" (step_NNNNNN.safetensors + .json sidecar, or their folder),
+"official-ptz" (zlib over torch.save of an int8_clean_per_row_v1 export) and "pgolf-artifact"
+(pgolf's own container, read by pgolf.budget.measure.read_artifact). Pickles are only ever
+loaded with torch.load(weights_only=True, map_location="cpu"); decompression is bounded by
+`max_decompressed_bytes` (default DEFAULT_LIMIT, or env PGOLF_MAX_DECOMPRESSED).
+
+>>> li = load_input("../shared/fixtures/artifacts/sp1024-2L-d64/final_model.int8.ptz")  # doctest: +SKIP
+>>> li.format, li.raw_bytes, len(li.state_dict)                                          # doctest: +SKIP
+('official-ptz', 146938, 22)
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import re
+import struct
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from pgolf.budget.atomic import is_temp_litter
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.official import dequantize_state_dict_int8
+from pgolf.budget.validate import (describe, env_int, one_line, parse_json_bytes, read_file_bytes,
+                                   read_json, read_shard, read_tokenizer, validate_export,
+                                   validate_state_dict)
+
+__all__ = ["DEFAULT_LIMIT", "LoadedInput", "load_input", "load_bytes", "load_checkpoint_bytes",
+           "decompress_zlib_bounded", "read_json", "read_shard", "read_tokenizer", "FORMATS"]
+
+DEFAULT_LIMIT = 64 * CAP_BYTES  # 1.024 GB: far above any real artifact, far below a bomb
+LIMIT_ENV = "PGOLF_MAX_DECOMPRESSED"
+CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
+FORMATS = ("pgolf-checkpoint", "state-dict-pt", "safetensors", "official-ptz", "pgolf-artifact")
+SIDECAR_KEYS = ("config", "step")
+STEP_RE = re.compile(r"step_(\d+)\.safetensors")
+_CHUNK = 1 << 20  # inflate 1 MB at a time when measuring a zlib stream
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own header limit
+
+
+@dataclass(frozen=True)
+class LoadedInput:
+    """One validated model input: its tensors (dequantized for artifacts) and where they came from."""
+    path: Path
+    format: str
+    state_dict: dict[str, Tensor] = field(repr=False)
+    raw_bytes: int
+    metadata: dict = field(default_factory=dict)
+    export: dict | None = field(default=None, repr=False)
+
+
+def resolve_limit(max_decompressed_bytes: int | None) -> int:
+    if max_decompressed_bytes is None:
+        return env_int(LIMIT_ENV, DEFAULT_LIMIT)
+    if int(max_decompressed_bytes) <= 0:
+        raise PgolfInputError(None, f"max_decompressed_bytes must be positive, got {max_decompressed_bytes}") from None
+    return int(max_decompressed_bytes)
+
+
+# --- content sniffing -------------------------------------------------------------------------
+
+def _is_zip(data: bytes) -> bool:
+    return data[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _is_zlib(data: bytes) -> bool:
+    # RFC 1950: CM = 8 (deflate), window <= 32 KB, and the 16-bit header is a multiple of 31
+    return len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7 and ((data[0] << 8) | data[1]) % 31 == 0
+
+
+def _is_pickle(data: bytes) -> bool:
+    return len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5
+
+
+def _looks_safetensors(data: bytes) -> bool:
+    if len(data) < 9 or data[8:9] != b"{":
+        return False
+    return struct.unpack("<Q", data[:8])[0] < _SAFETENSORS_MAX_HEADER
+
+
+def _first_bytes(data: bytes) -> str:
+    return data[:8].hex(" ")
+
+
+# --- decoders ---------------------------------------------------------------------------------
+
+def decompress_zlib_bounded(data: bytes, limit: int, path=None) -> bytes:
+    """Inflate a zlib stream, refusing it once the output would pass `limit` bytes.
+
+    A first pass inflates 1 MB at a time and keeps nothing, so a bomb costs time, not memory;
+    only a stream known to fit is then inflated into memory.
+
+    >>> decompress_zlib_bounded(zlib.compress(b"x" * 10), limit=100)
+    b'xxxxxxxxxx'
+    """
+    d = zlib.decompressobj()
+    total, pending = 0, data
+    try:
+        while pending and not d.eof:
+            total += len(d.decompress(pending, _CHUNK))
+            if total > limit:
+                raise PgolfInputError(path, f"decompressed size exceeds {limit:,} bytes (decompression bomb? "
+                                            f"raise the limit with {LIMIT_ENV})") from None
+            pending = d.unconsumed_tail
+        if not d.eof:
+            total += len(d.flush())
+    except zlib.error as exc:
+        raise PgolfInputError(path, f"corrupt zlib stream ({one_line(exc)})") from None
+    if not d.eof:
+        raise PgolfInputError(path, f"truncated zlib stream (ends after {total:,} decompressed bytes)") from None
+    if d.unused_data:
+        raise PgolfInputError(path, f"{len(d.unused_data):,} unexpected bytes after the end of the zlib stream") from None
+    return zlib.decompress(data, bufsize=max(total, 1))
+
+
+def _check_zip(data: bytes, path, limit: int) -> None:
+    """Structure and total unpacked size of a torch zip, before torch touches it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > limit:
+                raise PgolfInputError(path, f"decompressed size exceeds {limit:,} bytes (zip entries total {total:,})") from None
+            if not any(i.filename.endswith("/data.pkl") or i.filename == "data.pkl" for i in infos):
+                raise PgolfInputError(path, "zip archive without data.pkl: not a torch.save file") from None
+            # torch does not check the CRC-32s it writes; without this a flipped bit in a weight loads silently
+            bad = zf.testzip()
+    except PgolfInputError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+            zlib.error, NotImplementedError, RuntimeError) as exc:
+        raise PgolfInputError(path, f"corrupt or truncated torch zip archive ({one_line(exc, 80)})") from None
+    if bad is not None:
+        raise PgolfInputError(path, f"corrupt torch zip archive: CRC-32 mismatch in entry {bad[:80]!r}") from None
+
+
+def _unpickle_problem(exc: Exception) -> str:
+    text = str(exc)
+    if "Weights only load failed" in text or "WeightsUnpickler" in text or "Unsupported" in text:
+        m = re.search(r"(?:unsupported GLOBAL|Unsupported global:)\s*(?:GLOBAL\s*)?([\w.]+)", text)
+        what = f"global {m.group(1)}" if m else one_line(
+            next((ln for ln in text.splitlines() if "Unsupported" in ln), "a disallowed pickle opcode"), 80)
+        return (f"refused to unpickle {what}: only tensors and plain containers are loaded "
+                f"(weights_only=True), never code")
+    if "PytorchStreamReader" in text or "zip archive" in text:
+        return f"corrupt torch zip archive ({one_line(text, 100)})"
+    return f"cannot load torch file: {one_line(f'{type(exc).__name__}: {text}', 160)}"
+
+
+def torch_load_bytes(data: bytes, path, limit: int):
+    """torch.load(weights_only=True, map_location='cpu') of in-memory bytes, errors as one line."""
+    if _is_zip(data):
+        _check_zip(data, path, limit)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol/storage notices would break the one-line rule
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # pickle, zip, EOF and torch errors alike: the file is bad, say how
+        raise PgolfInputError(path, _unpickle_problem(exc)) from None
+
+
+def _decode_export(payload: bytes, path, limit: int) -> tuple[dict[str, Tensor], dict]:
+    obj = torch_load_bytes(payload, path, limit)
+    validate_export(obj, path)
+    try:
+        sd = dequantize_state_dict_int8(obj)
+    except Exception as exc:  # validated above; a residual mismatch still must not escape
+        raise PgolfInputError(path, f"cannot dequantize the int8 export ({one_line(exc, 120)})") from None
+    return validate_state_dict(sd, path, "dequantized state dict"), obj
+
+
+def _decode_safetensors(data: bytes, path) -> tuple[dict[str, Tensor], dict]:
+    from safetensors.torch import load as st_load
+
+    (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        raise PgolfInputError(path, f"truncated safetensors file (header says {n:,} header bytes, "
+                                    f"file has {len(data) - 8:,} after the length)") from None
+    try:
+        header = json.loads(data[8:8 + n])
+        meta = header.get("__metadata__") or {}
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        need = max((e for e in ends if isinstance(e, int)), default=0)
+        if 8 + n + need > len(data):
+            raise PgolfInputError(path, f"truncated safetensors file (its tensors need {8 + n + need:,} bytes, "
+                                        f"the file has {len(data):,})") from None
+        sd = st_load(data)
+    except PgolfInputError:
+        raise
+    except Exception as exc:  # SafetensorError, JSON and UTF-8 errors: a malformed file
+        raise PgolfInputError(path, f"corrupt safetensors file ({one_line(exc, 120)})") from None
+    if not isinstance(meta, dict):
+        raise PgolfInputError(path, f"safetensors __metadata__ is a {describe(meta)}, expected a dict") from None
+    return validate_state_dict(sd, path), meta
+
+
+def _pgolf_container():
+    """helper A's container module, or None while it does not exist."""
+    try:
+        return importlib.import_module("pgolf.budget.container")
+    except ModuleNotFoundError as exc:
+        if exc.name != "pgolf.budget.container":
+            raise
+        return None
+
+
+def _decode_pgolf_artifact(data: bytes, path, limit: int):
+    container = _pgolf_container()
+    detect = getattr(container, "is_artifact", None)
+    if container is None or detect is None or not detect(data):
+        return None
+    from pgolf.budget.measure import read_artifact
+
+    try:
+        sd = read_artifact(data, max_output_bytes=limit)
+    except PgolfInputError as exc:
+        raise PgolfInputError(path, exc.problem) from None
+    except ValueError as exc:  # read_artifact's contract: a one-line problem
+        raise PgolfInputError(path, one_line(exc)) from None
+    return validate_state_dict(sd, path, "dequantized state dict")
+
+
+def load_bytes(data: bytes, name="<bytes>", max_decompressed_bytes: int | None = None,
+               metadata: dict | None = None) -> LoadedInput:
+    """Detect, decode and validate one model file held in memory (`name` is used in messages).
+
+    >>> load_bytes(b"", "x.pt")
+    Traceback (most recent call last):
+    ...
+    pgolf.budget.errors.PgolfInputError: x.pt: empty file
+    """
+    limit = resolve_limit(max_decompressed_bytes)
+    path, export, meta = Path(str(name)), None, dict(metadata or {})
+    if not data:
+        raise PgolfInputError(name, "empty file") from None
+    artifact = _decode_pgolf_artifact(data, name, limit)
+    if artifact is not None:
+        return LoadedInput(path, "pgolf-artifact", artifact, len(data), meta, None)
+    if _is_zip(data) or _is_pickle(data):
+        obj = torch_load_bytes(data, name, limit)
+        if isinstance(obj, dict) and "__quant_format__" in obj:
+            raise PgolfInputError(name, "holds an uncompressed int8 export; pgolf reads exports as the "
+                                        "zlib-compressed .ptz the baseline writes") from None
+        return LoadedInput(path, "state-dict-pt", validate_state_dict(obj, name), len(data), meta, None)
+    if _looks_safetensors(data):
+        sd, _ = _decode_safetensors(data, name)
+        return LoadedInput(path, "safetensors", sd, len(data), meta, None)
+    if _is_zlib(data):
+        payload = decompress_zlib_bounded(data, limit, name)
+        if not (_is_zip(payload) or _is_pickle(payload)):
+            raise PgolfInputError(name, f"zlib stream does not hold a torch.save file (first bytes "
+                                        f"{_first_bytes(payload) or 'none'})") from None
+        sd, export = _decode_export(payload, name, limit)
+        return LoadedInput(path, "official-ptz", sd, len(data), meta, export)
+    if len(data) < 8:
+        raise PgolfInputError(name, f"truncated: only {len(data)} bytes (first bytes {_first_bytes(data)})") from None
+    raise PgolfInputError(name, f"unknown format (first bytes {_first_bytes(data)}): expected a torch .pt, "
+                                f".safetensors, pgolf checkpoint, official .ptz or pgolf artifact") from None
+
+
+# --- pgolf checkpoints ------------------------------------------------------------------------
+
+def validate_sidecar(sidecar: dict, weights: bytes, sidecar_name) -> dict:
+    """Checks a parsed sidecar against its weights: required keys and the weights' sha256."""
+    if not isinstance(sidecar.get("config"), dict):
+        raise PgolfInputError(sidecar_name, f"'config' is a {describe(sidecar.get('config'))}, expected an object") from None
+    step = sidecar.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise PgolfInputError(sidecar_name, f"'step' is {str(step)[:40]!r}, expected a non-negative integer") from None
+    want = sidecar.get("weights_sha256")
+    if want is not None:
+        if not (isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want)):
+            raise PgolfInputError(sidecar_name, f"'weights_sha256' is {str(want)[:70]!r}, expected 64 hex digits") from None
+        got = hashlib.sha256(weights).hexdigest()
+        if got != want:
+            raise PgolfInputError(sidecar_name, f"weights_sha256 mismatch: the sidecar says {want[:12]}..., "
+                                                f"the weights file hashes to {got[:12]}... (stale or corrupt checkpoint)") from None
+    return sidecar
+
+
+def load_checkpoint_bytes(weights: bytes, sidecar: bytes, name="<checkpoint>.safetensors",
+                          sidecar_name="<checkpoint>.json") -> LoadedInput:
+    """A pgolf checkpoint from its two files' bytes: validated sidecar + safetensors weights."""
+    meta = validate_sidecar(parse_json_bytes(sidecar, sidecar_name, CHECKPOINT_FORMAT, SIDECAR_KEYS),
+                            weights, sidecar_name)
+    if not weights:
+        raise PgolfInputError(name, "empty file") from None
+    if not _looks_safetensors(weights):
+        raise PgolfInputError(name, f"checkpoint weights are not a safetensors file (first bytes "
+                                    f"{_first_bytes(weights)})") from None
+    sd, st_meta = _decode_safetensors(weights, name)
+    tag = st_meta.get("format")
+    if tag is not None and tag != CHECKPOINT_FORMAT:
+        raise PgolfInputError(name, f"safetensors metadata format {str(tag)[:60]!r} does not match the "
+                                    f"sidecar's {CHECKPOINT_FORMAT!r}") from None
+    return LoadedInput(Path(str(name)), "pgolf-checkpoint", in_model_order(sd, meta, sidecar_name), len(weights), meta, None)
+
+
+def in_model_order(sd: dict[str, Tensor], sidecar: dict, sidecar_name) -> dict[str, Tensor]:
+    """safetensors stores tensors sorted by name; the sidecar's `tensor_names` restores the
+    state-dict order (which the official export, and so its exact bytes, follows)."""
+    names = sidecar.get("tensor_names")
+    if names is None:
+        return sd
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise PgolfInputError(sidecar_name, "'tensor_names' is not a list of strings") from None
+    if len(names) != len(sd) or set(names) != set(sd):
+        missing = sorted(set(sd) - set(names)) or sorted(set(names) - set(sd)) or ["(duplicates)"]
+        raise PgolfInputError(sidecar_name, f"'tensor_names' does not match the weights file's {len(sd):,} tensors "
+                                            f"(first difference: {missing[0][:60]!r})") from None
+    return {n: sd[n] for n in names}
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    """The highest step_N.safetensors that has its .json sidecar (written last, so it marks a
+    complete checkpoint); temp litter from killed writers is never considered."""
+    for where in (folder, folder / "checkpoints"):
+        steps = []
+        for p in where.glob("step_*.safetensors") if where.is_dir() else ():
+            m = STEP_RE.fullmatch(p.name)
+            if m and not is_temp_litter(p) and p.with_suffix(".json").is_file():
+                steps.append((int(m.group(1)), p))
+        if steps:
+            return max(steps)[1]
+    raise PgolfInputError(folder, "folder holds no complete checkpoint (step_NNNNNN.safetensors with its "
+                                  ".json sidecar, here or in checkpoints/)") from None
+
+
+def load_input(path, max_decompressed_bytes: int | None = None) -> LoadedInput:
+    """Load and validate one model input file (or a checkpoint folder).
+
+    `max_decompressed_bytes=None` means env PGOLF_MAX_DECOMPRESSED, else DEFAULT_LIMIT.
+
+    >>> load_input("no/such.pt")
+    Traceback (most recent call last):
+    ...
+    pgolf.budget.errors.PgolfInputError: no/such.pt: no such file
+    """
+    p = Path(path)
+    limit = resolve_limit(max_decompressed_bytes)
+    if p.is_dir():
+        p = newest_checkpoint(p)
+    elif p.suffix == ".json" and p.is_file():
+        weights = p.with_suffix(".safetensors")
+        if not weights.is_file():
+            raise PgolfInputError(path, f"sidecar without its weights file {weights.name}") from None
+        return _load_checkpoint_files(weights, p)
+    if p.suffix == ".safetensors" and p.with_suffix(".json").is_file():
+        return _load_checkpoint_files(p, p.with_suffix(".json"))
+    return load_bytes(read_file_bytes(p), p, limit)
+
+
+def _load_checkpoint_files(weights: Path, sidecar: Path) -> LoadedInput:
+    return load_checkpoint_bytes(read_file_bytes(weights), read_file_bytes(sidecar), weights, sidecar)

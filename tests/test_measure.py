@@ -1,0 +1,307 @@
+"""The exact engine: official reproduction, baseline golden numbers, roundtrips, ties, artifacts, code bytes."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+import torch
+
+from conftest import FIXTURE_MODELS, fixture_path
+from pgolf.budget import official
+from pgolf.budget.artifact import assign, build, export_object, quantize_item
+from pgolf.budget.codebytes import code_bytes, code_sizes, wrap_source
+from pgolf.budget.compare import compare, compare_input
+from pgolf.budget.container import frame
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.measure import (build_artifact, fake_quantize, measure_budget, measure_input, read_artifact,
+                                  symbol_stats, tensor_table)
+from pgolf.budget.plans import PRESETS
+from pgolf.budget.readers import load_input
+from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+HEADLINE = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
+
+
+def _bits(t):
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def _ptz_export(path):
+    return torch.load(io.BytesIO(zlib.decompress(path.read_bytes())), weights_only=True, map_location="cpu")
+
+
+@pytest.fixture(scope="module")
+def mini():
+    """1 block x 192, vocab 512: embedding and MLP matrices above 65,536 values, the rest passthrough."""
+    return synthetic_state_dict(baseline_specs(num_layers=1, model_dim=192, num_heads=4, num_kv_heads=2,
+                                               vocab_size=512), seed=1)
+
+
+@pytest.mark.parametrize("model", FIXTURE_MODELS)
+def test_requantizing_final_model_reproduces_the_official_ptz(model):
+    pt = fixture_path("artifacts", model, "final_model.pt")
+    ptz = fixture_path("artifacts", model, "final_model.int8.ptz")
+    sd = torch.load(pt, weights_only=True, map_location="cpu")
+    ref = _ptz_export(ptz)
+    items = [quantize_item(i) for i in assign(sd, "official-int8")]
+    ours = export_object(items)
+    assert list(ours) == list(ref)
+    for section in ("quantized", "scales", "passthrough"):
+        assert list(ours[section]) == list(ref[section])
+        for name, t in ref[section].items():
+            assert ours[section][name].dtype == t.dtype and torch.equal(ours[section][name], t), (section, name)
+    for key in ("dtypes", "qmeta", "passthrough_orig_dtypes", "__quant_format__"):
+        assert ours.get(key) == ref.get(key)
+    size, ours_size = ptz.stat().st_size, len(build_artifact(sd, "official-int8", "zlib"))
+    assert abs(ours_size - size) / size < 0.005
+
+
+@pytest.mark.parametrize("model", FIXTURE_MODELS)
+def test_ptz_read_as_is_its_file_bytes_are_bytes_model(model):
+    ptz = fixture_path("artifacts", model, "final_model.int8.ptz")
+    report = measure_input(load_input(ptz))
+    assert report.headline["bytes_model"] == ptz.stat().st_size
+    assert report.headline["serialized_bytes"] == len(zlib.decompress(ptz.read_bytes()))
+    assert report.headline["params"] == {"sp1024-2L-d64": 107_080, "sp1024-3L-d128": 476_812}[model]
+    requant = measure_input(load_input(ptz), "int6", "zstd", per_tensor=False)
+    assert requant.headline["roundtrip_exact"] and requant.headline["plan"] == "int6"
+
+
+@pytest.mark.parametrize("plan,compressor,stored_plan", [("int5-mlp-int6-attn", "zstd:3", "int5-mlp-int6-attn"),
+                                                          ("fp16-embed", "brotli:5", "official-int8")])
+def test_pgolf_artifact_is_measured_as_stored(mini, tmp_path, plan, compressor, stored_plan):
+    path = tmp_path / "model.pgolf"
+    path.write_bytes(build_artifact(mini, plan, compressor))
+    loaded = load_input(path)
+    h = measure_input(loaded, per_tensor=False).headline
+    assert (h["plan"], h["compressor"], h["bytes_model"]) == (stored_plan, compressor, path.stat().st_size)
+    other = measure_input(loaded, compressor="zlib", per_tensor=False)  # same plan: stored tensors, no requantizing
+    decoded = read_artifact(other.artifact)
+    assert other.headline["compressor"] == "zlib" and all(torch.equal(decoded[n], t) for n, t in loaded.state_dict.items())
+    pairs = compare_input(loaded, [stored_plan], [compressor, "none"]).frame
+    assert pairs.loc[0, "bytes_model"] == path.stat().st_size
+
+
+def test_baseline_shape_golden_numbers():
+    sd = synthetic_state_dict(baseline_specs(), seed=0)
+    report = measure_budget(sd, "official-int8", "zlib", per_tensor=False)
+    h = report.headline
+    assert h["params"] == param_count(baseline_specs()) == 17_059_912
+    assert h["payload_bytes"] == 17_178_912
+    assert h["serialized_bytes"] == 17_224_025
+    assert h["roundtrip_exact"] is True and h["artifact"] == "official-export"
+    assert h["bytes_total"] == h["bytes_model"] and h["headroom_bytes"] == 16_000_000 - h["bytes_model"]
+    assert 7.2 < h["bits_per_param"] < 7.6  # the published baseline: 7.42
+    assert (report.frame["kind"] == "quantized").sum() == 55 and len(report.frame) == 92
+    assert h["payload_bytes"] == official.quantize_state_dict_int8(sd)[1]["int8_payload_bytes"]
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "fp16-embed"])
+def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
+    sd = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"]})  # a tie: one storage in both
+    items = [quantize_item(i) for i in assign(sd, plan)]
+    built = build(assign(sd, plan), plan, "zlib", keep_raw=True)
+    ref = official.serialize_export(export_object(items))
+    assert len(built.raw) == built.serialized_bytes and built.raw == ref
+    assert built.blob == zlib.compress(ref, 9)
+
+
+def _check_roundtrip(sd, plan, compressor):
+    report = measure_budget(sd, plan, compressor, per_tensor=False)
+    h = report.headline
+    assert list(h)[:8] == HEADLINE and h["roundtrip_exact"] is True and h["bytes_model"] == len(report.artifact)
+    decoded, fake = read_artifact(report.artifact), fake_quantize(sd, plan)
+    # the official export groups quantized before passthrough tensors; pgolf's container keeps the order
+    order = sorted if h["artifact"] == "official-export" else list
+    assert order(decoded) == order(sd)
+    for name, t in sd.items():
+        assert fake[name].dtype == t.dtype and torch.equal(_bits(decoded[name].to(t.dtype)), _bits(fake[name]))
+    return report
+
+
+@pytest.mark.parametrize("plan", list(PRESETS) + ["int4:packed", "binary", "fp16", "int3:mse:group(64):packed"])
+def test_every_plan_roundtrips_exactly(mini, plan):
+    _check_roundtrip(mini, plan, "zlib")
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "int6"])
+@pytest.mark.parametrize("compressor", ["none", "zstd:3", "lzma:1", "brotli:5+byte-shuffle", "zlib:1+transpose"])
+def test_every_compressor_roundtrips_exactly(mini, plan, compressor):
+    report = _check_roundtrip(mini, plan, compressor)
+    assert report.artifact[:5] == b"PGOLF"  # framed: names its compressor
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "int5-mlp-int6-attn"])
+def test_same_weights_same_bytes(mini, plan):
+    assert build_artifact(mini, plan, "zlib") == build_artifact(dict(mini), plan, "zlib")
+
+
+def test_per_tensor_rows(mini):
+    frame = tensor_table(mini, "int6", "zlib")
+    row = frame.set_index("name").loc["tok_emb.weight"]
+    assert (row["scheme"], row["dtype"], row["numel"], row["values_bytes"], row["scales_bytes"]) == \
+        ("int6", "bfloat16", 98_304, 98_304, 1_024)
+    assert row["payload_bytes"] == 99_328 and 40 <= row["levels"] <= 63
+    assert row["compressed_bytes"] == len(zlib.compress(
+        read_payload(mini["tok_emb.weight"], "int6"), 9))
+    # i.i.d. Gaussian symbols: no compressor beats the order-0 entropy of the values
+    assert row["entropy_bytes"] <= row["compressed_bytes"]
+
+
+def read_payload(t, spec):
+    from pgolf.budget.schemes import get_scheme
+
+    s = get_scheme(spec)
+    values, scales = s.pack(s.quantize(t))
+    return values + scales
+
+
+def test_symbol_stats_golden():
+    assert symbol_stats(torch.tensor([1, 1, -1, 0], dtype=torch.int8)) == (3, 0.75)
+    assert symbol_stats(torch.zeros(10, dtype=torch.int8)) == (1, 0.0)
+    levels, entropy = symbol_stats(torch.arange(256, dtype=torch.int16))
+    assert (levels, entropy) == (256, 256.0)
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "int6"])
+def test_tied_tensors_are_counted_once(mini, plan):
+    untied = dict(mini)
+    tied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"]})
+    copied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"].clone()})
+    r0, r1, r2 = (measure_budget(sd, plan, "zlib", per_tensor=False) for sd in (untied, tied, copied))
+    assert r1.headline["params"] == r0.headline["params"] == r2.headline["params"] - 98_304
+    assert 0 < r1.headline["bytes_model"] - r0.headline["bytes_model"] < 400
+    assert r2.headline["bytes_model"] - r0.headline["bytes_model"] > 40_000
+    row = r1.frame.set_index("name").loc["lm_head.weight"]
+    assert row["tied_to"] == "tok_emb.weight" and row["payload_bytes"] == 0
+    decoded = read_artifact(r1.artifact)
+    assert torch.equal(decoded["lm_head.weight"], decoded["tok_emb.weight"])
+
+
+@pytest.mark.parametrize("bad,word", [(float("nan"), "1 NaN and 0 Inf"), (float("-inf"), "0 NaN and 1 Inf")])
+def test_non_finite_weights_refused_naming_the_tensor(mini, bad, word):
+    sd = dict(mini)
+    sd["blocks.0.mlp.fc.weight"] = sd["blocks.0.mlp.fc.weight"].clone()
+    sd["blocks.0.mlp.fc.weight"][3, 4] = bad
+    with pytest.raises(PgolfInputError) as info:
+        measure_budget(sd, "int6")
+    assert "tensor 'blocks.0.mlp.fc.weight' has " + word in str(info.value)
+
+
+def test_container_golden_bytes():
+    t = torch.tensor([[0.0, 0.5, -1.0, 1.0]]).repeat(70_000, 1)
+    blob = build_artifact({"w": t}, "int2", "none")
+    header = json.dumps({"format": "pgolf-container-v1", "plan": "int2", "fields": ["name", "shape", "dtype",
+                         "scheme", "values_bytes", "scales_bytes", "tied_to"],
+                         "tensors": [["w", [70_000, 4], "float32", "int2", 280_000, 140_000, None]]},
+                        separators=(",", ":")).encode()
+    # clip = 1 (percentile of |w|), scale 1.0 in fp16; 0.5 rounds half to even: symbols 0, 0, -1, 1
+    values = bytes([0, 0, 255, 1]) * 70_000
+    scales = torch.ones(70_000, dtype=torch.float16).numpy().tobytes()
+    assert blob == b"PGOLF\x01\x00\x04none" + struct.pack("<I", len(header)) + header + values + scales
+
+
+@pytest.mark.parametrize("blob,problem", [
+    (b"hello world", "unknown artifact format"),
+    (b"PGOLF\x02\x00\x04none", "frame version 2"),
+    (b"PGOLF\x01\x07\x04none", "unknown pgolf payload kind 7"),
+    (b"PGOLF\x01\x00\x03zip" + b"x", "unknown compressor 'zip'"),
+    (b"PGOLF\x01\x00\x04none" + b"\x05\x00\x00\x00{bad}", "not valid JSON"),
+    (b"PGOLF\x01\x00\x04none" + b"\xff\x00\x00\x00{}", "exceeds the data"),
+    (b"PGOLF\x01\x00\x04zlib" + zlib.compress(b"x" * 100)[:-3], "truncated zlib stream"),
+    (b"\x78\x9c" + b"garbage", "corrupt zlib stream"),
+])
+def test_read_artifact_refuses_bad_input_in_one_line(blob, problem):
+    with pytest.raises(ValueError) as info:
+        read_artifact(blob)
+    assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_read_artifact_checks_sizes_and_bounds(mini):
+    blob = build_artifact(mini, "int6", "none")
+    with pytest.raises(ValueError, match="exceeds limit of 1000 bytes"):
+        read_artifact(frame(0, "zlib", zlib.compress(blob[12:])), max_output_bytes=1000)
+    with pytest.raises(ValueError, match="data cut off|bytes after the last tensor"):
+        read_artifact(blob[:-10])
+    with pytest.raises(ValueError, match="bytes after the last tensor"):
+        read_artifact(blob + b"\x00")
+
+
+def test_code_bytes_and_the_wrapper_really_runs(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nx = sum(range(10))\nif __name__ == '__main__':\n"
+                      "    print('trained', x, sys.argv[1:])\n" + "# padding comment line\n" * 200)
+    sizes = code_bytes(script)
+    assert sizes["raw"] == script.stat().st_size == len(script.read_bytes())
+    wrapped = tmp_path / "wrapped.py"
+    wrapped.write_text(wrap_source(script.read_bytes()))
+    assert sizes["wrapped"] == wrapped.stat().st_size < sizes["raw"]
+    runs = [subprocess.run([sys.executable, str(p), "a"], capture_output=True, text=True, cwd=tmp_path)
+            for p in (script, wrapped)]
+    assert runs[0].stdout == runs[1].stdout == "trained 45 ['a']\n" and runs[1].returncode == 0
+    assert code_sizes("é".encode()) ["raw"] == 2
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(PgolfInputError, match="not UTF-8"):
+        code_bytes(bad)
+
+
+def test_code_counts_toward_the_total(mini, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("print('x')\n" * 500)
+    sizes = code_bytes(script)
+    raw = measure_budget(mini, "int6", "zlib", code=script, per_tensor=False).headline
+    wrapped = measure_budget(mini, "int6", "zlib", code=script, code_wrapped=True, cap=1_000_000,
+                             per_tensor=False).headline
+    assert raw["bytes_code"] == sizes["raw"] == 5_500 and wrapped["bytes_code"] == sizes["wrapped"]
+    assert raw["bytes_total"] == raw["bytes_model"] + 5_500
+    assert wrapped["headroom_bytes"] == 1_000_000 - wrapped["bytes_model"] - sizes["wrapped"]
+
+
+def test_compare_matches_single_measurements(mini):
+    report = compare(mini, ["official-int8", "int6", "ternary"], ["zlib", "lzma:1"])
+    assert len(report.frame) == 6 and report.frame["roundtrip_exact"].all()
+    for row in report.frame.itertuples():
+        if row.compressor == "zlib" or row.plan == "ternary":
+            single = measure_budget(mini, row.plan, row.compressor, per_tensor=False).headline
+            assert row.bytes_model == single["bytes_model"] and row.headroom_bytes == single["headroom_bytes"]
+    matrix = report.matrix("bytes_model")
+    assert list(matrix.index) == ["official-int8", "int6", "ternary"] and list(matrix.columns) == ["zlib", "lzma:1"]
+    best = report.frame.loc[report.frame["bytes_model"].idxmin()]
+    assert report.headline["best"] == f"{best.plan} + {best.compressor}" and best.plan == "ternary"
+    text = repr(report)
+    assert "bytes_model:" in text and "bits_per_param:" in text and "headroom_bytes:" in text
+    assert json.loads(report.to_json())["pairs"][0]["plan"] == "official-int8"
+
+
+def test_report_renders_every_way(mini):
+    r = measure_budget(mini, "ternary", "zlib")
+    assert r.to_text().splitlines()[1] == f"params: {r.headline['params']:,}"
+    assert "<table>" in r._repr_html_() and "| name |" in r.to_markdown()
+    d = json.loads(r.to_json())
+    assert list(d)[:9] == HEADLINE + ["bits_per_param"] and len(d["tensors"]) == len(mini)
+    assert os.path.commonprefix([r.title, "pgolf budget"]) == "pgolf budget"
+
+
+def test_engine_restores_the_callers_torch_threads(mini):
+    torch.set_num_threads(2)
+    try:
+        fake_quantize(mini, "int6")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
