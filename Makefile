@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pgolf budget --baseline
+	$(BIN)/pgolf demo
 
 test: $(STAMP)
+	# Headless Chromium for the report.html screenshot test: Debian's package where we can (root +
+	# apt-get), best effort and quiet; without it that one test is skipped with the reason.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 || true
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests

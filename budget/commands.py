@@ -63,6 +63,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-per-tensor", action="store_true",
                    help="skip compressing each tensor alone (faster with slow compressors)")
     p.add_argument("--write-artifact", metavar="PATH", help="also write the built artifact to PATH")
+    p.add_argument("--estimate", action="store_true",
+                   help="fast estimate from symbol entropy instead of compressing (reports say which numbers "
+                        "are estimated); measure without it")
     p.set_defaults(handler=run_budget)
 
     p = subparsers.add_parser("compare", help="measure every plan x compressor pair and print the matrix",
@@ -118,6 +121,16 @@ def run_budget(args) -> int:
 
         kw["code"] = code_bytes(args.code)
     sd, loaded, source = _state_source(args)
+    if args.estimate:
+        from pgolf.budget.estimate import estimate_budget
+
+        if args.write_artifact:
+            raise PgolfInputError(None, "--write-artifact needs a measured artifact: drop --estimate")
+        state = loaded.state_dict if loaded is not None else sd
+        report = estimate_budget(state, plan or "official-int8", args.compressor or "zlib", code=kw["code"],
+                                 cap=args.cap, code_wrapped=args.code_wrapped, quiet=args.quiet, source=source)
+        _print(report, args.json)
+        return 0
     try:
         report = (measure_input(loaded, plan, comp, **kw) if loaded is not None
                   else measure_budget(sd, plan or "official-int8", comp or "zlib", source=source, **kw))

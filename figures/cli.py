@@ -15,9 +15,11 @@ from pgolf.budget.errors import EXIT_BAD_INPUT, PgolfInputError
 # Lowest layer first; figures (this area) is the top and may call into all of them.
 COMMAND_MODULES = (
     "pgolf.budget.commands",
+    "pgolf.budget.predict_commands",
     "pgolf.trainer.commands",
     "pgolf.inspect.commands",
     "pgolf.figures.commands",
+    "pgolf.figures.demo_commands",
 )
 
 

@@ -121,3 +121,26 @@ def test_help_for_each_subcommand(capsys):
         with pytest.raises(SystemExit) as info:
             main([sub, "--help"])
         assert info.value.code == 0 and "--json" in capsys.readouterr().out
+
+
+def test_budget_estimate_flag_is_bounded_by_measurement(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.figures.cli import main
+
+    sd = synthetic_state_dict(baseline_specs(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2), seed=1)
+    path = tmp_path / "model.pt"
+    torch.save(sd, path)
+    out = {}
+    for flag in ("--estimate", None):
+        argv = ["budget", str(path), "--plan", "int6", "--compressor", "zstd", "--json", "--quiet"]
+        assert main(argv + ([flag] if flag else [])) == 0
+        out[flag] = json.loads(capsys.readouterr().out)
+    est, exact = out["--estimate"], out[None]
+    assert est["estimated"] is True and exact.get("estimated", False) is False
+    assert est["params"] == exact["params"]
+    assert abs(est["bytes_model"] - exact["bytes_model"]) / exact["bytes_model"] < 0.05
+    assert est["bytes_model_low"] <= exact["bytes_model"] <= est["bytes_model_high"]

@@ -1,0 +1,109 @@
+"""Speed of the per-tensor gap sweep and of the gradient proxy, against one full evaluation.
+
+On a baseline-shaped 17M-parameter model (seeded synthetic weights, or --checkpoint) over a
+65,536-token slice on CPU, measured in one run:
+- one full evaluation (the reference unit);
+- the whole only-this sweep (one evaluation per quantized tensor, replayed from the tensor's
+  first block, the recording pass included); target <= 0.6 x (tensors x full evaluation);
+- the gradient proxy for the same tensors; target: at least 20x faster than the sweep;
+- the proxy's Spearman rank correlation with the measured gaps (target >= 0.8 on a trained
+  checkpoint; synthetic weights have no meaningful ranking, so there it is only printed).
+
+    python benchmarks/gaps_speed.py                     # 9x512 synthetic, int6, 65,536 tokens
+    python benchmarks/gaps_speed.py --checkpoint runs/x/checkpoints --plan ternary --quantize-small
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from pgolf.budget.measure import fake_quantize
+from pgolf.budget.plans import resolve_plan
+from pgolf.inspect.evaluate import evaluate_bpb, load_slice
+from pgolf.inspect.gaps import GapSweep, changed_tensors, quantize_small
+from pgolf.inspect.load import build_model, infer_architecture, open_model
+from pgolf.inspect.proxy import gradient_stats, proxy_gaps, spearman
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", help="a trained checkpoint (default: seeded baseline-shaped synthetic weights)")
+    ap.add_argument("--plan", default="int6", help="plan whose tensors are swept (default int6)")
+    ap.add_argument("--quantize-small", action="store_true", help="also quantize tensors of <= 65,536 values")
+    ap.add_argument("--tokens", type=int, default=65_536, help="slice length in tokens (default 65,536)")
+    ap.add_argument("--tokenizer", help="tokenize the embedded default's val text with this model")
+    ap.add_argument("--calib-tokens", type=int, help="proxy calibration tokens (default: a quarter, <= 16,384)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    if args.checkpoint:
+        opened = open_model(args.checkpoint)
+        sd, arch, label = opened.state_dict, opened.require_arch(), args.checkpoint
+    else:
+        from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+
+        sd = synthetic_state_dict(baseline_specs(), seed=0)
+        arch, label = infer_architecture(sd), "synthetic baseline-shaped weights (seed 0)"
+    model = build_model(sd, arch)
+    sl = load_slice(tokenizer=args.tokenizer, tokens=args.tokens, seq_len=arch.train_seq_len,
+                    vocab_size=arch.vocab_size, quiet=True)
+    plan = resolve_plan(args.plan)
+    plan = quantize_small(plan) if args.quantize_small else plan
+    q_sd = fake_quantize(sd, plan)
+    names = changed_tensors(sd, q_sd)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {label}, {arch.describe()}, {params:,} params")
+    print(f"slice: {sl.n_tokens:,} tokens, {sl.source}; plan {plan.name}: {len(names)} tensors change; "
+          f"threads {torch.get_num_threads()}")
+
+    def timed_full():
+        t0 = time.perf_counter()
+        result = evaluate_bpb(model, sl)
+        return result, time.perf_counter() - t0
+
+    full, t_before = timed_full()
+    print(f"full evaluation: {t_before:.2f} s (val_bpb {full.val_bpb:.6f})")
+
+    sweep = GapSweep(model, sd, sl, cache_dir=None, quiet=args.quiet)
+    t0 = time.perf_counter()
+    results = sweep.only_this([(n, plan.scheme_for(n, sd[n]), q_sd[n]) for n in names])
+    t_sweep = time.perf_counter() - t0
+    cached_gb = sweep.replay.cached_bytes() / 1e9
+    measured = [r.val_bpb - sweep.reference().val_bpb for r in results]
+    assert sweep.reference().val_bpb == full.val_bpb  # the recording pass is a full evaluation too
+    sweep.release()
+
+    t0 = time.perf_counter()
+    stats = gradient_stats(model, sl, args.calib_tokens)
+    proxy = proxy_gaps(stats, sd, {n: q_sd[n] for n in names}, sl.tokens_per_byte)
+    t_proxy = time.perf_counter() - t0
+    rho = spearman([proxy[n] for n in names], measured)
+    rho2 = spearman([proxy_gaps(stats, sd, {n: q_sd[n]}, sl.tokens_per_byte, first_order=False)[n] for n in names],
+                    measured)
+
+    # the machine is shared: time the reference again after the sweep and use the mean of both
+    _, t_after = timed_full()
+    t_full = (t_before + t_after) / 2
+    print(f"full evaluation again after the sweep: {t_after:.2f} s; reference = mean {t_full:.2f} s")
+    per_tensor = t_sweep / (len(names) * t_full)
+    print(f"only-this sweep: {t_sweep:.1f} s for {len(names)} tensors (recording included, "
+          f"{cached_gb:.2f} GB of cached activations)")
+    print(f"  = {per_tensor:.3f} full evaluations per tensor  (target <= 0.6: "
+          f"{'met' if per_tensor <= 0.6 else 'NOT met'})")
+    print(f"gradient proxy: {t_proxy:.2f} s ({stats.tokens:,} calibration tokens) = {t_sweep / t_proxy:.1f}x faster "
+          f"than the sweep  (target >= 20: {'met' if t_sweep / t_proxy >= 20 else 'NOT met'})")
+    note = "" if args.checkpoint else "  (synthetic weights: ranking not meaningful; target applies to trained)"
+    print(f"proxy Spearman vs measured only-this gaps: {rho:.3f} (first + second order), "
+          f"{rho2:.3f} (Fisher term alone){note}")
+    print(f"measured gaps: sum {sum(measured):.6f} BPB, largest {max(measured):.6f} "
+          f"({names[measured.index(max(measured))]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

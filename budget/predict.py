@@ -1,0 +1,200 @@
+"""Predict artifact bytes from a config before any weights exist, and the largest config that fits.
+
+`predict(...)` lists the baseline family's tensors for the config (shapes.py), gives each matrix
+the trained-weight statistics of its role (budget/data/weight_stats.json: overall RMS, tail shape,
+row-scale spread, with the range seen across calibration checkpoints), draws a seeded sample of
+rows with those statistics, quantizes and packs it under the plan, and turns the byte statistics
+into compressed bytes with the fast estimator's fitted correction (estimate.py). Matrices that
+share role, shape and scheme share one sample (11 layers cost one draw). The interval moves each
+statistic to each end of its calibration range (all roles together), one statistic at a time,
+sums the moves on each side, and widens by the estimator's worst whole-artifact error.
+
+>>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="official-int8", compressor="zlib")
+>>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
+(17059912, True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib as _crc
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pgolf.budget.artifact import artifact_kind
+from pgolf.budget.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
+from pgolf.budget.compressors import get_compressor
+from pgolf.budget.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
+from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.plans import resolve_plan
+from pgolf.budget.report import Report
+from pgolf.budget.schemes import get_scheme
+from pgolf.budget.shapes import TensorSpec, baseline_specs, synthetic_state_dict
+
+PREDICT_SAMPLE_VALUES = 1 << 15  # values drawn per distinct (role, shape, scheme)
+DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
+    "layers": ("layers", 1, 1), "dim": ("dim", 64, 64), "mlp-mult": ("mlp_mult", 0.5, 0.5), "vocab": ("vocab", 256, 128),
+}
+
+
+@dataclasses.dataclass(repr=False)
+class PredictReport(Report):
+    """Predicted bytes for a config: headline with interval, one row per tensor."""
+
+
+def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024, untied=False,
+                 unique_layers=None, bigram_hash=0, bigram_dim=128, **extra) -> list[TensorSpec]:
+    """The tensor list of a config (extra: smear_gate, embed_dim, skip_gates; see baseline_specs)."""
+    return baseline_specs(layers, dim, heads, kv_heads, mlp_mult, vocab, not untied, unique_layers, bigram_hash,
+                          bigram_dim=bigram_dim, **extra)
+
+
+def _sample(spec: TensorSpec, params: dict, scheme_name: str) -> torch.Tensor:
+    """Rows of a trained-like matrix (all rows if few), seeded by role/shape/scheme/statistics."""
+    rows, cols = spec.shape
+    n_rows = min(rows, max(1, math.ceil(PREDICT_SAMPLE_VALUES / cols)))
+    key = f"{role_of(spec.name)}|{spec.shape}|{scheme_name}|{sorted(params.items())}"
+    rng = np.random.default_rng(_crc.crc32(key.encode()))
+    m = sample_matrix((n_rows, cols), params["std"], params["beta"], params["row_log_sd"], rng)
+    return torch.from_numpy(m).to(spec.dtype)
+
+
+def _streams_for(specs, plan, stats, overrides: dict[tuple[str, str], str] | None = None, cache: dict | None = None):
+    """Streams (with full-tensor byte counts) and per-tensor rows for the specs under `plan`."""
+    overrides = overrides or {}
+    cache = {} if cache is None else cache
+    controls = synthetic_state_dict([s for s in specs if role_of(s.name) is None or len(s.shape) != 2], seed=0)
+    streams, rows, schemes = [], [], []
+    for spec in specs:
+        role = role_of(spec.name) if len(spec.shape) == 2 else None
+        meta = torch.empty(spec.shape, dtype=spec.dtype, device="meta")
+        scheme = get_scheme(plan.scheme_for(spec.name, meta))
+        schemes.append(SimpleNamespace(scheme=scheme))
+        nv, ns = scheme.payload_bytes(spec.shape, spec.dtype)
+        if role is None:
+            t = controls[spec.name]
+            key = ("control", spec.name)
+        else:
+            which = {stat: overrides.get((role, stat), "median") for stat in STAT_NAMES}
+            params = {stat: role_params(stats, role, which[stat])[stat] for stat in STAT_NAMES}
+            key = (role, spec.shape, scheme.name, tuple(sorted(params.items())))
+            t = None if key in cache else _sample(spec, params, scheme.name)
+        if key not in cache:
+            q = scheme.quantize(t)
+            values, scales = scheme.pack(q)
+            cache[key] = packed_streams("", scheme, q, values, scales, 1, 1)
+        for s in cache[key]:
+            full = nv if s.part == "values" else ns
+            streams.append(dataclasses.replace(s, tensor=spec.name, n_bytes=int(full)))
+        rows.append({"name": spec.name, "shape": spec.shape, "numel": spec.numel,
+                     "dtype": str(spec.dtype).removeprefix("torch."), "role": role or "control", "scheme": scheme.name,
+                     "values_bytes": nv, "scales_bytes": ns, "payload_bytes": nv + ns})
+    return streams, rows, artifact_kind(schemes)
+
+
+def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1024, heads: int = 8, kv_heads: int = 4,
+            untied: bool = False, unique_layers: int | None = None, bigram_hash: int = 0, bigram_dim: int = 128,
+            plan="official-int8", compressor="zlib", code=None, cap: int = CAP_BYTES, *, code_wrapped: bool = False,
+            stats: dict | None = None, fit: dict | None = None, interval: bool = True, **extra) -> PredictReport:
+    """Predicted artifact bytes (with an interval) for a baseline-family config, plan and compressor."""
+    from pgolf.budget.measure import _code_sizes
+
+    stats, fit = stats or load_weight_stats(), fit or load_fit()
+    plan, comp = resolve_plan(plan), get_compressor(compressor)
+    key, entry = fit_entry(fit, comp.name)
+    specs = config_specs(layers, dim, heads, kv_heads, mlp_mult, vocab, untied, unique_layers, bigram_hash, bigram_dim,
+                         **extra)
+    cache: dict = {}  # one sample per (role, shape, scheme, statistics), shared by all evaluations
+    streams, rows, kind = _streams_for(specs, plan, stats, None, cache)
+    central, per_tensor = estimate_model_bytes(streams, kind, comp.name, fit)
+    low = high = central
+    moves = {}
+    if interval:
+        # one statistic at a time, every role together (a longer or differently regularised run
+        # moves all matrices the same way)
+        roles = {r["role"] for r in rows} & set(ROLES)
+        for stat in STAT_NAMES:
+            for end in ("lo", "hi"):
+                moved, _ = estimate_model_bytes(
+                    _streams_for(specs, plan, stats, {(role, stat): end for role in roles}, cache)[0],
+                    kind, comp.name, fit)
+                moves[f"{stat}.{end}"] = moved - central
+        low = central + sum(min(0.0, d) for d in moves.values())
+        high = central + sum(max(0.0, d) for d in moves.values())
+    err = float(entry.get("artifact_rel_err_max", 0.0))
+    low, high = low * (1 - err), high * (1 + err)
+    frame = pd.DataFrame(rows)
+    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
+    code_sizes = _code_sizes(code)
+    bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
+    params = int(frame["numel"].sum())
+    bytes_model = int(round(central))
+    head = {"params": params, "plan": plan.name, "compressor": comp.name, "bytes_model": bytes_model,
+            "bytes_model_low": int(math.floor(low)), "bytes_model_high": int(math.ceil(high)),
+            "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code,
+            "bytes_total_high": int(math.ceil(high)) + bytes_code, "cap": int(cap),
+            "headroom_bytes": int(cap) - bytes_model - bytes_code,
+            "bits_per_param": round(8 * bytes_model / params, 4), "payload_bytes": int(frame["payload_bytes"].sum()),
+            "artifact": kind, "estimated": True}
+    notes = [f"PREDICTED (no weights): bytes_model and its interval, bytes_total, headroom_bytes, compressed_bytes "
+             f"come from seeded samples with the trained-weight statistics of weight_stats.json "
+             f"({', '.join(stats['provenance'].get('sources', []))}) and the {key} estimator fit",
+             "EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"]
+    if moves:
+        worst = max(moves, key=lambda k: abs(moves[k]))
+        notes.append(f"interval: statistics moved to their calibration range one at a time (largest: {worst} "
+                     f"{moves[worst]:+,.0f} bytes), then widened by the estimator's worst error {err:.2%}")
+    if not code_sizes:
+        notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
+    title = (f"pgolf predict: {layers} layers x {dim}, mlp x{mlp_mult:g}, vocab {vocab}, heads {heads}/{kv_heads}"
+             + (", untied head" if untied else "") + (f", {unique_layers} unique blocks" if unique_layers else "")
+             + (f", bigram hash {bigram_hash}" if bigram_hash else ""))
+    return PredictReport(title=title, headline=head, frame=frame, notes=notes)
+
+
+def _grid(dimension: str, config: dict) -> tuple[str, float, float]:
+    """(config key, smallest value, step) for a dimension, every grid point a valid shape."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
+    key, lo_value, step = DIMENSIONS[dimension]
+    if dimension == "dim":  # widths the heads divide
+        step = lo_value = math.lcm(64, int(config.get("heads", 8)))
+    if dimension == "layers":  # depth recurrence needs at least its unique blocks
+        lo_value = max(1, int(config.get("unique_layers") or 1))
+    return key, lo_value, step
+
+
+def fit_largest(max_bytes: int, dimension: str, config: dict, limit: int = 4096, **kw) -> tuple[float | None, PredictReport | None]:
+    """Largest value of one dimension whose predicted bytes_total_high stays <= max_bytes.
+
+    Predictions grow with every dimension, so a doubling search then bisection on the dimension's
+    grid (layers 1, dim 64 (a multiple of the heads), mlp-mult 0.5, vocab 128) finds it.
+    Returns (None, None) when even the smallest value does not fit.
+
+    >>> value, report = fit_largest(16_000_000, "layers", {"dim": 512, "mlp_mult": 2}, plan="int6", compressor="zstd")
+    >>> value >= 9, report.headline["bytes_total_high"] <= 16_000_000
+    (True, True)
+    """
+    key, lo_value, step = _grid(dimension, config)
+    reports: dict[int, PredictReport] = {}
+
+    def fits(i: int) -> bool:
+        if i not in reports:
+            reports[i] = predict(**{**config, key: lo_value + i * step}, **kw)
+        return reports[i].headline["bytes_total_high"] <= max_bytes
+
+    if not fits(0):
+        return None, None
+    lo_i, hi_i = 0, 1
+    while fits(hi_i):  # doubling: lo_i fits, hi_i does not
+        lo_i, hi_i = hi_i, hi_i * 2
+        if hi_i > limit:
+            return lo_value + lo_i * step, reports[lo_i]
+    while hi_i - lo_i > 1:
+        mid = (lo_i + hi_i) // 2
+        lo_i, hi_i = (mid, hi_i) if fits(mid) else (lo_i, mid)
+    value = lo_value + lo_i * step
+    return (int(value) if float(value).is_integer() else value), reports[lo_i]

@@ -1,0 +1,211 @@
+"""Allocation: a scheme per tensor that minimises the predicted BPB gap within the cap.
+
+Options per tensor are the candidate schemes, each with its payload's compressed-alone bytes and
+its only-this gap (measured or proxy), made non-increasing with precision (`monotone`). The whole artifact compresses a little differently from
+the sum of its tensors, so the estimate is calibrated: offset = measured artifact bytes - sum of
+alone bytes, from real builds. A greedy multiple-choice knapsack starts from every tensor's
+smallest option and repeatedly takes the upgrade with the best gap reduction per byte that still
+fits. The result is then built and measured for real (`measure_budget`); while it overshoots
+the cap minus the margin it is repaired by the downgrade that costs the least BPB per byte
+saved. Finally the uniform plans that fit are evaluated too and the best measured plan wins,
+so the allocation is never worse than a uniform choice of the same candidates.
+
+>>> greedy({"a": [Option("int4", 10, 0.5), Option("int8", 20, 0.1)],
+...         "b": [Option("int4", 10, 0.2), Option("int8", 20, 0.19)]}, budget=30)
+{'a': 'int8', 'b': 'int4'}
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+from torch import Tensor
+
+from pgolf.budget.codebytes import code_bytes
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.measure import build_artifact, fake_quantize, measure_budget
+from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.progress import progress
+from pgolf.budget.schemes import get_scheme
+from pgolf.inspect.gaps import quantize_small
+from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, allocatable, alone_bytes, precision, with_scheme
+from pgolf.inspect.reports import AllocationReport
+
+MAX_REPAIRS = 500
+MAX_ROUNDS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    scheme: str
+    bytes: int
+    gap: float
+
+
+def monotone(options: list[Option]) -> list[Option]:
+    """Gaps made non-increasing with precision (options ordered low to high precision): a coarser
+    scheme is never predicted better than a finer one. Measured gaps below the evaluation's
+    resolution (and first-order proxy terms) can be negative; without this the knapsack would
+    "buy" noise by choosing coarse schemes that happened to help on the slice.
+
+    >>> [o.gap for o in monotone([Option("int4", 1, -0.2), Option("int6", 2, 0.1), Option("int8", 3, 0.0)])]
+    [0.1, 0.1, 0.0]
+    """
+    out, running = [], float("-inf")
+    for o in reversed(options):
+        running = max(running, o.gap)
+        out.append(dataclasses.replace(o, gap=running))
+    return out[::-1]
+
+
+def greedy(options: dict[str, list[Option]], budget: float) -> dict[str, str]:
+    """Multiple-choice knapsack: from every tensor's smallest option, repeatedly take the upgrade
+    with the best gap reduction per byte that fits; then spend what is left on upgrades that
+    cost no predicted BPB (ties), fewest bytes first, preferring precision when the cap allows."""
+    choice = {n: min(opts, key=lambda o: (o.bytes, o.gap)) for n, opts in options.items()}
+    used = sum(o.bytes for o in choice.values())
+    for ties in (False, True):
+        while True:
+            best, best_key = None, None
+            for n, opts in options.items():
+                cur = choice[n]
+                for o in opts:
+                    extra, gain = o.bytes - cur.bytes, cur.gap - o.gap
+                    if used + extra > budget or gain < 0 or (gain == 0 and (not ties or extra <= 0)):
+                        continue
+                    key = (-extra, n) if ties else (float("inf") if extra <= 0 else gain / extra, n)
+                    if best_key is None or key > best_key:
+                        best, best_key = (n, o), key
+            if best is None:
+                break
+            n, o = best
+            used += o.bytes - choice[n].bytes
+            choice[n] = o
+    return {n: o.scheme for n, o in choice.items()}
+
+
+def _cheapest_downgrade(options: dict[str, list[Option]], choice: dict[str, str]) -> tuple[str, str] | None:
+    """The step to a smaller option that loses the least predicted BPB per byte saved."""
+    best, best_rate = None, float("inf")
+    for n, opts in options.items():
+        cur = next(o for o in opts if o.scheme == choice[n])
+        for o in opts:
+            saved = cur.bytes - o.bytes
+            if saved <= 0:
+                continue
+            rate = (o.gap - cur.gap) / saved
+            if rate < best_rate:
+                best, best_rate = (n, o.scheme), rate
+    return best
+
+
+def _code_total(code, code_wrapped: bool) -> int:
+    if code is None:
+        return 0
+    sizes = code if isinstance(code, dict) else code_bytes(code)
+    return int(sizes["wrapped" if code_wrapped else "raw"])
+
+
+def allocate(sd: dict[str, Tensor], cap: int = CAP_BYTES, *, oracle: GapOracle, code=None, code_wrapped: bool = False,
+             candidates: tuple[str, ...] = DEFAULT_LADDER, margin: int = 0, compressor: str = "zlib",
+             base: str | Plan = "official-int8", quiet: bool = False, source: str = "") -> AllocationReport:
+    """A plan for `sd` whose measured bytes_total + margin < cap, with the least predicted gap."""
+    base = quantize_small(resolve_plan(base))
+    names = allocatable(sd, base)
+    candidates = tuple(sorted(dict.fromkeys(get_scheme(c).name for c in candidates), key=precision))
+    limit = int(cap) - int(margin) - 1  # the artifact must be strictly below the cap
+    code_total = _code_total(code, code_wrapped)
+    pairs = [(n, s) for n in names for s in candidates]
+    sizes = alone_bytes(sd, pairs, compressor)
+    gaps = oracle.gaps(pairs, "allocation gaps")
+    options = {n: monotone([Option(s, sizes[(n, s)], gaps[(n, s)]) for s in candidates]) for n in names}
+    plan_for = lambda ch, name="allocated": with_scheme(base, ch, name)  # noqa: E731
+    builds = 0
+
+    def model_bytes(choice: dict[str, str]) -> int:
+        nonlocal builds
+        builds += 1
+        return len(build_artifact(sd, plan_for(choice), compressor))
+
+    uniform = {}
+    for s in progress(candidates, desc="uniform plans", total=len(candidates), quiet=quiet):
+        choice = {n: s for n in names}
+        uniform[s] = {"choice": choice, "bytes_model": model_bytes(choice)}
+    fitting = [s for s in candidates if uniform[s]["bytes_model"] + code_total <= limit]
+    if not fitting:
+        smallest = min(candidates, key=lambda s: uniform[s]["bytes_model"])
+        need = uniform[smallest]["bytes_model"] + code_total + int(margin) + 1
+        raise PgolfInputError(None, f"cap {int(cap):,} is below the smallest candidate plan (uniform {smallest}: "
+                                    f"{need:,} bytes with code and margin); add a smaller scheme to --candidates")
+    # calibrate the alone-sum to the real artifact with the uniform plan nearest the cap
+    near = min(candidates, key=lambda s: abs(uniform[s]["bytes_model"] + code_total - limit))
+    offset = uniform[near]["bytes_model"] - sum(sizes[(n, near)] for n in names)
+    best_fit, rounds = None, 0
+    for rounds in range(1, MAX_ROUNDS + 1):
+        choice = greedy(options, limit - code_total - offset)
+        measured = model_bytes(choice)
+        alone_sum = sum(sizes[(n, choice[n])] for n in names)
+        if measured + code_total <= limit:
+            if best_fit is None or _predicted(options, choice) < _predicted(options, best_fit[0]):
+                best_fit = (choice, measured)
+            if limit - measured - code_total < 0.002 * limit:
+                break
+        new_offset = measured - alone_sum
+        if new_offset == offset:
+            break
+        offset = new_offset
+    repairs = 0
+    if best_fit is None:
+        while measured + code_total > limit and repairs < MAX_REPAIRS:
+            step = _cheapest_downgrade(options, choice)
+            if step is None:
+                break
+            choice = {**choice, step[0]: step[1]}
+            measured, repairs = model_bytes(choice), repairs + 1
+        best_fit = (choice, measured) if measured + code_total <= limit else None
+    return _finish(sd, base, names, options, uniform, fitting, best_fit, oracle, compressor, code, code_wrapped, cap,
+                   margin, candidates, rounds, repairs, builds, source)
+
+
+def _predicted(options: dict[str, list[Option]], choice: dict[str, str]) -> float:
+    return sum(next(o.gap for o in opts if o.scheme == choice[n]) for n, opts in options.items())
+
+
+def _finish(sd, base, names, options, uniform, fitting, best_fit, oracle, compressor, code, code_wrapped, cap, margin,
+            candidates, rounds, repairs, builds, source) -> AllocationReport:
+    """Evaluate the allocation and the fitting uniform plans; keep the best measured one."""
+    entries = [(f"uniform {s}", uniform[s]["choice"]) for s in fitting]
+    if best_fit is not None:
+        entries.insert(0, ("allocation", best_fit[0]))
+    scored = [(label, choice, oracle.sweep.evaluate_state(fake_quantize(sd, with_scheme(base, choice, label)),
+                                                          label).val_bpb) for label, choice in entries]
+    # the allocation wins ties; a uniform plan only when it measures strictly better
+    label, choice, bpb = min(scored, key=lambda e: (e[2], 0 if e[0] == "allocation" else 1))
+    plan = with_scheme(base, choice, "allocated")
+    plan = Plan(name="allocated", rules=plan.rules, default=base.default, keep_float_max_numel=0,
+                description=f"pgolf allocate: cap {int(cap):,}, margin {int(margin):,}, candidates "
+                            f"{','.join(candidates)}, {label}")
+    budget = measure_budget(sd, plan, compressor, code=code, cap=cap, code_wrapped=code_wrapped, per_tensor=False)
+    head = {"plan": plan.name, "chosen": label, "cap": int(cap), "margin": int(margin),
+            "candidates": ",".join(candidates), "compressor": compressor,
+            **{k: budget.headline[k] for k in ("bytes_model", "bytes_code", "bytes_total", "headroom_bytes")},
+            "fits": bool(budget.headline["headroom_bytes"] > margin),
+            "gap_source": oracle.label,
+            "predicted_gap_bpb": _predicted(options, choice), "val_bpb_full": oracle.reference_bpb,
+            "val_bpb_quantized": bpb, "quant_gap_bpb": bpb - oracle.reference_bpb, "tokens": oracle.sl.n_tokens,
+            "rounds": rounds, "repairs": repairs, "builds": builds}
+    frame = pd.DataFrame([{"name": n, "numel": sd[n].numel(), "scheme": choice[n],
+                           "bytes": next(o.bytes for o in options[n] if o.scheme == choice[n]),
+                           "gap_only_this_bpb": next(o.gap for o in options[n] if o.scheme == choice[n])}
+                          for n in names], columns=["name", "numel", "scheme", "bytes", "gap_only_this_bpb"])
+    measured = {e[0]: e[2] for e in scored}
+    notes = [f"uniform {s}: bytes_model {uniform[s]['bytes_model']:,}, "
+             + (f"val_bpb {measured['uniform ' + s]:.6f}" if s in fitting else "does not fit") for s in candidates]
+    if best_fit is not None:
+        notes.append(f"allocation: val_bpb {measured['allocation']:.6f}; the best measured plan is kept ({label})")
+    notes.append("val_bpb measured on the same slice the gaps were predicted from")
+    if best_fit is None:
+        notes.append("the knapsack's plan could not be repaired under the cap; the best fitting uniform plan is used")
+    notes.append("bytes: each tensor's payload compressed alone; bytes_model: the whole artifact, measured")
+    return AllocationReport.build(head, frame, plan, source=source, notes=notes)

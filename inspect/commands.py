@@ -1,0 +1,225 @@
+"""`pgolf inspect`, `pgolf gaps`, `pgolf headroom`, `pgolf allocate` on the command line.
+
+Flags map onto the keyword arguments of `inspect_summary`, `measure_gaps`, `headroom` and
+`allocate`. INPUT is anything `pgolf.budget.readers.load_input` reads; evaluations need the
+baseline GPT family (architecture inferred from the tensors, or a checkpoint's sidecar).
+
+    pgolf inspect final_model.int8.ptz
+    pgolf gaps final_model.pt --plan int6 --tokenizer fineweb_1024_bpe.model --tokens 16384
+    pgolf headroom runs/x/checkpoints --plan int6 --code train_gpt.py
+    pgolf allocate runs/x/checkpoints --cap 15000000 --code train_gpt.py -o plan.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.plans import PRESETS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _common(p: argparse.ArgumentParser, plan_default: str | None = "official-int8") -> None:
+    p.add_argument("input", metavar="INPUT", help="checkpoint (file or folder), .pt, .safetensors, official .ptz "
+                                                  "or pgolf artifact")
+    if plan_default is not None:
+        p.add_argument("--plan", default=plan_default,
+                       help=f"preset ({', '.join(PRESETS)}), scheme (int6, fp16, ...) or plan .json "
+                            f"(default {plan_default})")
+    p.add_argument("--compressor", default="zlib", help="zlib | zstd | lzma | brotli | none, optional :level, "
+                                                        "+byte-shuffle (default zlib)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _quantize_small_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize-small", action="store_true",
+                   help="also quantize float tensors of <= 65,536 values, which plans otherwise keep as "
+                        "official passthrough (control tensors stay fp32); needed for small models")
+
+
+def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
+    g = p.add_argument_group("evaluation slice")
+    g.add_argument("--data", metavar="SHARD_DIR", help="folder of official fineweb_val_*.bin shards "
+                                                        "(default: the embedded default's val split)")
+    g.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece .model: with --data, the shards' tokenizer; "
+                                                         "alone, tokenize the embedded default's val text with it")
+    g.add_argument("--tokens", type=_positive_int, default=default_tokens,
+                   help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
+    g.add_argument("--seq-len", type=_positive_int, help="window length (default: the checkpoint's "
+                                                          "train_seq_len, else 1024)")
+    g.add_argument("--calib-tokens", type=_positive_int,
+                   help="tokens of the slice the gradient proxy uses (default: a quarter, at most 16,384)")
+    g.add_argument("--cache-dir", metavar="DIR", help="gap cache folder (default $PGOLF_CACHE/gaps or "
+                                                       "~/.cache/pgolf/gaps)")
+    g.add_argument("--no-cache", action="store_true", help="measure without reading or writing the cache")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("inspect", help="summary of a model file: params, tensors, dtypes, bytes, headroom",
+                              description="Open any model file, infer the baseline architecture, and report "
+                                          "parameters, tensors, dtypes, bytes under its format and the headroom.")
+    _common(p, plan_default=None)
+    p.add_argument("--plan", help="measure bytes under this plan (default: an official .ptz as stored, "
+                                  "anything else under official-int8)")
+    p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
+    p.add_argument("--cap", type=_positive_int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--schemes", metavar="LIST", help="also list weight-space metrics (rel_mse, sqnr_db, ...) of "
+                                                     "every float tensor under each of these schemes")
+    p.set_defaults(handler=run_inspect)
+
+    p = subparsers.add_parser("gaps", help="per-tensor quantization gaps in BPB (only-this, all-but-this, proxy)",
+                              description="Evaluate the model on a fixed slice unquantized, with the plan, through "
+                                          "the real artifact, and with each tensor alone quantized (only-this) or "
+                                          "alone kept (all-but-this); cached and resumable.")
+    _common(p)
+    _quantize_small_flag(p)
+    _data(p)
+    p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
+    p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
+    p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
+    p.set_defaults(handler=run_gaps)
+
+    p = subparsers.add_parser("headroom", help="headroom under the cap and each tensor's exchange rate",
+                              description="cap - code - model bytes under the plan, and for each tensor the bytes "
+                                          "and BPB of its next step up or down the precision ladder.")
+    _common(p)
+    _quantize_small_flag(p)
+    p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
+    p.add_argument("--cap", type=_positive_int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--ladder", default="int4,int5,int6,int8,fp16", help="precision ladder (comma-separated schemes)")
+    p.add_argument("--gaps", choices=("proxy", "measured", "none"), default="proxy",
+                   help="delta_bpb from the gradient proxy (default), measured only-this gaps, or none")
+    p.add_argument("--delta-bytes", choices=("whole", "alone"), default="whole",
+                   help="delta_bytes by rebuilding the whole artifact (exact, default) or the tensor alone (fast)")
+    _data(p)
+    p.set_defaults(handler=run_headroom)
+
+    p = subparsers.add_parser("allocate", help="choose a scheme per tensor to fit the cap with the least BPB gap",
+                              description="Minimise the predicted BPB gap subject to the exact compressed size "
+                                          "fitting the cap; the plan is built and measured for real, repaired "
+                                          "until it fits, and compared with the uniform plans.")
+    _common(p, plan_default=None)
+    p.add_argument("--cap", type=_positive_int, required=True, help="artifact cap in bytes")
+    p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
+    p.add_argument("--code-wrapped", action="store_true", help="count the code's lzma+base85 wrapper instead")
+    p.add_argument("--candidates", default="int4,int5,int6,int8,fp16", help="schemes to choose from")
+    p.add_argument("--margin", type=_non_negative_int, default=0, help="bytes to keep free below the cap")
+    p.add_argument("--base", default="official-int8", help="plan for everything the allocation does not decide")
+    p.add_argument("--gaps", choices=("measured", "proxy"), default="proxy",
+                   help="predict gaps from the gradient proxy (default, fast) or measured only-this gaps")
+    p.add_argument("-o", "--output", metavar="PLAN_JSON", help="write the plan here (pgolf-plan-v1)")
+    _data(p)
+    p.set_defaults(handler=run_allocate)
+
+
+def _split(text: str, flag: str) -> tuple[str, ...]:
+    parts = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not parts:
+        raise PgolfInputError(None, f"{flag} is empty: give a comma-separated list of schemes")
+    from pgolf.budget.schemes import get_scheme
+
+    for s in parts:
+        get_scheme(s)
+    return parts
+
+
+def _print(report, as_json: bool) -> int:
+    sys.stdout.write(report.to_json() + "\n" if as_json else report.to_text(max_rows=None) + "\n")
+    return 0
+
+
+def _evaluation(args, opened):
+    """(model, slice, cache dir) for the opened baseline-family model."""
+    from pgolf.inspect.evaluate import load_slice
+    from pgolf.inspect.gaps import default_cache_dir
+    from pgolf.inspect.load import build_model
+
+    arch = opened.require_arch()
+    model = build_model(opened.state_dict, arch)
+    sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or arch.train_seq_len,
+                    arch.vocab_size, args.quiet)
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    return model, sl, cache
+
+
+def _plan(args):
+    from pgolf.budget.plans import resolve_plan
+    from pgolf.inspect.gaps import quantize_small
+
+    plan = resolve_plan(args.plan)
+    return quantize_small(plan) if getattr(args, "quantize_small", False) else plan
+
+
+def run_inspect(args) -> int:
+    from pgolf.inspect.load import open_model
+    from pgolf.inspect.load import inspect_summary
+
+    opened = open_model(args.input)
+    schemes = _split(args.schemes, "--schemes") if args.schemes else None
+    report = inspect_summary(opened, plan=args.plan, compressor=args.compressor, code=args.code, cap=args.cap,
+                             schemes=schemes, quiet=args.quiet)
+    return _print(report, args.json)
+
+
+def run_gaps(args) -> int:
+    from pgolf.inspect.gaps import measure_gaps
+    from pgolf.inspect.load import open_model
+
+    plan = _plan(args)
+    opened = open_model(args.input)
+    model, sl, cache = _evaluation(args, opened)
+    report = measure_gaps(model, plan, sl, sd=opened.state_dict, compressor=args.compressor,
+                          all_but_this=not args.no_all_but_this, proxy=not args.no_proxy, verify=not args.no_verify,
+                          cache_dir=cache, quiet=args.quiet, calib_tokens=args.calib_tokens, source=str(args.input))
+    return _print(report, args.json)
+
+
+def run_headroom(args) -> int:
+    from pgolf.inspect.headroom import GapOracle, headroom
+    from pgolf.inspect.load import open_model
+
+    plan, ladder = _plan(args), _split(args.ladder, "--ladder")
+    opened = open_model(args.input)
+    oracle = None
+    if args.gaps != "none":
+        model, sl, cache = _evaluation(args, opened)
+        oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
+    report = headroom(opened.state_dict, plan, compressor=args.compressor, code=args.code, cap=args.cap,
+                      oracle=oracle, ladder=ladder, delta_bytes=args.delta_bytes,
+                      quiet=args.quiet, source=str(args.input))
+    return _print(report, args.json)
+
+
+def run_allocate(args) -> int:
+    from pgolf.inspect.allocate import allocate
+    from pgolf.inspect.headroom import GapOracle
+    from pgolf.inspect.load import open_model
+
+    from pgolf.budget.plans import resolve_plan
+
+    candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
+    opened = open_model(args.input)
+    model, sl, cache = _evaluation(args, opened)
+    oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
+    report = allocate(opened.state_dict, args.cap, oracle=oracle, code=args.code, code_wrapped=args.code_wrapped,
+                      candidates=candidates, margin=args.margin,
+                      compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
+    if args.output:
+        report.plan.save(args.output)
+        report.notes.append(f"plan written to {args.output}")
+    return _print(report, args.json)

@@ -1,0 +1,384 @@
+"""Evaluation slices, BPB evaluation, and replay of cached block activations.
+
+An `EvalSlice` is a fixed run of validation tokens (whole windows of `seq_len`) plus the UTF-8
+byte count of its targets. `evaluate_bpb(model, sl)` scores any `nn.Module` whose
+`forward(x, y)` returns the mean loss, accumulating exactly like the official `eval_val`
+(per-batch mean loss x tokens, summed in float64; val_bpb = val_loss / ln 2 x tokens / bytes).
+
+`BlockReplay` makes per-tensor sweeps cheap: one evaluation records the output of every call of
+`model.blocks[j]`; a later evaluation restarts from call r, the earlier calls returning their
+recorded outputs. The model's own forward still runs around the blocks (embedding, U-Net skip
+additions, head), so the restart reproduces a full evaluation bit for bit whenever the tensors
+feeding calls < r are unchanged: a tensor of block j only changes calls >= j's first call.
+
+>>> sl = make_slice(torch.arange(9) % 4, seq_len=4, luts=byte_luts_uniform(4))
+>>> sl.n_tokens, sl.byte_count
+(8, 8.0)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.progress import progress
+
+DEFAULT_TOKENS = 65_536
+DEFAULT_BATCH_TOKENS = 8_192
+EVAL_CODE_VERSION = "pgolf-eval-v1"  # part of every gap-cache key: bump when evaluation changes
+MAX_REPLAY_BYTES = 8 * 10**9  # refuse to cache more activations than this; fall back to full evals
+_BLOCK_NAME = re.compile(r"blocks\.(\d+)\.")
+
+
+# --- slices -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EvalSlice:
+    """A fixed evaluation slice: `tokens` (n_seqs * seq_len + 1 ids), the targets' byte count."""
+
+    tokens: Tensor = dataclasses.field(repr=False)
+    seq_len: int
+    byte_count: float
+    source: str = ""
+    digest: str = ""
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.numel()) - 1
+
+    @property
+    def n_seqs(self) -> int:
+        return self.n_tokens // self.seq_len
+
+    @property
+    def tokens_per_byte(self) -> float:
+        return self.n_tokens / self.byte_count
+
+    def batches(self, batch_seqs: int) -> list[tuple[Tensor, Tensor]]:
+        """(x, y) int64 pairs of at most `batch_seqs` windows each, always the same split."""
+        out = []
+        for start in range(0, self.n_seqs, batch_seqs):
+            end = min(start + batch_seqs, self.n_seqs)
+            local = self.tokens[start * self.seq_len: end * self.seq_len + 1]
+            out.append((local[:-1].reshape(-1, self.seq_len), local[1:].reshape(-1, self.seq_len)))
+        return out
+
+
+def byte_luts_uniform(vocab_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """LUTs where every token is one byte (for tests and synthetic data)."""
+    return (torch.ones(vocab_size, dtype=torch.int16), torch.zeros(vocab_size, dtype=torch.bool),
+            torch.zeros(vocab_size, dtype=torch.bool))
+
+
+def make_slice(tokens, seq_len: int, luts: tuple[Tensor, Tensor, Tensor], max_tokens: int | None = None,
+               source: str = "") -> EvalSlice:
+    """The first whole windows of `tokens` (at most `max_tokens` targets) and their byte count.
+
+    `luts` = (base_bytes, has_leading_space, is_boundary_token) as build_sentencepiece_luts
+    returns them; bytes(t) = base[t] + (space[t] and not boundary[prev]) as the challenge counts.
+    """
+    toks = torch.as_tensor(np.asarray(tokens), dtype=torch.int64).reshape(-1)
+    limit = toks.numel() - 1 if max_tokens is None else min(int(max_tokens), toks.numel() - 1)
+    usable = (limit // seq_len) * seq_len
+    if seq_len < 1 or usable <= 0:
+        raise PgolfInputError(source or None, f"validation tokens too short for one window of seq_len "
+                                              f"{seq_len:,} (have {max(toks.numel() - 1, 0):,} targets)") from None
+    toks = toks[: usable + 1].contiguous()
+    base, space, boundary = (t.cpu() for t in luts)
+    if int(toks.max()) >= base.numel():
+        raise PgolfInputError(source or None, f"token id {int(toks.max()):,} outside the tokenizer's "
+                                              f"{base.numel():,} pieces") from None
+    prev, tgt = toks[:-1], toks[1:]
+    per_token = base[tgt].to(torch.int64) + (space[tgt] & ~boundary[prev]).to(torch.int64)
+    byte_count = float(per_token.to(torch.float64).sum())
+    if byte_count <= 0:
+        raise PgolfInputError(source or None, "the slice's targets decode to zero bytes") from None
+    h = hashlib.sha256(f"{EVAL_CODE_VERSION}|seq_len={seq_len}|".encode())
+    h.update(toks.numpy().astype("<i8").tobytes())
+    h.update(per_token.numpy().astype("<i8").tobytes())
+    return EvalSlice(toks, int(seq_len), byte_count, source, h.hexdigest())
+
+
+def _val_shards(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("fineweb_val_*.bin"))
+    if not files:
+        raise PgolfInputError(folder, "no fineweb_val_*.bin shards in this folder") from None
+    return files
+
+
+def _find_tokenizer(folder: Path) -> Path | None:
+    """A tokenizer beside official shards: in the folder, or data/tokenizers as the challenge lays it out."""
+    for where in (folder, folder.parent, folder.parent.parent / "tokenizers"):
+        found = sorted(where.glob("*.model")) if where.is_dir() else []
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def load_slice(data: str | Path | None = None, tokenizer: str | Path | None = None,
+               tokens: int = DEFAULT_TOKENS, seq_len: int = 1024, vocab_size: int | None = None,
+               quiet: bool = False) -> EvalSlice:
+    """The evaluation slice: official val shards in `data` (tokenizer beside them or `tokenizer`),
+    else the embedded default's val split (tokenized with `tokenizer` when given).
+
+    >>> load_slice(tokens=4096, seq_len=256).n_tokens   # doctest: +SKIP
+    4096
+    """
+    from pgolf.budget.readers import read_shard, read_tokenizer
+    from pgolf.trainer.train_gpt import build_sentencepiece_luts
+
+    if data is not None:
+        folder = Path(data)
+        if not folder.is_dir():
+            raise PgolfInputError(folder, "--data must be a folder of fineweb_val_*.bin shards") from None
+        tok_path = Path(tokenizer) if tokenizer is not None else _find_tokenizer(folder)
+        if tok_path is None:
+            raise PgolfInputError(folder, "no tokenizer .model found beside the shards; pass --tokenizer MODEL") from None
+        parts, have = [], 0
+        for shard in _val_shards(folder):
+            arr = read_shard(shard, None)
+            parts.append(arr)
+            have += arr.size
+            if have > tokens:
+                break
+        val = np.concatenate(parts)
+        source = f"{folder} (official val shards, {tok_path.name})"
+    else:
+        from pgolf.trainer.corpus import prepare_default
+
+        info = prepare_default(tokenizer=tokenizer, quiet=quiet)
+        tok_path = Path(info.tokenizer_path)
+        val = np.concatenate([read_shard(s, None) for s in _val_shards(Path(info.data_path))])
+        source = f"embedded default val split ({tok_path.name})"
+    sp = read_tokenizer(tok_path)
+    if vocab_size is not None and sp.vocab_size() > vocab_size:
+        raise PgolfInputError(tok_path, f"tokenizer has {sp.vocab_size():,} pieces but the model's vocabulary "
+                                        f"is {vocab_size:,}") from None
+    luts = build_sentencepiece_luts(sp, max(vocab_size or 0, sp.vocab_size()), torch.device("cpu"))
+    return make_slice(val, seq_len, luts, tokens, source)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    val_loss: float
+    val_bpb: float
+    tokens: int
+    bytes: float
+
+
+def default_batch_seqs(sl: EvalSlice) -> int:
+    return max(1, DEFAULT_BATCH_TOKENS // sl.seq_len)
+
+
+def _result(loss_sum: float, sl: EvalSlice) -> EvalResult:
+    val_loss = loss_sum / sl.n_tokens
+    # the official formula and operation order: bits per token x tokens per byte
+    return EvalResult(val_loss, val_loss / math.log(2.0) * (sl.n_tokens / sl.byte_count), sl.n_tokens, sl.byte_count)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _run(model: nn.Module, sl: EvalSlice, batch_seqs: int, before_batch=None, desc: str = "",
+         quiet: bool = True) -> EvalResult:
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    loss_sum = 0.0
+    batches = sl.batches(batch_seqs)
+    try:
+        # no_grad, not inference_mode: modules cache tensors (RoPE tables) that a later
+        # gradient pass (the proxy) must be allowed to use
+        with torch.no_grad():
+            for b, (x, y) in progress(enumerate(batches), desc=desc, total=len(batches), quiet=quiet or not desc):
+                if before_batch is not None:
+                    before_batch(b)
+                loss = model(x.to(device), y.to(device))
+                loss_sum += float(loss.detach().to(torch.float64)) * float(y.numel())
+    finally:
+        model.train(was_training)
+    return _result(loss_sum, sl)
+
+
+def evaluate_bpb(model: nn.Module, sl: EvalSlice, batch_seqs: int | None = None) -> EvalResult:
+    """val_loss and val_bpb of `model` (forward(x, y) -> mean loss) on the slice, in fp32."""
+    return _run(model, sl, batch_seqs or default_batch_seqs(sl))
+
+
+def load_weights(model: nn.Module, sd: dict[str, Tensor]) -> nn.Module:
+    """Load a state dict with strict=True (dtypes cast to the model's, as the official eval does)."""
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise PgolfInputError(None, f"state dict does not fit the model: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+@torch.no_grad()
+def set_tensor(model: nn.Module, name: str, value: Tensor) -> None:
+    """Overwrite one state-dict entry of `model` in place (tied entries share the storage)."""
+    model.state_dict()[name].copy_(value)
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """Where a replayed evaluation starts computing: block call `call`, from its start or, with
+    `after_attn`, from its MLP (the call's attention output replayed too)."""
+
+    call: int = 0
+    after_attn: bool = False
+
+
+class BlockReplay:
+    """Record every block call's output (and attention output) once, then evaluate restarting
+    from any block call.
+
+    >>> replay = BlockReplay(model)        # doctest: +SKIP
+    >>> base = replay.record(sl)           # doctest: +SKIP
+    >>> replay.evaluate_from(replay.restart_for("blocks.3.mlp.fc.weight"))   # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, batch_seqs: int | None = None, max_bytes: int = MAX_REPLAY_BYTES,
+                 cache_attention: bool = True):
+        self.model = model
+        self.batch_seqs = batch_seqs
+        self.max_bytes = max_bytes
+        blocks = getattr(model, "blocks", None)
+        self.blocks = list(blocks) if isinstance(blocks, nn.ModuleList) else []
+        # the MLP restart needs the block's attention as a submodule whose output the block adds
+        self.attns = [getattr(b, "attn", None) if cache_attention else None for b in self.blocks]
+        self.outputs: list[list[Tensor]] = []
+        self.attn_outputs: list[dict[int, Tensor]] = []
+        self.call_modules: list[int] = []  # module index of each call (depth recurrence repeats)
+        self.sl: EvalSlice | None = None
+        self.replayed = 0  # evaluations that restarted from a recording
+        self._mode, self._batch, self._call, self._restart = "off", 0, 0, Restart()
+        self._current, self._n_batches = 0, 0
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.blocks) and bool(self.outputs) and len(self.outputs) == self._n_batches
+
+    @property
+    def n_calls(self) -> int:
+        return len(self.call_modules)
+
+    def cached_bytes(self) -> int:
+        tensors = [t for b in self.outputs for t in b] + [t for b in self.attn_outputs for t in b.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _wrap_block(self, j: int, block: nn.Module):
+        real = type(block).forward
+
+        def forward(*args, **kwargs):
+            i = self._call
+            self._call += 1
+            if self._mode == "replay" and i < self._restart.call:
+                return self.outputs[self._batch][i]
+            self._current = i
+            out = real(block, *args, **kwargs)
+            if self._mode == "record":
+                self.outputs[self._batch].append(out)
+                if self._batch == 0:
+                    self.call_modules.append(j)
+            return out
+        return forward
+
+    def _wrap_attn(self, attn: nn.Module):
+        real = type(attn).forward
+
+        def forward(*args, **kwargs):
+            i = self._current
+            if self._mode == "replay" and self._restart.after_attn and i == self._restart.call:
+                return self.attn_outputs[self._batch][i]
+            out = real(attn, *args, **kwargs)
+            if self._mode == "record":
+                self.attn_outputs[self._batch][i] = out
+            return out
+        return forward
+
+    @contextlib.contextmanager
+    def _patched(self, mode: str, restart: Restart = Restart()):
+        patched = [(b, self._wrap_block(j, b)) for j, b in enumerate(self.blocks)]
+        patched += [(a, self._wrap_attn(a)) for a in self.attns if isinstance(a, nn.Module)]
+        for module, fn in patched:
+            module.forward = fn  # an instance attribute: parameters and state dict are untouched
+        self._mode, self._restart = mode, restart
+        try:
+            yield
+        finally:
+            self._mode = "off"
+            for module, _ in patched:
+                module.__dict__.pop("forward", None)
+
+    def _start_batch(self, b: int) -> None:
+        self._batch, self._call = b, 0
+        if self._mode == "record" and b == 1 and self.cached_bytes() * self._n_batches > self.max_bytes:
+            # the whole recording would not fit the memory budget: evaluate on without keeping it
+            self._mode, self.outputs, self.attn_outputs = "off", [], []
+        if self._mode == "record":
+            self.outputs.append([])
+            self.attn_outputs.append({})
+
+    def record(self, sl: EvalSlice, desc: str = "", quiet: bool = True) -> EvalResult:
+        """Full evaluation that keeps every block output (falls back to plain when too large)."""
+        self.release()
+        self.sl = sl
+        self.batch_seqs = self.batch_seqs or default_batch_seqs(sl)
+        if not self.blocks:
+            return _run(self.model, sl, self.batch_seqs, desc=desc, quiet=quiet)
+        self._n_batches = -(-sl.n_seqs // self.batch_seqs)
+        with self._patched("record"):
+            result = _run(self.model, sl, self.batch_seqs, self._start_batch, desc, quiet)
+        return result
+
+    def evaluate_from(self, restart: Restart | int) -> EvalResult:
+        """Evaluation with calls before `restart` replayed from the recording (0 = full)."""
+        if self.sl is None:
+            raise RuntimeError("record() a slice before evaluate_from()")
+        restart = restart if isinstance(restart, Restart) else Restart(int(restart))
+        if (restart.call <= 0 and not restart.after_attn) or not self.supported:
+            return _run(self.model, self.sl, self.batch_seqs)
+        if restart.call >= self.n_calls:
+            restart = Restart(self.n_calls)
+        self.replayed += 1
+        with self._patched("replay", restart):
+            return _run(self.model, self.sl, self.batch_seqs, self._start_batch)
+
+    def restart_for(self, name: str) -> Restart:
+        """The earliest computation that a change of state-dict entry `name` can affect."""
+        if not self.supported:
+            return Restart()
+        m = _BLOCK_NAME.match(name)
+        if m:
+            j = int(m.group(1))
+            if j not in self.call_modules:
+                return Restart()
+            call = self.call_modules.index(j)
+            rest = name[m.end():]
+            # the MLP and its scale act after the attention output is added: replay that output
+            mlp_only = rest.startswith("mlp.") or rest == "mlp_scale"
+            return Restart(call, mlp_only and self.attns[j] is not None and bool(self.attn_outputs[0]))
+        if name.startswith("lm_head."):
+            return Restart(self.n_calls)  # the head reads only the last block's output
+        if name == "skip_weights":
+            # U-Net skips are added before decoder blocks only; encoder calls come first
+            return Restart(int(getattr(self.model, "num_encoder_layers", 0)))
+        return Restart()  # embeddings and anything unknown feed every block
+
+    def release(self) -> None:
+        self.outputs, self.attn_outputs, self.call_modules, self.sl = [], [], [], None

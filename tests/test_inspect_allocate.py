@@ -1,0 +1,139 @@
+"""Allocation under a cap, and exchange rates, on a checkpoint trained by our trainer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
+from pgolf.budget.measure import fake_quantize, measure_budget
+from pgolf.budget.plans import Plan, load_plan
+from pgolf.figures.cli import main
+from pgolf.inspect import allocate as allocate_module
+from pgolf.inspect.allocate import Option, allocate, greedy, monotone
+from pgolf.inspect.evaluate import evaluate_bpb, load_weights
+from pgolf.inspect.gaps import quantize_small
+from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, headroom, ladder_steps, with_scheme
+
+
+def test_greedy_takes_the_best_rate_first_and_fills_ties():
+    options = {"a": [Option("int4", 10, 0.5), Option("int6", 14, 0.2), Option("int8", 20, 0.1)],
+               "b": [Option("int4", 10, 0.05), Option("int6", 14, 0.05), Option("int8", 20, 0.05)]}
+    assert greedy(options, 20) == {"a": "int4", "b": "int4"}
+    assert greedy(options, 24) == {"a": "int6", "b": "int4"}          # 0.3 BPB for 4 bytes
+    assert greedy(options, 30) == {"a": "int8", "b": "int4"}          # then 0.1 for 6 more
+    assert greedy(options, 34) == {"a": "int8", "b": "int6"}          # leftover: a tie, fewest bytes first
+    assert greedy(options, 10**6) == {"a": "int8", "b": "int8"}
+
+
+def test_monotone_never_predicts_coarser_better():
+    opts = monotone([Option("int4", 1, -0.01), Option("int5", 2, 0.03), Option("int6", 3, 0.001), Option("fp16", 9, 0.0)])
+    assert [o.gap for o in opts] == [0.03, 0.03, 0.001, 0.0]
+
+
+def test_ladder_steps():
+    assert ladder_steps("int4", DEFAULT_LADDER) == (None, "int5")
+    assert ladder_steps("fp16", DEFAULT_LADDER) == ("int8", None)
+    assert ladder_steps("int8_clean_per_row_v1", DEFAULT_LADDER) == ("int6", "fp16")
+    assert ladder_steps("ternary", DEFAULT_LADDER) == (None, "int4")
+
+
+def test_tied_and_control_tensors_are_not_allocated_separately():
+    from pgolf.inspect.headroom import allocatable
+
+    emb = torch.randn(300, 300)
+    sd = {"tok_emb.weight": emb, "lm_head.weight": emb, "blocks.0.attn_scale": torch.ones(300),
+          "blocks.0.mlp.fc.weight": torch.randn(100, 300), "step": torch.tensor(3)}
+    assert allocatable(sd, quantize_small("int6")) == ["tok_emb.weight", "blocks.0.mlp.fc.weight"]
+    assert allocatable(sd, Plan("p", default="int6")) == ["tok_emb.weight"]  # 30,000 values: passthrough
+    # the tied entry follows its source's scheme in the real artifact, counted once
+    plan = with_scheme(quantize_small("int6"), {"tok_emb.weight": "int4", "blocks.0.mlp.fc.weight": "int8"})
+    rows = measure_budget(sd, plan, per_tensor=False).frame.set_index("name")
+    assert rows.loc["tok_emb.weight", "scheme"] == "int4" and rows.loc["lm_head.weight", "tied_to"] == "tok_emb.weight"
+
+
+def _uniform(sd, schemes):
+    return {s: measure_budget(sd, quantize_small(s), per_tensor=False).headline["bytes_total"] for s in schemes}
+
+
+@pytest.mark.slow
+def test_allocation_between_uniform_plans_fits_and_beats_them(trained, trained_run, tmp_path, capsys, one_thread):
+    opened, model, sl = trained
+    sd = opened.state_dict
+    sizes = _uniform(sd, DEFAULT_LADDER)
+    assert sorted(sizes.values()) == [sizes[s] for s in DEFAULT_LADDER]  # more precision, more bytes
+    cap = (sizes["int5"] + sizes["int6"]) // 2
+    plan_file = tmp_path / "plan.json"
+    code = main(["allocate", str(trained_run / "checkpoints"), "--cap", str(cap), "--gaps", "measured",
+                 "--tokens", str(SLICE_TOKENS), "--cache-dir", str(tmp_path / "cache"), "-o", str(plan_file),
+                 "--json", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["fits"] is True and report["bytes_total"] < cap
+    # the plan file is budget's versioned plan: measured again from the file, it fits
+    plan = load_plan(plan_file)
+    assert json.loads(plan_file.read_text())["format"] == "pgolf-plan-v1"
+    measured = measure_budget(sd, plan, per_tensor=False).headline["bytes_total"]
+    assert measured == report["bytes_total"] < cap
+    assert main(["budget", str(trained_run / "checkpoints"), "--plan", str(plan_file), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes_model"] == measured
+    # measured BPB: no worse than the best uniform plan that fits (each evaluated here, independently)
+    def bpb(p):
+        load_weights(model, fake_quantize(sd, p))
+        return evaluate_bpb(model, sl).val_bpb
+    fitting = [s for s in DEFAULT_LADDER if sizes[s] < cap]
+    assert fitting == ["int4", "int5"]
+    best_uniform = min(bpb(quantize_small(s)) for s in fitting)
+    allocated = bpb(plan)
+    load_weights(model, sd)
+    assert allocated == report["val_bpb_quantized"]
+    assert allocated <= best_uniform
+    assert report["chosen"] == "allocation"  # the knapsack's own plan, not the uniform fallback
+    rows = {r["name"]: r["scheme"] for r in report["tensors"]}
+    assert len(rows) == 19 and len(set(rows.values())) >= 2  # really mixed precision
+
+
+@pytest.mark.slow
+def test_overshooting_plan_is_repaired_until_it_fits(trained, monkeypatch, one_thread):
+    """Force the knapsack to propose everything in fp16: the measured build overshoots and the
+    repair loop downgrades (cheapest BPB per byte first) until the real artifact fits."""
+    opened, model, sl = trained
+    sd = opened.state_dict
+    sizes = _uniform(sd, ("int6", "int8"))
+    cap = (sizes["int6"] + sizes["int8"]) // 2
+    monkeypatch.setattr(allocate_module, "greedy", lambda options, budget: {n: "fp16" for n in options})
+    oracle = GapOracle(model, sd, sl, "proxy", None, True)
+    report = allocate(sd, cap, oracle=oracle, quiet=True)
+    h = report.headline
+    assert h["repairs"] > 0 and h["fits"] is True and h["bytes_total"] < cap
+    assert measure_budget(sd, report.plan, per_tensor=False).headline["bytes_total"] == h["bytes_total"]
+
+
+@pytest.mark.slow
+def test_headroom_exchange_rates_measured(trained, one_thread):
+    opened, model, sl = trained
+    sd = opened.state_dict
+    plan = quantize_small("int6")
+    oracle = GapOracle(model, sd, sl, "measured", None, True)
+    report = headroom(sd, plan, oracle=oracle, delta_bytes="alone", quiet=True)
+    frame = report.frame.set_index(["name", "direction"])
+    assert len(frame) == 2 * 19
+    assert (frame["bpb_per_kb"] == frame["delta_bpb"] / (frame["delta_bytes"] / 1000)).all()
+    # the embedding is the sensitive tensor: int5 costs it clearly more BPB than int8 could gain
+    down, up = frame.loc[("tok_emb.weight", "down")], frame.loc[("tok_emb.weight", "up")]
+    assert down["delta_bpb"] > 0.01 and down["delta_bytes"] < 0 < up["delta_bytes"]
+    assert down["delta_bpb"] > -up["delta_bpb"] and down["bpb_per_kb"] < 0
+    assert down["delta_bpb"] > frame.xs("down", level="direction")["delta_bpb"].drop("tok_emb.weight").max()
+    # the measured delta is the difference of two only-this gaps, each an exact replayed evaluation
+    q = fake_quantize(sd, with_scheme(plan, {"tok_emb.weight": "int5"}))
+    load_weights(model, {**sd, "tok_emb.weight": q["tok_emb.weight"]})
+    low = evaluate_bpb(model, sl).val_bpb
+    load_weights(model, {**sd, "tok_emb.weight": fake_quantize(sd, plan)["tok_emb.weight"]})
+    cur = evaluate_bpb(model, sl).val_bpb
+    load_weights(model, sd)
+    assert down["delta_bpb"] == pytest.approx(low - cur, abs=1e-12)
+    assert report.headline["headroom_bytes"] == 16_000_000 - report.headline["bytes_total"]
+    assert report.headline["delta_bytes_method"] == "tensor compressed alone"
+    assert torch.equal(model.state_dict()["tok_emb.weight"], sd["tok_emb.weight"])
