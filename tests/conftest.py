@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
-# Under xdist each worker gets one core: torch's default of one thread per core makes small
-# tensor ops ~30x slower when two workers contend, and subprocesses (trainer runs) inherit it.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
+import torch
 
-    torch.set_num_threads(1)
+# One intra-op thread per test process: under xdist two workers share two cores, and torch's
+# default of a thread per core makes small tensor ops ~30x slower; trainer subprocesses inherit it.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

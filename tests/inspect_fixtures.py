@@ -6,8 +6,6 @@ it are marked slow. Test modules import the fixtures by name: `from inspect_fixt
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -18,6 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from trainer_fixtures import exclusive, session_dir
 
 TRAIN_ENV = dict(DEVICE="cpu", NUM_LAYERS="3", MODEL_DIM="128", NUM_HEADS="4", NUM_KV_HEADS="2", MLP_MULT="2",
                  TRAIN_SEQ_LEN="128", TRAIN_BATCH_TOKENS="2048", ITERATIONS="150", WARMDOWN_ITERS="50",
@@ -26,27 +25,12 @@ TRAIN_ENV = dict(DEVICE="cpu", NUM_LAYERS="3", MODEL_DIM="128", NUM_HEADS="4", N
 SLICE_TOKENS = 4096
 
 
-def _shared_dir(tmp_path_factory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path):
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """OUT_DIR of one small training run of trainer/train_gpt.py (checkpoints/ inside)."""
-    shared = _shared_dir(tmp_path_factory)
+    shared = session_dir(tmp_path_factory)
     out = shared / "inspect-trained-run"
-    with _exclusive(shared / "inspect-trained-run.lock"):
+    with exclusive(shared / "inspect-trained-run.lock"):
         if not (out / "results.json").is_file():
             shutil.rmtree(out, ignore_errors=True)  # a run killed half-way starts over
             env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

@@ -17,14 +17,6 @@ from pgolf.figures.cli import main
 KEYS = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def model_pt(tmp_path_factory):

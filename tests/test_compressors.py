@@ -18,14 +18,6 @@ from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.schemes import get_scheme
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 DATA = os.urandom(3_000) + bytes(40_000) + b"parameter golf " * 500
 CODEC_SPECS = ["none", "zlib", "zstd", "lzma", "brotli"]
 PIPELINE_COMPRESSORS = CODEC_SPECS + ["zlib+byte-shuffle", "brotli:5+transpose(8)", "lzma:6+byte-shuffle(4)"]

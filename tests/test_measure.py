@@ -26,14 +26,6 @@ from pgolf.budget.readers import load_input
 from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 HEADLINE = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
 
 

@@ -11,14 +11,6 @@ from pgolf.budget.plans import PLAN_FORMAT, PRESETS, Plan, load_plan, resolve_pl
 from pgolf.budget.shapes import baseline_specs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _meta(shape, dtype=torch.float32):
     return torch.empty(shape, dtype=dtype, device="meta")  # shapes and dtypes only, no memory

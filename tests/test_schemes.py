@@ -13,14 +13,6 @@ from pgolf.budget.schemes import SCHEMES, IntScheme, TernaryScheme, get_scheme
 from pgolf.budget.storage import pack, storage_bytes, unpack
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tests run two xdist workers on two cores: one intra-op thread each avoids OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # Every scheme family x every storage it offers (plus clip/group variants).
 SPECS = ["fp32", "bf16", "fp16", "fp8_e4m3", "passthrough", "int8_clean_per_row_v1",
          *[f"int{n}" for n in range(2, 9)], *[f"int{n}:packed" for n in range(2, 9)],
