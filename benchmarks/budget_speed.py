@@ -5,8 +5,9 @@
 Model: a seeded baseline-shaped state dict (9 x 512, vocab 1024, 17,059,912 params,
 shapes.synthetic_state_dict). For each preset x compressor it times `build_artifact` (quantize,
 serialize, compress: the exact bytes) and the bare `Compressor.compress` of the very bytes that
-artifact compresses, and prints their ratio (target <= 1.10). zlib pairs: best of 3 runs; the
-slow codecs (zstd-22, lzma-9e, brotli-11 take tens of seconds on 17 MB here): one run each.
+artifact compresses, and prints their ratio (target <= 1.10). The two are timed alternately,
+best of 5 for zlib and best of 2 for the slow codecs (zstd-22, lzma-9e, brotli-11 take tens of
+seconds on 17 MB here), so a change in machine load hits both sides alike.
 
 Pairs: default = every preset with zlib, plus int6 and ternary with zstd, lzma, brotli (a few
 minutes); --quick = every preset with zlib plus ternary with the rest; --full = every preset x
@@ -55,12 +56,19 @@ def best_time(fn, repeats: int):
     return best, value
 
 
+def best_interleaved(fn_a, fn_b, repeats: int):
+    """Best-of-`repeats` of two functions, alternating, so drift in machine load hits both alike."""
+    runs = [(best_time(fn_a, 1), best_time(fn_b, 1)) for _ in range(repeats)]
+    (t_a, value_a), (t_b, value_b) = runs[-1]
+    return min(r[0][0] for r in runs), value_a, min(r[1][0] for r in runs), value_b
+
+
 def time_pair(sd, plan: str, comp_name: str) -> dict:
     comp = get_compressor(comp_name)
-    repeats = 3 if comp.codec == "zlib" else 1
-    t_ours, blob = best_time(lambda: build_artifact(sd, plan, comp), repeats)
+    repeats = 5 if comp.codec == "zlib" else 2
     kind, raw = serialize(assign(sd, plan), plan)           # the same bytes, untimed
-    t_bare, body = best_time(lambda: comp.compress(raw), repeats)
+    t_ours, blob, t_bare, body = best_interleaved(lambda: build_artifact(sd, plan, comp),
+                                                  lambda: comp.compress(raw), repeats)
     return {"plan": plan, "compressor": comp.name, "serialized_bytes": len(raw), "bytes_model": len(blob),
             "t_ours_s": round(t_ours, 3), "t_bare_s": round(t_bare, 3), "overhead": round(t_ours / t_bare, 3),
             "same_body": blob.endswith(body)}

@@ -17,13 +17,14 @@ import math
 import torch
 from torch import Tensor
 
+from pgolf.trainer.train_gpt import quantile_rows as script_quantile_rows
+
 SCALE_DTYPE = torch.float16
 # Scales live in fp16: floor at its smallest subnormal so an all-zero group keeps a finite,
 # nonzero scale (its symbols are all 0 anyway), cap at its max so no scale becomes inf.
 SCALE_MIN = 2.0 ** -24
 SCALE_MAX = 65504.0
 _QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs: work in row chunks
-_TOPK_MAX = 64                  # beyond this many top values a full sort is as fast
 
 
 def layout(shape: tuple[int, ...], group: int | None) -> tuple[int, int, int, int]:
@@ -44,24 +45,16 @@ def to_groups(t32: Tensor, group: int | None) -> tuple[Tensor, int, int]:
 
 
 def quantile_rows(a: Tensor, q: float, ignore_nan: bool = False) -> Tensor:
-    """torch.quantile(a, q, dim=1) (linear interpolation), bit for bit, via a top-k, not a full sort.
+    """torch.quantile(a, q, dim=1) bit for bit; torch.nanquantile with `ignore_nan`.
 
-    For the high percentiles clip rules use, only the m = n - floor(q (n-1)) largest values of
-    a row matter; rank, weight and lerp are computed exactly as torch.quantile computes them (in
-    the input dtype), so the result is identical (tests check thousands of rows, ties included).
-    `ignore_nan` gives torch.nanquantile instead (NaN-padded groups); rows with NaN otherwise
-    take torch.quantile itself, NaN propagation included.
+    The fast top-k path is the trainer script's own (the official int8 rule lives there); this
+    adds NaN-padded groups and row chunks, since torch.quantile refuses inputs over 2**24 values.
     """
-    n = a.shape[1]
-    rank = torch.tensor(q, dtype=a.dtype) * (n - 1)
-    below, above = int(rank), int(torch.ceil(rank))
-    if ignore_nan or n - below > _TOPK_MAX or bool(torch.isnan(a).any()):
-        fn = torch.nanquantile if ignore_nan else torch.quantile
-        step = max(1, _QUANTILE_MAX_NUMEL // max(1, n))
-        return torch.cat([fn(a[i:i + step], q, dim=1) for i in range(0, a.shape[0], step)])
-    top = a.topk(n - below, dim=1).values  # descending: sorted index i sits at n - 1 - i
-    lo, hi = top[:, n - 1 - below], top[:, n - 1 - above]
-    return torch.lerp(lo, hi, (rank - below).expand_as(lo))
+    step = max(1, _QUANTILE_MAX_NUMEL // max(1, a.shape[1]))
+    chunks = [a[i:i + step] for i in range(0, a.shape[0], step)]
+    if ignore_nan:
+        return torch.cat([torch.nanquantile(c, q, dim=1) for c in chunks])
+    return torch.cat([script_quantile_rows(c, q) for c in chunks]) if len(chunks) > 1 else script_quantile_rows(a, q)
 
 
 def clip_values(x: Tensor, rule: str, arg: float | None) -> Tensor:
