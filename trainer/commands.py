@@ -1,8 +1,11 @@
-"""`pgolf data prepare` and `pgolf train`: the trainer area's subcommands.
+"""`pgolf data prepare`, `pgolf train` and `pgolf export`: the trainer area's subcommands.
 
 `pgolf train --num-layers 2 --iterations 300` sets NUM_LAYERS=2 ITERATIONS=300 and runs
 trainer/train_gpt.py (through torchrun with `--nproc N`), so a flag and its environment variable
 are interchangeable; the script stays the single source of truth for what they mean.
+`--plan P [--compressor C]` then also exports the final weights under that plan (plan_export.py):
+OUT_DIR/final_model.<plan>.<compressor>.ptz, read back, scored, logged. `pgolf export RUN --plan P`
+does the same for a finished run (or any checkpoint) without training.
 """
 from __future__ import annotations
 
@@ -77,9 +80,26 @@ def train_env(args: argparse.Namespace, base_env: dict[str, str] | None = None) 
     return env
 
 
+def _plan_and_compressor(args: argparse.Namespace):
+    """Resolved up front, so a bad --plan/--compressor fails in a second, not after training."""
+    from pgolf.budget.compressors import get_compressor
+    from pgolf.budget.plans import resolve_plan
+
+    plan, comp = resolve_plan(args.plan), get_compressor(args.compressor)
+    comp.require()
+    return plan, comp
+
+
+def _print_export(report, args: argparse.Namespace) -> None:
+    print(report.to_json() if args.json else report.to_text(max_rows=None))
+
+
 def run_train(args: argparse.Namespace) -> int:
     import subprocess
 
+    plan_comp = _plan_and_compressor(args) if args.plan else None
+    if args.compressor != "zlib" and not args.plan:
+        raise PgolfInputError(None, "--compressor applies to the --plan export: give --plan too")
     env = train_env(args)
     try:
         config = Hyperparameters.from_env(env)
@@ -99,9 +119,31 @@ def run_train(args: argparse.Namespace) -> int:
                str(SCRIPT)]
     quiet_child = args.quiet or args.json
     done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL if quiet_child else None, check=False)
+    if done.returncode == 0 and plan_comp is not None:
+        from pgolf.trainer.plan_export import export_with_plan
+
+        report = export_with_plan(env["OUT_DIR"], *plan_comp, score=True, quiet=args.quiet or args.json)
+        if not quiet_child:
+            print("\n".join(report.log_lines))
     if done.returncode == 0 and args.json:
         print((Path(env["OUT_DIR"]) / "results.json").read_text(), end="")
     return done.returncode
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pgolf.trainer.plan_export import export_with_plan
+
+    plan, comp = _plan_and_compressor(args)
+    code = None
+    if args.code:
+        from pgolf.budget.codebytes import read_code
+
+        code = len(read_code(args.code))
+    report = export_with_plan(args.input, plan, comp, output=args.output, score=args.score, data_path=args.data,
+                              tokenizer_path=args.tokenizer, device=args.device, code_bytes=code,
+                              log=not args.no_log, quiet=args.quiet)
+    _print_export(report, args)
+    return 0
 
 
 def register(subparsers) -> None:
@@ -128,6 +170,36 @@ def register(subparsers) -> None:
                            type=_bool if kind is bool else kind,
                            help=f"{f.name.upper()} (default: {getattr(defaults, f.name)!r})")
     train.add_argument("--nproc", type=int, default=None, help="processes per node: runs torchrun --nproc_per_node N")
+    train.add_argument("--plan", metavar="PLAN", help="also export the final weights under PLAN (preset, scheme or "
+                       "plan .json) to OUT_DIR/final_model.<plan>.<compressor>.ptz, read back and scored")
+    train.add_argument("--compressor", default="zlib", metavar="C", help="compressor of the --plan export "
+                       "(zlib | zstd | lzma | brotli | none, optional :level/+transform; default zlib)")
     train.add_argument("--json", action="store_true", help="print OUT_DIR/results.json at the end (no live log)")
     train.add_argument("--quiet", action="store_true", help="no console log (OUT_DIR/train.log is still written)")
     train.set_defaults(handler=run_train)
+
+    exp = subparsers.add_parser(
+        "export", help="export a run's final weights under a plan: exact artifact, read back, scored, logged",
+        description="Build the exact artifact of INPUT's weights under --plan and --compressor, write it "
+                    "atomically (default: RUN/final_model.<plan>.<compressor>.ptz, or beside a file INPUT), read "
+                    "it back from disk and score the dequantized weights on the run's validation data with "
+                    "train_gpt.py's own model and val_bpb code. A run folder's train.log and results.json get "
+                    "the official-style lines (Serialized model / Total submission size / final_*_roundtrip_exact).")
+    exp.add_argument("input", metavar="INPUT", help="run folder (OUT_DIR of pgolf train), a checkpoint "
+                     "(step_NNNNNN.safetensors/.json) or any model file pgolf reads (.pt, .safetensors, .ptz)")
+    exp.add_argument("--plan", required=True, metavar="PLAN", help="preset, scheme (int6, fp16, ...) or plan .json "
+                     "(e.g. from pgolf allocate)")
+    exp.add_argument("--compressor", default="zlib", metavar="C", help="zlib | zstd | lzma | brotli | none, optional "
+                     ":level and +byte-shuffle/+transpose (default zlib)")
+    exp.add_argument("-o", "--output", metavar="FILE", help="artifact path (default: see above)")
+    exp.add_argument("--score", action=argparse.BooleanOptionalAction, default=None,
+                     help="evaluate val_bpb of the read-back weights (default: when INPUT carries its run config)")
+    exp.add_argument("--data", metavar="DIR", help="validation shards folder (default: the run's DATA_PATH)")
+    exp.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece model (default: a lone .model beside --data, "
+                     "else the run's TOKENIZER_PATH)")
+    exp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="evaluation device (default: the run's DEVICE)")
+    exp.add_argument("--code", metavar="FILE", help="count this script's bytes (default: the run's own code_bytes)")
+    exp.add_argument("--no-log", action="store_true", help="leave the run's train.log and results.json unchanged")
+    exp.add_argument("--json", action="store_true", help="print the report as JSON")
+    exp.add_argument("--quiet", action="store_true", help="no progress bars")
+    exp.set_defaults(handler=run_export)

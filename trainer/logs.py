@@ -51,8 +51,9 @@ SUMMARY_KEYS = (
     "source", "params", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
     "raw_torch_bytes", "bytes_model_unquantized", "bytes_code_uncompressed", "train_batch_tokens",
     "step", "total_steps", "train_time_ms", "val_loss_full", "val_bpb_full", "val_loss_quantized",
-    "val_bpb_quantized", "quant_gap_bpb", "evals",
+    "val_bpb_quantized", "quant_gap_bpb", "evals", "exports",
 )
+EXPORT_KEYS = ("bytes_model", "bytes_total", "payload_bytes", "serialized_bytes")
 
 
 def _number(text: str) -> float | None:
@@ -156,7 +157,7 @@ def _eval_line(line: str) -> tuple[str, dict[str, float | None]] | None:
 def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {k: None for k in SUMMARY_KEYS}
-    summary["source"], summary["evals"] = source, {}
+    summary["source"], summary["evals"], summary["exports"] = source, {}, {}
     export_seen = False  # a scheme-less `Total submission size` after `Serialized model <export>` is its total
     for raw in text.splitlines():
         line = _STAMP.sub("", raw.strip(), count=1).lstrip()
@@ -170,15 +171,24 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         if m := _SERIALIZED.match(line):
             export_seen = bool(m.group(1))
             if m.group(1):
+                if summary["export"] not in (None, m.group(1)):  # a second export: no sizes carried over
+                    summary["payload_bytes"] = summary["raw_torch_bytes"] = None
                 summary["export"], summary["bytes_model"] = m.group(1), _int(m.group(2))
                 extra = _tokens(m.group(3) or "")
                 for key, name in (("payload", "payload_bytes"), ("raw_torch", "raw_torch_bytes")):
                     summary[name] = _int(extra.get(key)) if key in extra else summary[name]
+                entry = summary["exports"].pop(m.group(1), dict.fromkeys(EXPORT_KEYS))  # re-inserted: last is newest
+                entry.update(bytes_model=summary["bytes_model"], payload_bytes=_int(extra.get("payload")),
+                             serialized_bytes=_int(extra.get("raw_torch") or extra.get("serialized")))
+                summary["exports"][m.group(1)] = entry
             else:
                 summary["bytes_model_unquantized"] = _int(m.group(2))
         elif m := _TOTAL.match(line):
             if m.group(1) or export_seen:
                 summary["bytes_total"] = _int(m.group(2))
+                label = m.group(1) or summary["export"]
+                if label in summary["exports"]:
+                    summary["exports"][label]["bytes_total"] = summary["bytes_total"]
         elif m := _CODE.match(line):
             key = "bytes_code_uncompressed" if m.group(1) == "uncompressed" else "bytes_code"
             summary[key] = _int(m.group(2))
@@ -187,6 +197,7 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         elif m := _BATCH_TOKENS.match(line) or _BATCH_TOKENS_DUMP.search(line):
             summary["train_batch_tokens"] = _int(m.group(1))
         elif found := _eval_line(line):
+            summary["evals"].pop(found[0], None)  # a repeated label moves to the end: the newest eval wins
             summary["evals"][found[0]] = found[1]
     frame = pd.DataFrame(rows, columns=[c for c in STEP_COLUMNS if c not in ("source", "tokens")])
     frame.insert(0, "source", source)
@@ -256,7 +267,9 @@ def parse_log_summary(path_or_text: str | os.PathLike, source: str | None = None
     line (else its rounded twin, else a `... quantized` line); sliding-window and TTT evals are
     left in `evals` only, since they change the evaluation, not the weights;
     evals holds every `<label> val_loss:.. val_bpb:..` line by label (`final_int8_zlib_roundtrip_exact`,
-    `pre-quantization post-ema`, ...).
+    `pre-quantization post-ema`, ...); exports every `Serialized model <export>` by export (`int8+zlib`,
+    `int6+zlib` from `pgolf export`, ...): {bytes_model, bytes_total, payload_bytes, serialized_bytes}.
+    With several exports the headline (export, bytes_*, val_*_quantized) is the last one logged.
 
     >>> parse_log_summary("model_params:17059912\\nCode size: 47642 bytes\\n")["bytes_code"]
     47642
