@@ -19,9 +19,9 @@ from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.figures.formatting import byte_axis, format_bytes
 from pgolf.figures.frames import as_frame, module_of, numeric, require
-from pgolf.figures.labels import place_labels, renderer_of
+from pgolf.figures.labels import keep_inside, label_points
 from pgolf.figures.style import (
-    CAP_COLOR, FLOOR_COLOR, PALETTE, PART_COLORS, add_legend, new_axes, set_title, styled,
+    CAP_COLOR, FLOOR_COLOR, PALETTE, PART_COLORS, add_legend, new_axes, set_title, styled, tall_axis,
 )
 
 PARTS = ("values_bytes", "scales_bytes", "passthrough_bytes")
@@ -81,15 +81,16 @@ def headroom_frame(data, x: str = "bytes_total", y: str | None = None, cap: int 
 @styled
 def draw_headroom(frame: pd.DataFrame, ax: Axes | None = None, title: str | None = None) -> Axes:
     x, y, cap = frame.attrs["x"], frame.attrs["y"], int(frame["cap"].iloc[0])
+    owned = ax is None
     ax = ax or new_axes()
     ok, over = frame[frame["under_cap"]], frame[~frame["under_cap"]]
     ax.scatter(ok[x], ok[y], s=36, color=PALETTE[0], zorder=3, label="under the cap")
     if len(over):
         ax.scatter(over[x], over[y], s=44, marker="X", color=CAP_COLOR, zorder=3, label="over the cap")
     front = frame[frame["on_frontier"]].sort_values(x)
-    ax.plot(front[x], front[y], color="0.35", ls="--", lw=1.0, zorder=2, label="Pareto frontier")
+    (frontier,) = ax.plot(front[x], front[y], color="0.35", ls="--", lw=1.0, zorder=2, label="Pareto frontier")
     cap_x = cap if x == "bytes_total" else 0
-    ax.axvline(cap_x, color=CAP_COLOR, lw=1.2, zorder=1, label=f"cap {format_bytes(cap)}")
+    cap_line = ax.axvline(cap_x, color=CAP_COLOR, lw=1.2, zorder=1, label=f"cap {format_bytes(cap)}")
     lo, hi = min(frame[x].min(), cap_x), max(frame[x].max(), cap_x)
     pad = 0.08 * (hi - lo or abs(hi) or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
@@ -98,16 +99,16 @@ def draw_headroom(frame: pd.DataFrame, ax: Axes | None = None, title: str | None
     ax.set_ylim(ylo - ypad, yhi + ypad)
     byte_axis(ax.xaxis, max(abs(lo), abs(hi)), what=x)
     ax.set_ylabel(f"{y} after roundtrip (bits per byte)" if y in ("val_bpb", "val_bpb_quantized") else y)
-    # Few bytes and low BPB at once is the corner the frontier cannot reach: room for the legend.
-    legend = ax.legend(loc="lower left" if x == "bytes_total" else "lower right")
+    # "best": the corner with fewest points and lines under it (the labels then keep clear of it)
+    legend = ax.legend(loc="best")
     if title is None:
         best = ok.nsmallest(1, y)
         found = f"; lowest {y} under the cap: {best['label'].iloc[0]} ({best[y].iloc[0]:.4f})" if len(best) else ""
         title = f"{y} vs {x} for {len(frame)} plan × compressor pairs{found}"
     set_title(ax, title)
-    ax.figure.draw_without_rendering()
-    avoid = [legend.get_window_extent(renderer_of(ax.figure))]
-    place_labels(ax, frame[x].tolist(), frame[y].tolist(), frame["label"].tolist(), fontsize=8, avoid=avoid)
+    first = np.flatnonzero(frame["on_frontier"].to_numpy())
+    label_points(ax, frame[x].tolist(), frame[y].tolist(), frame["label"].tolist(), first=first, fontsize=8,
+                 avoid=[legend], lines=[frontier, cap_line], owned=owned)
     return ax
 
 
@@ -174,6 +175,7 @@ def draw_tensor_bytes(frame: pd.DataFrame, ax: Axes | None = None, title: str | 
     peak = np.nanmax([left.max(), *(frame[c].max() for c in ("entropy_bytes", "compressed_bytes") if c in frame)])
     ax.set_xlim(0, peak * 1.04)
     byte_axis(ax.xaxis, peak, what="payload bytes")
+    tall_axis(ax)
     add_legend(ax, owned, ncol=5)
     if title is None:
         unit = "tensor" if frame.attrs.get("group", "tensor") == "tensor" else "module group"
@@ -223,13 +225,16 @@ def draw_compressors(frame: pd.DataFrame, ax: Axes | None = None, title: str | N
     compressors = list(dict.fromkeys(frame["compressor"]))
     ax = ax or new_axes(height=5.0, width=max(7.0, min(14.0, 2.0 + 0.5 * len(frame))))
     width = 0.8 / len(compressors)
+    bar_texts = []
     for j, comp in enumerate(compressors):
         rows = frame[frame["compressor"] == comp]
         xs = [schemes.index(s) - 0.4 + width * (j + 0.5) for s in rows["scheme"]]
         bars = ax.bar(xs, rows[column], width=width * 0.92, color=PALETTE[j % len(PALETTE)], label=comp)
-        if len(frame) <= 40:
+        if len(frame) <= 40:  # values on the bars; a white backing keeps them readable over the floor line
             fmt = "{:.2f}×" if relative == "ratio" else "{:,.0f}"
-            ax.bar_label(bars, labels=[fmt.format(v) for v in rows[column]], rotation=90, padding=2, fontsize=7)
+            bar_texts += ax.bar_label(bars, labels=[fmt.format(v) for v in rows[column]], rotation=90, padding=2,
+                                      fontsize=7, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.4,
+                                                        "alpha": 0.85})
     floor = 1.0 if relative == "ratio" else 0.0
     ax.axhline(floor, color=FLOOR_COLOR, lw=1.0, ls="--", label="order-0 entropy floor")
     ax.set_xticks(range(len(schemes)), schemes, rotation=30 if len(schemes) > 5 else 0,
@@ -249,6 +254,7 @@ def draw_compressors(frame: pd.DataFrame, ax: Axes | None = None, title: str | N
                 else "Bytes above the order-0 entropy floor")
         title = f"{what} per scheme × compressor (below the floor: the compressor exploits context)"
     set_title(ax, title)
+    keep_inside(ax, bar_texts)
     return ax
 
 

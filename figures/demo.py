@@ -152,11 +152,12 @@ def draw(run: DemoRun, m: Measured, fig_dir: Path) -> dict[str, Figure]:
     def fig(kind: str, data, caption: str, **options) -> Figure:
         return Figure(kind, export_plot(kind, data, fig_dir, **options), caption)
 
+    compressors = ", ".join(dict.fromkeys(m.points["compressor"]))
     return {
         "training-curve": fig("training-curve", parse_log(run.log),
                               f"train/val loss and val_bpb over {run.config.iterations} steps (train/train.log)"),
-        "headroom": fig("headroom", m.points, f"each plan (+small) with {' and '.join(run.config.headroom_compressors)}"
-                        ": exact bytes vs roundtrip val_bpb (every compressor: the table above)"),
+        "headroom": fig("headroom", m.points, f"each plan (+small) with each compressor ({compressors}): exact "
+                        "bytes vs roundtrip val_bpb; points without room for their name are numbered"),
         "compressors": fig("compressors", m.compressor_rows, "uniform schemes: each compressor vs the entropy floor"),
         "quant-gap": fig("quant-gap", m.gap_rows(), "measured only-this gap per tensor, gradient proxy as ◇"),
         "exchange-rate": fig("exchange-rate", m.headroom, "ΔBPB per KB of each tensor's next precision step",

@@ -35,7 +35,7 @@ class DemoConfig:
     plans: tuple[str, ...] = ("fp16", "official-int8", "fp16-embed", "int6", "int5-mlp-int6-attn",
                               "sdclip-int6-int8emb", "int4", "ternary")
     compressors: tuple[str, ...] = ("zlib", "zstd", "lzma", "brotli")
-    headroom_compressors: tuple[str, ...] = ("zlib", "zstd")  # the headroom plot's points (legible labels)
+    headroom_compressors: tuple[str, ...] | None = None  # the headroom plot's points; None: every one measured
     compressor_schemes: tuple[str, ...] = ("fp16", "int8", "int6", "int4", "ternary")  # uniform plans, one per scheme
     gap_schemes: tuple[str, ...] = ("int4", "int6")
     candidates: tuple[str, ...] = ("int4", "int5", "int6", "int8", "fp16")

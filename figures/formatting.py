@@ -37,15 +37,19 @@ def byte_unit(max_abs: float) -> tuple[int, str]:
     return 1, "bytes"
 
 
-def _decimals_for(step: float) -> int:
-    """Enough decimals to tell ticks `step` apart (step in display units)."""
-    if step <= 0 or not math.isfinite(step):
-        return 0
-    return max(0, min(6, -math.floor(math.log10(step) + 1e-9)))
+def _decimals_for(values) -> int:
+    """Fewest decimals (at most 6) that write every tick value exactly: ticks 5, 7.5, 10 need one
+    decimal (with none, 7.5 would read '8')."""
+    values = [v for v in values if math.isfinite(v)]
+    for d in range(7):
+        if all(abs(round(v, d) - v) <= 1e-9 * max(1.0, abs(v)) for v in values):
+            return d
+    return 6
 
 
 class ScaledFormatter(Formatter):
-    """Tick text = value / divisor with thousands separators; decimals follow the tick spacing."""
+    """Tick text = value / divisor with thousands separators; decimals: the fewest that write
+    every tick exactly (unless fixed)."""
 
     def __init__(self, divisor: float, decimals: int | None = None):
         self.divisor, self.decimals, self._ticks = divisor, decimals, ()
@@ -57,8 +61,10 @@ class ScaledFormatter(Formatter):
         v = value / self.divisor
         if self.decimals is not None:
             return f"{v:,.{self.decimals}f}"
-        step = abs(self._ticks[1] - self._ticks[0]) / self.divisor if len(self._ticks) > 1 else 0
-        d = _decimals_for(step) if step else (0 if abs(v) >= 10 else 2)
+        if len(self._ticks) > 1:
+            d = _decimals_for([t / self.divisor for t in self._ticks])
+        else:
+            d = 0 if abs(v) >= 10 else 2
         return f"{v:,.{d}f}"
 
 

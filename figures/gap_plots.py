@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from pgolf.budget.errors import PgolfInputError
 from pgolf.figures.formatting import format_bytes, scaled_formatter
 from pgolf.figures.frames import as_frame, numeric, require
-from pgolf.figures.style import FLOOR_COLOR, PALETTE, add_legend, new_axes, set_title, styled
+from pgolf.figures.style import FLOOR_COLOR, PALETTE, add_legend, new_axes, set_title, styled, tall_axis
 
 BUDGET_BYTES = 100_000
 
@@ -67,7 +67,13 @@ def draw_quant_gap(frame: pd.DataFrame, ax: Axes | None = None, title: str | Non
     ax.set_yticks(np.arange(len(names))[::-1], names)
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.grid(axis="y", visible=False)
-    ax.set_xlabel(f"{column} (ΔBPB, bits per byte)")
+    peak = np.nanmax(np.abs(frame[[c for c in (column, proxy) if c]].to_numpy(float)))
+    if peak < 0.05:  # gaps are small in BPB: milli-BPB ticks (2, 4, 6) read at a glance; data stays BPB
+        ax.xaxis.set_major_formatter(scaled_formatter(1e-3))
+        ax.set_xlabel(f"{column} (ΔBPB in milli-BPB; 1 mBPB = 0.001 bits per byte)")
+    else:
+        ax.set_xlabel(f"{column} (ΔBPB, bits per byte)")
+    tall_axis(ax)
     add_legend(ax, owned, ncol=len(schemes) + 1)
     if title is None:
         shown = len(names)
@@ -155,6 +161,7 @@ def draw_exchange_rate(frame: pd.DataFrame, ax: Axes | None = None, title: str |
         ax.axhline(len(down) - 0.5 + 0.5 * gap, color="0.5", lw=0.8)
     ax.grid(axis="y", visible=False)
     ax.axvline(0, color=FLOOR_COLOR, lw=0.8)
+    tall_axis(ax)
     peak = frame["exchange_bpb_per_kb"].abs().max()
     if peak < 0.01:  # rates are tiny in BPB: show milli-BPB, keep the data in BPB
         ax.xaxis.set_major_formatter(scaled_formatter(1e-3))
@@ -163,7 +170,7 @@ def draw_exchange_rate(frame: pd.DataFrame, ax: Axes | None = None, title: str |
         ax.set_xlabel("ΔBPB per KB (BPB per 1,000 bytes)")
     add_legend(ax, owned, ncol=2)
     if title is None:
-        title = (f"Exchange rate of each tensor's next precision step: where do the next "
+        title = (f"Exchange rate (ΔBPB per KB) of each tensor's next precision step: where do the next "
                  f"{format_bytes(budget)} go (solid = greedy choice)")
     set_title(ax, title)
     return ax

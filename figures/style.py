@@ -11,13 +11,13 @@ library figures never pile up in pyplot's figure manager and nothing needs `plt.
 from __future__ import annotations
 
 import functools
-import textwrap
 
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
+
+from pgolf.figures.labels import renderer_of
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies and in greyscale print.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -90,9 +90,49 @@ def add_legend(ax: Axes, owned: bool, ncol: int = 2, handles=None) -> None:
         ax.legend(loc="best", **kwargs)
 
 
+def tall_axis(ax: Axes, rows_over: int = 30) -> None:
+    """On a bar chart taller than `rows_over` rows, repeat the value ticks along the top, so the
+    scale is readable from either end of a tall figure."""
+    if len(ax.get_yticks()) > rows_over:
+        ax.tick_params(axis="x", top=True, labeltop=True)
+
+
+def _title_width_px(ax: Axes) -> float:
+    """Room for a left-aligned title: from the Axes' left edge to the figure's right edge when the
+    figure holds only this plot (and its twins), else the Axes' own width; layout settled first."""
+    fig = ax.figure
+    fig.draw_without_rendering()
+    box = ax.get_window_extent()
+    alone = all(other.get_position().bounds == ax.get_position().bounds for other in fig.axes)
+    right = fig.bbox.x1 if alone else box.x1
+    return right - box.x0 - 6 * fig.dpi / 72  # a small margin: never touch the edge
+
+
+def wrap_to_width(text: str, width_px: float, measure) -> str:
+    """Greedy word wrap by measured width: each line as long as fits in `width_px`.
+
+    >>> wrap_to_width("a bb ccc", 4, len)
+    'a bb\\nccc'
+    """
+    lines: list[str] = []
+    for word in text.split():
+        if lines and measure(f"{lines[-1]} {word}") <= width_px:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def set_title(ax: Axes, title: str) -> None:
-    """Left-aligned title wrapped to the axes width so it is never clipped."""
-    width_in = ax.figure.get_size_inches()[0] * ax.get_position().width
-    points = FontProperties(size=matplotlib.rcParams["axes.titlesize"]).get_size_in_points()
-    chars = max(30, int(width_in * 72 / (0.6 * points)))
-    ax.set_title("\n".join(textwrap.wrap(title, chars)), loc="left")
+    """Left-aligned title, wrapped by its measured width (bold digits and capitals are wide) so it
+    never runs past the figure's edge."""
+    fig = ax.figure
+    width = _title_width_px(ax)
+    probe = ax.set_title(title, loc="left")
+    renderer = renderer_of(fig)
+
+    def measure(line: str) -> float:
+        probe.set_text(line)
+        return probe.get_window_extent(renderer).width
+
+    ax.set_title(wrap_to_width(title, width, measure), loc="left")
