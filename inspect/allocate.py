@@ -24,7 +24,7 @@ from torch import Tensor
 from pgolf.budget.codebytes import code_bytes
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import build_artifact, fake_quantize, measure_budget
+from pgolf.budget.measure import build_artifact, fake_quantize, measure_budget, read_artifact
 from pgolf.budget.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.budget.schemes import get_scheme
@@ -34,6 +34,20 @@ from pgolf.inspect.reports import AllocationReport
 
 MAX_REPAIRS = 500
 MAX_ROUNDS = 4
+
+
+class CapTooSmall(PgolfInputError):
+    """No candidate fits: even the smallest uniform plan (with code and margin) reaches the cap.
+    The message names no flag; each caller adds the advice that fits it (the CLI: --candidates).
+
+    >>> str(CapTooSmall(1_000, "int4", 51_881))
+    'cap 1,000 is below the smallest candidate plan (uniform int4: 51,881 bytes with code and margin)'
+    """
+
+    def __init__(self, cap: int, smallest: str, need: int):
+        self.cap, self.smallest, self.need = int(cap), smallest, int(need)
+        super().__init__(None, f"cap {self.cap:,} is below the smallest candidate plan (uniform {smallest}: "
+                               f"{self.need:,} bytes with code and margin)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +124,12 @@ def _code_total(code, code_wrapped: bool) -> int:
 def allocate(sd: dict[str, Tensor], cap: int = CAP_BYTES, *, oracle: GapOracle, code=None, code_wrapped: bool = False,
              candidates: tuple[str, ...] = DEFAULT_LADDER, margin: int = 0, compressor: str = "zlib",
              base: str | Plan = "official-int8", quiet: bool = False, source: str = "") -> AllocationReport:
-    """A plan for `sd` whose measured bytes_total + margin < cap, with the least predicted gap."""
+    """A plan for `sd` whose measured bytes_total + margin < cap, with the least predicted gap.
+
+    `oracle`: a GapOracle (its slice also measures val_bpb), or any object with `label` and
+    `gaps(pairs, desc) -> {(name, scheme): gap}` (no `sweep`: no val_bpb reported). Raises
+    CapTooSmall when even the smallest uniform candidate plan does not fit.
+    """
     base = quantize_small(resolve_plan(base))
     names = allocatable(sd, base)
     candidates = tuple(sorted(dict.fromkeys(get_scheme(c).name for c in candidates), key=precision))
@@ -136,8 +155,7 @@ def allocate(sd: dict[str, Tensor], cap: int = CAP_BYTES, *, oracle: GapOracle, 
     if not fitting:
         smallest = min(candidates, key=lambda s: uniform[s]["bytes_model"])
         need = uniform[smallest]["bytes_model"] + code_total + int(margin) + 1
-        raise PgolfInputError(None, f"cap {int(cap):,} is below the smallest candidate plan (uniform {smallest}: "
-                                    f"{need:,} bytes with code and margin); add a smaller scheme to --candidates")
+        raise CapTooSmall(cap, smallest, need)
     # calibrate the alone-sum to the real artifact with the uniform plan nearest the cap
     near = min(candidates, key=lambda s: abs(uniform[s]["bytes_model"] + code_total - limit))
     offset = uniform[near]["bytes_model"] - sum(sizes[(n, near)] for n in names)
@@ -174,14 +192,20 @@ def _predicted(options: dict[str, list[Option]], choice: dict[str, str]) -> floa
 
 def _finish(sd, base, names, options, uniform, fitting, best_fit, oracle, compressor, code, code_wrapped, cap, margin,
             candidates, rounds, repairs, builds, source) -> AllocationReport:
-    """Evaluate the allocation and the fitting uniform plans; keep the best measured one."""
+    """Evaluate the allocation and the fitting uniform plans on the oracle's slice; keep the best
+    measured one; then score the final plan through its real artifact (build, read back, evaluate).
+    An oracle without a slice (no `sweep`) ranks by predicted gap and reports no val_bpb."""
     entries = [(f"uniform {s}", uniform[s]["choice"]) for s in fitting]
     if best_fit is not None:
         entries.insert(0, ("allocation", best_fit[0]))
-    scored = [(label, choice, oracle.sweep.evaluate_state(fake_quantize(sd, with_scheme(base, choice, label)),
-                                                          label).val_bpb) for label, choice in entries]
+    sweep = getattr(oracle, "sweep", None)
+    if sweep is not None:
+        scored = [(label, choice, sweep.evaluate_state(fake_quantize(sd, with_scheme(base, choice, label)),
+                                                       label).val_bpb) for label, choice in entries]
+    else:
+        scored = [(label, choice, _predicted(options, choice)) for label, choice in entries]
     # the allocation wins ties; a uniform plan only when it measures strictly better
-    label, choice, bpb = min(scored, key=lambda e: (e[2], 0 if e[0] == "allocation" else 1))
+    label, choice, _ = min(scored, key=lambda e: (e[2], 0 if e[0] == "allocation" else 1))
     plan = with_scheme(base, choice, "allocated")
     plan = Plan(name="allocated", rules=plan.rules, default=base.default, keep_float_max_numel=0,
                 description=f"pgolf allocate: cap {int(cap):,}, margin {int(margin):,}, candidates "
@@ -191,20 +215,32 @@ def _finish(sd, base, names, options, uniform, fitting, best_fit, oracle, compre
             "candidates": ",".join(candidates), "compressor": compressor,
             **{k: budget.headline[k] for k in ("bytes_model", "bytes_code", "bytes_total", "headroom_bytes")},
             "fits": bool(budget.headline["headroom_bytes"] > margin),
-            "gap_source": oracle.label,
-            "predicted_gap_bpb": _predicted(options, choice), "val_bpb_full": oracle.reference_bpb,
-            "val_bpb_quantized": bpb, "quant_gap_bpb": bpb - oracle.reference_bpb, "tokens": oracle.sl.n_tokens,
-            "rounds": rounds, "repairs": repairs, "builds": builds}
+            "gap_source": oracle.label, "predicted_gap_bpb": _predicted(options, choice)}
+    if sweep is not None:
+        # the final plan's own artifact (the bytes just measured), decoded and evaluated: the
+        # reported val_bpb is the real path's, and it must equal the in-memory one it was chosen by
+        decoded = read_artifact(budget.artifact, max(64 * len(budget.artifact), 4 * CAP_BYTES))
+        final = sweep.evaluate_state({n: decoded[n] for n in sd}, label).val_bpb
+        full = sweep.reference(record=False).val_bpb
+        head.update(val_bpb_full=full, val_bpb_quantized=final, quant_gap_bpb=final - full,
+                    artifact_matches=final == next(e[2] for e in scored if e[0] == label),
+                    tokens=sweep.sl.n_tokens)
+    head.update(rounds=rounds, repairs=repairs, builds=builds)
     frame = pd.DataFrame([{"name": n, "numel": sd[n].numel(), "scheme": choice[n],
                            "bytes": next(o.bytes for o in options[n] if o.scheme == choice[n]),
                            "gap_only_this_bpb": next(o.gap for o in options[n] if o.scheme == choice[n])}
                           for n in names], columns=["name", "numel", "scheme", "bytes", "gap_only_this_bpb"])
-    measured = {e[0]: e[2] for e in scored}
+    scores = {e[0]: e[2] for e in scored}
+    what = "val_bpb" if sweep is not None else "predicted gap"
     notes = [f"uniform {s}: bytes_model {uniform[s]['bytes_model']:,}, "
-             + (f"val_bpb {measured['uniform ' + s]:.6f}" if s in fitting else "does not fit") for s in candidates]
+             + (f"{what} {scores['uniform ' + s]:.6f}" if s in fitting else "does not fit") for s in candidates]
     if best_fit is not None:
-        notes.append(f"allocation: val_bpb {measured['allocation']:.6f}; the best measured plan is kept ({label})")
-    notes.append("val_bpb measured on the same slice the gaps were predicted from")
+        notes.append(f"allocation: {what} {scores['allocation']:.6f}; the best plan is kept ({label})")
+    if sweep is not None:
+        notes.append("val_bpb measured on the same slice the gaps were predicted from; val_bpb_quantized: the "
+                     "final plan's artifact built, read back and evaluated")
+    else:
+        notes.append("no evaluation slice: plans ranked by predicted gap, no val_bpb measured")
     if best_fit is None:
         notes.append("the knapsack's plan could not be repaired under the cap; the best fitting uniform plan is used")
     notes.append("bytes: each tensor's payload compressed alone; bytes_model: the whole artifact, measured")

@@ -63,7 +63,7 @@ def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
     g.add_argument("--seq-len", type=_positive_int, help="window length (default: the checkpoint's "
                                                           "train_seq_len, else 1024)")
     g.add_argument("--calib-tokens", type=_positive_int,
-                   help="tokens of the slice the gradient proxy uses (default: a quarter, at most 16,384)")
+                   help="tokens of the slice the gradient proxy uses (default: the whole slice, at most 16,384)")
     g.add_argument("--cache-dir", metavar="DIR", help="gap cache folder (default $PGOLF_CACHE/gaps or "
                                                        "~/.cache/pgolf/gaps)")
     g.add_argument("--no-cache", action="store_true", help="measure without reading or writing the cache")
@@ -206,7 +206,7 @@ def run_headroom(args) -> int:
 
 
 def run_allocate(args) -> int:
-    from pgolf.inspect.allocate import allocate
+    from pgolf.inspect.allocate import CapTooSmall, allocate
     from pgolf.inspect.headroom import GapOracle
     from pgolf.inspect.load import open_model
 
@@ -216,9 +216,13 @@ def run_allocate(args) -> int:
     opened = open_model(args.input)
     model, sl, cache = _evaluation(args, opened)
     oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
-    report = allocate(opened.state_dict, args.cap, oracle=oracle, code=args.code, code_wrapped=args.code_wrapped,
-                      candidates=candidates, margin=args.margin,
-                      compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
+    try:
+        report = allocate(opened.state_dict, args.cap, oracle=oracle, code=args.code, code_wrapped=args.code_wrapped,
+                          candidates=candidates, margin=args.margin,
+                          compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
+    except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
+        raise PgolfInputError(None, f"{exc.problem}; raise --cap, lower --margin, or add a smaller scheme "
+                                    f"(int3, int2, ternary) to --candidates") from None
     if args.output:
         report.plan.save(args.output)
         report.notes.append(f"plan written to {args.output}")

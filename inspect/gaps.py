@@ -277,7 +277,7 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
         t0 = time.perf_counter()
         stats = gradient_stats(model, sl, calib_tokens, set(names))
         prox = proxy_gaps(stats, sd, {n: q_sd[n] for n in names}, sl.tokens_per_byte)
-        head.update(proxy_seconds=time.perf_counter() - t0, proxy_tokens=stats.tokens)
+        head.update(proxy_seconds=time.perf_counter() - t0, proxy_tokens=stats.tokens, proxy_fisher=stats.fisher_kind)
     frame["proxy_gap_bpb"] = [prox.get(n, 0.0 if n not in names else float("nan")) for n in frame["name"]]
     table = tensor_table(sd, plan, compressor).set_index("name")
     metrics = weight_metrics(sd, plan=plan).set_index("name")

@@ -68,8 +68,10 @@ class GapsReport(Report):
             notes.append("only-this / all-but-this evaluations restart from the tensor's first block using "
                          "cached activations (exact: same numbers as full evaluations)")
         if "proxy_spearman" in head:
-            notes.append("proxy_gap_bpb = 0.5 * sum(Fisher * dw^2) / ln 2 * tokens/byte, diagonal empirical Fisher "
-                         "from per-window squared gradients; proxy_spearman = rank correlation with gap_only_this_bpb")
+            notes.append("proxy_gap_bpb = (sum(g * dw) + 0.5 * sum(Fisher * dw^2)) / ln 2 * tokens/byte: mean gradient g "
+                         "and diagonal Fisher (gradients against targets sampled from the model, proxy_fisher "
+                         "'sampled'; else squared per-window gradients, 'empirical') over proxy_tokens calibration "
+                         "tokens; proxy_spearman = rank correlation with gap_only_this_bpb")
         notes.append("bytes: the tensor's payload compressed alone (compressed_bytes); the artifact's total is "
                      "bytes_model")
         notes.append(EVAL_NOTE)

@@ -137,3 +137,78 @@ def test_headroom_exchange_rates_measured(trained, one_thread):
     assert report.headline["headroom_bytes"] == 16_000_000 - report.headline["bytes_total"]
     assert report.headline["delta_bytes_method"] == "tensor compressed alone"
     assert torch.equal(model.state_dict()["tok_emb.weight"], sd["tok_emb.weight"])
+
+
+def _small_model_and_slice():
+    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.inspect.evaluate import byte_luts_uniform, make_slice
+    from pgolf.inspect.load import build_model
+
+    sd = synthetic_state_dict(baseline_specs(2, 64, 4, 2, 2, 256), seed=4)
+    tokens = torch.randint(0, 256, (4 * 64 + 1,), generator=torch.Generator().manual_seed(1))
+    return sd, build_model(sd), make_slice(tokens, 64, byte_luts_uniform(256))
+
+
+def test_api_headline_is_measured_never_nan_and_the_infeasible_error_names_no_flag(one_thread):
+    """The API with a proxy oracle: val_bpb_full / val_bpb_quantized / quant_gap_bpb are measured
+    numbers; a cap below every candidate raises CapTooSmall whose message advises no CLI flag."""
+    import math
+
+    from pgolf.budget.errors import PgolfInputError
+    from pgolf.inspect.allocate import CapTooSmall
+
+    sd, model, sl = _small_model_and_slice()
+    oracle = GapOracle(model, sd, sl, "proxy", None, True)
+    sizes = _uniform(sd, ("int4", "int8"))
+    report = allocate(sd, (sizes["int4"] + sizes["int8"]) // 2, oracle=oracle, candidates=("int4", "int8"), quiet=True)
+    h = report.headline
+    assert all(not (isinstance(v, float) and math.isnan(v)) for v in h.values()), h
+    assert h["val_bpb_full"] == evaluate_bpb(model, sl, oracle.sweep.batch_seqs).val_bpb
+    load_weights(model, fake_quantize(sd, report.plan))
+    assert h["val_bpb_quantized"] == evaluate_bpb(model, sl, oracle.sweep.batch_seqs).val_bpb
+    load_weights(model, sd)
+    assert h["quant_gap_bpb"] == h["val_bpb_quantized"] - h["val_bpb_full"] and h["artifact_matches"] is True
+    with pytest.raises(CapTooSmall) as exc:
+        allocate(sd, 1_000, oracle=oracle, candidates=("int6", "int8"), quiet=True)
+    assert isinstance(exc.value, PgolfInputError) and exc.value.smallest == "int6" and exc.value.need > 1_000
+    assert exc.value.problem == (f"cap 1,000 is below the smallest candidate plan (uniform int6: "
+                                 f"{exc.value.need:,} bytes with code and margin)")
+    # need = the real artifact of uniform int6 (as the allocator builds it, named "allocated") + 1 byte
+    from pgolf.budget.measure import build_artifact
+    from pgolf.inspect.headroom import allocatable
+
+    base = quantize_small("official-int8")
+    uniform_int6 = with_scheme(base, {n: "int6" for n in allocatable(sd, base)}, "allocated")
+    assert exc.value.need == len(build_artifact(sd, uniform_int6)) + 1
+
+
+class WeightSpaceOracle:
+    """An oracle with no evaluation slice: the gap of (tensor, scheme) is its weight-space
+    relative MSE x numel (real, computed; no BPB)."""
+
+    label = "weight-space rel_mse"
+
+    def __init__(self, sd):
+        self.sd = sd
+
+    def gaps(self, pairs, desc=""):
+        from pgolf.inspect.headroom import roundtrip
+
+        out = {}
+        for n, s in pairs:
+            w = self.sd[n].float()
+            out[(n, s)] = float((roundtrip(self.sd[n], s).float() - w).square().sum() / w.square().sum()) * w.numel()
+        return out
+
+
+def test_an_oracle_without_a_slice_reports_no_bpb_rather_than_nan():
+    sd, _, _ = _small_model_and_slice()
+    sizes = _uniform(sd, ("int4", "int8"))
+    cap = (sizes["int4"] + sizes["int8"]) // 2
+    report = allocate(sd, cap, oracle=WeightSpaceOracle(sd), candidates=("int4", "int8"), quiet=True)
+    h = report.headline
+    assert not {"val_bpb_full", "val_bpb_quantized", "quant_gap_bpb", "tokens"} & set(h)
+    assert h["fits"] is True and h["bytes_total"] < cap and h["chosen"] == "allocation"
+    assert set(report.frame["scheme"]) == {"int4", "int8"}
+    assert "no evaluation slice" in report.to_text()
+    json.loads(report.to_json())  # allow_nan=False: would raise on NaN

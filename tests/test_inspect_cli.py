@@ -84,7 +84,11 @@ def test_headroom_exact_delta_bytes(capsys, tmp_path):
     base = len(build_artifact(sd, plan))
     row = next(r for r in rows if r["name"] == "blocks.1.mlp.fc.weight" and r["direction"] == "down")
     assert row["delta_bytes"] == len(build_artifact(sd, with_scheme(plan, {row["name"]: "int5"}))) - base
-    assert all((r["delta_bytes"] > 0) == (r["direction"] == "up") for r in rows)
+    assert all(r["delta_bytes"] > 0 for r in rows if r["direction"] == "up")
+    # one level fewer on a 2,048-value near-init matrix saves a few dozen bytes at most: zlib's
+    # block choices can turn that into a few bytes more
+    assert all(r["delta_bytes"] < 16 for r in rows if r["direction"] == "down")
+    assert sum(r["delta_bytes"] for r in rows if r["direction"] == "down") < 0
 
 
 @pytest.mark.parametrize("argv, problem", [
@@ -111,3 +115,106 @@ def test_help(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: pgolf {command}")
+
+
+GAPS_KEYS = ("val_bpb_full", "val_bpb_quantized", "quant_gap_bpb")
+GAPS_ROW_KEYS = ("name", "scheme", "bytes", "gap_only_this_bpb", "gap_all_but_this_bpb", "proxy_gap_bpb", "rel_mse",
+                 "sqnr_db")
+
+
+def test_gaps_json_holds_the_issues_keys_with_real_numbers(capsys, tmp_path, one_thread):
+    """The JSON the issue specifies, key for key: finite numbers (never null/NaN) where a tensor is
+    quantized, the all-but-this sweep included."""
+    import math
+
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    code, out, err = _run(capsys, "gaps", model, "--plan", "int5", "--quantize-small", "--tokenizer",
+                          fixture_path(*TOKENIZER), "--tokens", 2048, "--no-cache", "--json", "--quiet")
+    assert code == 0, err
+    data = json.loads(out)
+    for key in GAPS_KEYS:
+        assert isinstance(data[key], float) and math.isfinite(data[key]), key
+    assert data["quant_gap_bpb"] == data["val_bpb_quantized"] - data["val_bpb_full"]
+    rows = data["tensors"]
+    assert len(rows) == 22 and all(set(GAPS_ROW_KEYS) <= set(r) for r in rows)
+    quantized = [r for r in rows if r["scheme"] == "int5"]
+    assert len(quantized) == 13  # tok_emb + 2 blocks x 6 matrices
+    for r in quantized:
+        assert isinstance(r["name"], str) and isinstance(r["bytes"], int) and r["bytes"] > 0
+        for key in GAPS_ROW_KEYS[3:]:
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (r["name"], key)
+        assert r["rel_mse"] > 0 and r["sqnr_db"] > 0
+    # all-but-this really restores one tensor: not all equal to the whole gap, some differ from zero
+    assert len({r["gap_all_but_this_bpb"] for r in quantized}) > 1
+    assert sum(r["gap_all_but_this_bpb"] != 0 for r in quantized) >= 10
+
+
+def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(capsys, tmp_path, one_thread):
+    """--gaps proxy (no measured sweep): val_bpb_full and the final plan's val_bpb are still measured
+    (never NaN/null), the latter through the real artifact; `pgolf budget --plan` reads the plan file
+    and measures the same bytes."""
+    import math
+
+    from pgolf.budget.readers import load_input
+    from pgolf.inspect.evaluate import evaluate_bpb, load_slice, load_weights
+    from pgolf.inspect.load import build_model
+
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    plan_file = tmp_path / "allocated.json"
+    code, out, err = _run(capsys, "allocate", model, "--cap", 70_000, "--gaps", "proxy", "--tokenizer",
+                          fixture_path(*TOKENIZER), "--tokens", 2048, "--no-cache", "-o", plan_file, "--json",
+                          "--quiet")
+    assert code == 0, err
+    data = json.loads(out)
+    for key in GAPS_KEYS:
+        assert isinstance(data[key], float) and math.isfinite(data[key]), key
+    assert data["quant_gap_bpb"] == data["val_bpb_quantized"] - data["val_bpb_full"]
+    assert data["artifact_matches"] is True and data["fits"] is True and data["bytes_total"] < 70_000
+    assert data["gap_source"].startswith("gradient proxy") and data["tokens"] == 2048
+    # the same numbers measured here independently
+    sd = load_input(model).state_dict
+    net = build_model(sd)
+    sl = load_slice(tokenizer=fixture_path(*TOKENIZER), tokens=2048, seq_len=1024, vocab_size=1024, quiet=True)
+    assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_full"]
+    from pgolf.budget.plans import load_plan
+    from pgolf.budget.measure import fake_quantize
+
+    load_weights(net, fake_quantize(sd, load_plan(plan_file)))
+    assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_quantized"]
+    code, out, err = _run(capsys, "budget", model, "--plan", plan_file, "--cap", 70_000, "--json", "--quiet")
+    assert code == 0, err
+    budget = json.loads(out)
+    assert budget["plan"] == "allocated" and budget["bytes_model"] == data["bytes_model"]
+    assert budget["headroom_bytes"] == 70_000 - data["bytes_model"] > 0
+    assert {r["name"]: r["scheme"] for r in budget["tensors"] if r["name"] in {t["name"] for t in data["tensors"]}} \
+        == {t["name"]: t["scheme"] for t in data["tensors"]}
+
+
+def test_infeasible_cap_advice_names_the_clis_flags(capsys):
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    code, out, err = _run(capsys, "allocate", model, "--cap", 5_000, "--candidates", "int6,int8", "--tokenizer",
+                          fixture_path(*TOKENIZER), "--tokens", 1024, "--no-cache", "--quiet")
+    assert code == 2 and out == ""
+    line = err.strip()
+    assert "\n" not in line and "is below the smallest candidate plan (uniform int6: " in line
+    assert line.endswith("; raise --cap, lower --margin, or add a smaller scheme (int3, int2, ternary) to --candidates")
+
+
+def test_gaps_on_a_shard_folder_equals_the_embedded_default(capsys, one_thread):
+    """--data SHARD_DIR (official shard format; here the embedded default's own folder, its
+    tokenizer found beside it) scores the very slice the default path scores."""
+    from pgolf.trainer.corpus import prepare_default
+
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    flags = ["--plan", "int6", "--quantize-small", "--tokens", 2048, "--no-cache", "--no-all-but-this",
+             "--no-verify", "--json", "--quiet"]
+    code, out, err = _run(capsys, "gaps", model, "--data", prepare_default(quiet=True).data_path, *flags)
+    assert code == 0, err
+    shards = json.loads(out)
+    code, out, err = _run(capsys, "gaps", model, *flags)
+    assert code == 0, err
+    default = json.loads(out)
+    assert "official val shards" in shards["slice"] and "embedded default" in default["slice"]
+    assert shards["val_bpb_full"] == default["val_bpb_full"] and shards["tokens"] == default["tokens"] == 2048
+    assert [r["gap_only_this_bpb"] for r in shards["tensors"]] == [r["gap_only_this_bpb"] for r in default["tensors"]]
+    assert sum(r["gap_only_this_bpb"] != 0 for r in shards["tensors"]) == 13

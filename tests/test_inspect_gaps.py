@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspect_fixtures import one_thread, trained, trained_run  # noqa: F401 (fixtures)
+from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
 from pgolf.budget.artifact import roundtrip_mismatches
 from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact
 from pgolf.budget.readers import load_input
@@ -95,9 +95,12 @@ def test_gap_frame_columns_and_exact_zeros(gap_tables):
 
 def test_proxy_ranks_large_gaps_like_the_measurement(gap_tables):
     """Spearman of the gradient proxy against measured only-this gaps where gaps are large."""
-    h = gap_tables["ternary"].headline
-    assert h["proxy_spearman"] >= 0.8
-    assert h["proxy_seconds"] < h["eval_seconds"] / 10
+    for plan in ("int4", "ternary"):
+        h = gap_tables[plan].headline
+        assert h["proxy_spearman"] >= 0.8, plan
+        # the true Fisher (targets sampled from the model) over the whole 4,096-token slice; its
+        # speed against the sweep is measured by benchmarks/gaps_speed.py, not timed here
+        assert h["proxy_fisher"] == "sampled" and h["proxy_tokens"] == SLICE_TOKENS
 
 
 def test_interrupted_sweep_resumes_from_the_cache(trained, tmp_path, monkeypatch, one_thread):
