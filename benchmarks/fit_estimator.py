@@ -1,15 +1,17 @@
 """Fit the fast estimator's correction and the trained-weight statistics; write them as package data.
 
-    .venv/bin/python benchmarks/fit_estimator.py              # both files
-    .venv/bin/python benchmarks/fit_estimator.py --only stats # only budget/data/weight_stats.json
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
 
-1. Correction (budget/data/estimate_fit.json): seeded synthetic matrices (generalised-normal rows
-   of several tail shapes, row-scale spreads and magnitudes) under every scheme family and storage;
-   each stream is compressed alone by each fitted compressor and the measured bits per stored byte
-   are regressed on the estimator's features per storage class (calibration.fit_classes). Then
-   whole artifacts of small seeded models under every preset are built for real, and the
-   remainder (container, headers, boundaries) is regressed on the stream count per artifact kind.
-   No checkpoint that estimate_accuracy.py scores is used here.
+1. Correction (budget/data/estimate_fit.json). Seeded training models of the baseline family
+   (small to 5.5 M parameters; Gaussian "trained-like" weights and generalised-normal weights of
+   several scales, tail shapes and row spreads) under every preset: each group of alike streams
+   (sampled.group_key) is compressed whole by each fitted compressor and compared with what the
+   estimator gets from its sample, giving per compressor and storage class the alpha/beta of
+   sampled.scaled_bytes (calibration.fit_corrections). Then each training artifact is built for
+   real and the remainder (container, headers, boundaries) is regressed on the stream count per
+   artifact kind. No model that estimate_accuracy.py scores (the fixtures, the seed-0 17 M
+   baseline, pgolf checkpoints) is used here.
 2. Statistics (budget/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
    final_model.pt and any pgolf checkpoints given with --checkpoints (trained ones only: near-init
    checkpoints with kurtosis under 2.2, i.e. still uniform-initialised, are reported and skipped).
@@ -28,156 +30,146 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pgolf.budget import calibration
+from pgolf.budget import calibration, sampled
 from pgolf.budget.artifact import build_artifact
+from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.compressors import get_compressor
-from pgolf.budget.estimate import FEATURES, FIT_FORMAT, estimate_model_bytes, estimate_streams
+from pgolf.budget.container import frame_header
+from pgolf.budget.estimate import FIT_FORMAT, estimate_streams, group_estimates, sampling_settings
 from pgolf.budget.plans import PRESETS
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
 from pgolf.budget.progress import progress
+from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "budget" / "data"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "artifacts"
 FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle")
-SCHEMES = ("int8_clean_per_row_v1", "int8", "int7", "int6", "int5", "int4", "int3", "int6:amax", "int6:sdclip(12.85)",
-           "int8:sdclip(20)", "int5:sdclip(10)", "int6:packed", "int5:packed", "int4:packed", "ternary",
-           "ternary:packed", "binary", "fp16", "bf16", "fp8_e4m3", "fp32", "int4:group(64)")
-TRAIN_SHAPES = ((512, 256), (256, 512), (384, 384), (1024, 128), (96, 128), (64, 64))
-BETAS = (1.0, 1.5, 2.0, 3.0, 8.0)
-STDS = (0.01, 0.03, 0.1, 0.35, 1.2)
-ROW_LOG_SDS = (0.0, 0.15, 0.5)
-SCHEMES_PER_TENSOR = 6  # each tensor gets the next 6 schemes of the cycle: every scheme lands on ~7 tensors
+LARGE_PLANS = ("official-int8", "int6", "sdclip-int6-int8emb", "ternary")
 
 
-def training_tensors(seed: int = 0) -> list[tuple[str, torch.Tensor]]:
-    """Seeded synthetic matrices spanning tail shape, magnitude, row spread and size."""
+def _shape(layers, dim, mlp, vocab, heads=4, kv=2):
+    return dict(num_layers=layers, model_dim=dim, num_heads=heads, num_kv_heads=kv, mlp_mult=mlp, vocab_size=vocab)
+
+
+SYNTHETIC = [_shape(2, 64, 1, 1024), _shape(3, 128, 2, 1024), _shape(2, 256, 2, 512), _shape(3, 256, 3, 1024),
+             _shape(1, 512, 2, 1024, 8, 4), _shape(1, 96, 2, 512), _shape(4, 64, 2, 256)]
+# (shape, std, beta, row log-sd): short-training scales (official int8 floor active), near-init
+# uniform-like tails, heavy tails, spread rows
+VARIED = [(_shape(3, 128, 2, 1024), 0.05, 2.0, 0.1), (_shape(2, 256, 2, 1024), 0.15, 1.5, 0.3),
+          (_shape(4, 192, 2, 512), 0.02, 8.0, 0.0), (_shape(2, 128, 3, 2048), 0.3, 1.0, 0.2),
+          (_shape(3, 256, 2, 1024), 0.1, 3.0, 0.5), (_shape(1, 384, 2, 1024, 8, 4), 0.5, 2.0, 0.1)]
+LARGE = [(_shape(6, 384, 2, 1024, 8, 4), None), (_shape(3, 512, 2, 1024, 8, 4), (0.1, 1.8, 0.2))]
+
+
+def varied_state_dict(specs, seed: int, std: float, beta: float, row_sd: float) -> dict[str, torch.Tensor]:
+    """synthetic_state_dict with every matrix redrawn from a generalised normal (calibration.sample_matrix)."""
+    sd = synthetic_state_dict(specs, seed=seed)
     rng = np.random.default_rng(seed)
-    out = []
-    for i, beta in enumerate(BETAS):
-        for j, std in enumerate(STDS):
-            shape = TRAIN_SHAPES[(i + j) % len(TRAIN_SHAPES)]
-            row_sd = ROW_LOG_SDS[(i * len(STDS) + j) % len(ROW_LOG_SDS)]
-            m = torch.from_numpy(calibration.sample_matrix(shape, std, beta, row_sd, rng))
-            out.append((f"b{beta:g}_s{std:g}_r{row_sd:g}_{shape[0]}x{shape[1]}", m))
+    for spec in specs:
+        if spec.kind != "control" and len(spec.shape) == 2:
+            gain = 2.0 if spec.kind == "embedding" else 1.0
+            m = calibration.sample_matrix(spec.shape, std * gain, beta, row_sd, rng)
+            sd[spec.name] = torch.from_numpy(m).to(spec.dtype)
+    return sd
+
+
+def training_models() -> list[tuple[str, dict, tuple[str, ...]]]:
+    """(name, state dict, presets) of every training model (seeds 10 and up: none is scored)."""
+    out = [(f"synthetic-{i}", synthetic_state_dict(baseline_specs(**kw), seed=10 + i), tuple(PRESETS))
+           for i, kw in enumerate(SYNTHETIC)]
+    out += [(f"varied-{i}-s{std:g}-b{beta:g}-r{row:g}", varied_state_dict(baseline_specs(**kw), 30 + i, std, beta, row),
+             tuple(PRESETS)) for i, (kw, std, beta, row) in enumerate(VARIED)]
+    for i, (kw, stats) in enumerate(LARGE):
+        sd = (synthetic_state_dict(baseline_specs(**kw), seed=50 + i) if stats is None
+              else varied_state_dict(baseline_specs(**kw), 50 + i, *stats))
+        out.append((f"large-{i}", sd, LARGE_PLANS))
     return out
 
 
-def float_jobs(tensors) -> list[tuple[str, torch.Tensor, str]]:
-    """Float passthrough streams, the bulk of small models: fp16 of fp32 and of bf16 sources
-    (bf16 leaves the low 3 mantissa bits of fp16 zero), near-init uniform and two-level rows."""
-    rng = np.random.default_rng(1)
-    jobs = []
-    for i, (name, t) in enumerate(tensors):
-        small = t[: max(1, 8192 // t.shape[1])] if i % 2 else t[: max(1, 65536 // t.shape[1])]
-        jobs += [(f"{name}_fp16", small, "fp16"), (f"{name}_bf16src", small.to(torch.bfloat16), "fp16")]
-    for std in (0.004, 0.05, 0.3):
-        u = torch.from_numpy(rng.uniform(-std * 3 ** 0.5, std * 3 ** 0.5, size=(128, 256)).astype(np.float32))
-        two = torch.from_numpy((std * np.sign(rng.standard_normal((256, 256)))).astype(np.float32))
-        jobs += [(f"uniform_s{std:g}", u, "fp16"), (f"uniform_s{std:g}_bf16src", u.to(torch.bfloat16), "fp16"),
-                 (f"twolevel_s{std:g}_bf16src", (two + 0.05 * std * torch.from_numpy(
-                     rng.standard_normal((256, 256)).astype(np.float32))).to(torch.bfloat16), "fp16"),
-                 (f"uniform_s{std:g}_fp32", u, "fp32")]
-    return jobs
+def _cached(path: Path | None) -> pd.DataFrame:
+    return pd.read_csv(path) if path and path.is_file() else pd.DataFrame(columns=["model", "plan", "compressor"])
 
 
-def fit_streams(quiet: bool, cache: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """Measure (or reload from `cache`, a CSV of a previous run) and fit the stream corrections."""
-    if cache and Path(cache).is_file():
-        frame = pd.read_csv(cache)
-    else:
-        comps = [get_compressor(c) for c in FIT_COMPRESSORS]
-        rows = []
-        tensors = training_tensors()
-        jobs = [(n, t, SCHEMES[(i * SCHEMES_PER_TENSOR + k) % len(SCHEMES)])
-                for i, (n, t) in enumerate(tensors) for k in range(SCHEMES_PER_TENSOR)]
-        jobs += float_jobs(tensors)
-        for name, t, spec in progress(jobs, desc="streams", total=len(jobs), quiet=quiet):
-            rows += calibration.stream_sample(name, t, spec, comps)
-        frame = pd.DataFrame(rows)
-        if cache:
-            from pgolf.budget.atomic import write_text_atomic
-            write_text_atomic(cache, frame.to_csv(index=False))
-    return frame, {c: {"classes": calibration.fit_classes(frame[frame["compressor"] == c])} for c in FIT_COMPRESSORS}
+def measure(models, quiet: bool, cache: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (model, plan, compressor): every group's whole compressed bytes and the real artifact's
+    bytes (the slow part, reloaded from `cache` when a previous run left them), next to what the
+    estimator's sample of that group compresses to (cheap, always measured afresh)."""
+    wpath, apath = (cache / "groups-whole.csv", cache / "artifacts.csv") if cache else (None, None)
+    wholes, arts = _cached(wpath), _cached(apath)
+    wdone = set(zip(wholes["model"], wholes["plan"], wholes["compressor"]))
+    adone = set(zip(arts["model"], arts["plan"], arts["compressor"]))
+    jobs = [(m, sd, p) for m, sd, plans in models for p in plans]
+    wrows, arows, srows = [], [], []
+    for model, sd, plan in progress(jobs, desc="training artifacts", total=len(jobs), quiet=quiet):
+        _, streams, kind, _ = estimate_streams(sd, plan)
+        whole = None
+        for comp in FIT_COMPRESSORS:
+            for key, (c, n, full, _) in group_estimates(streams, comp, {}).items():
+                srows.append({"model": model, "plan": plan, "compressor": comp, "group": key, "compressed": c,
+                              "sample": n, "kind": kind, "n_streams": len(streams)})
+            if (model, plan, comp) not in wdone:
+                whole = whole or estimate_streams(sd, plan, sample_values=None)[1]  # samples = the full bytes
+                codec = get_compressor(comp)
+                for key in dict.fromkeys(s.group for s in whole):
+                    blob = b"".join(s.sample for s in whole if s.group == key)
+                    wrows.append({"model": model, "plan": plan, "compressor": comp, "group": key,
+                                  "cls": sampled.group_class(key), "full": len(blob), "exact": len(codec.compress(blob))})
+            if (model, plan, comp) not in adone:
+                arows.append({"model": model, "plan": plan, "compressor": comp,
+                              "exact": len(build_artifact(sd, plan, comp))})
+        if cache and (wrows or arows):  # after every model: an interrupted run resumes here
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(wpath, pd.concat([wholes, pd.DataFrame(wrows)]).to_csv(index=False))
+            write_text_atomic(apath, pd.concat([arts, pd.DataFrame(arows)]).to_csv(index=False))
+    wholes = pd.concat([wholes, pd.DataFrame(wrows)], ignore_index=True)
+    groups = pd.DataFrame(srows).merge(wholes, on=["model", "plan", "compressor", "group"], validate="one_to_one")
+    return groups, pd.concat([arts, pd.DataFrame(arows)], ignore_index=True)
 
 
-def overhead_models() -> list[tuple[str, dict]]:
-    """Small seeded models of the baseline family (held apart from every scored checkpoint)."""
-    shapes = [dict(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=1, vocab_size=1024),
-              dict(num_layers=3, model_dim=128, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=1024),
-              dict(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512),
-              dict(num_layers=3, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=3, vocab_size=1024),
-              dict(num_layers=1, model_dim=512, num_heads=8, num_kv_heads=4, mlp_mult=2, vocab_size=1024),
-              dict(num_layers=1, model_dim=96, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512),
-              dict(num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=256)]
-    return [(f"synthetic-{i}", synthetic_state_dict(baseline_specs(**kw), seed=10 + i)) for i, kw in enumerate(shapes)]
-
-
-def measure_artifacts(quiet: bool, cache: str | None = None) -> pd.DataFrame:
-    """Exact bytes of every overhead model x preset x compressor (or reloaded from `cache`)."""
-    old = pd.read_csv(cache) if cache and Path(cache).is_file() else pd.DataFrame(columns=["model", "plan", "compressor"])
-    done = set(zip(old["model"], old["plan"], old["compressor"]))
+def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
+    t0 = time.perf_counter()
+    models = training_models()
+    groups, arts = measure(models, quiet, cache)
+    fit = {"format": FIT_FORMAT, "sampling": sampling_settings(), "compressors": {}}
+    for comp in FIT_COMPRESSORS:
+        fit["compressors"][comp] = {"classes": calibration.fit_corrections(groups[groups["compressor"] == comp]),
+                                    "overhead": {}}
+    # whole artifacts: residual after the corrected groups, per artifact kind
     rows = []
-    jobs = [(m, sd, p, c) for m, sd in overhead_models() for p in PRESETS for c in FIT_COMPRESSORS
-            if (m, p, c) not in done]
-    for model, sd, plan, comp in progress(jobs, desc="artifacts", total=len(jobs), quiet=quiet):
-        rows.append({"model": model, "plan": plan, "compressor": comp, "exact": len(build_artifact(sd, plan, comp))})
-    frame = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if rows else old
-    if cache:
-        from pgolf.budget.atomic import write_text_atomic
-        write_text_atomic(cache, frame.to_csv(index=False))
-    return frame
-
-
-def fit_overheads(fit: dict, quiet: bool, cache: str | None = None) -> pd.DataFrame:
-    exact = measure_artifacts(quiet, cache)
-    models = dict(overhead_models())
-    streams = {(m, p): estimate_streams(models[m], p, sample_values=None) for m, p in
-               exact[["model", "plan"]].drop_duplicates().itertuples(index=False)}
-    rows = []
-    for r in exact.itertuples():
-        _, st, kind, _ = streams[r.model, r.plan]
-        fit["compressors"][r.compressor].setdefault("overhead", {})
-        est, _ = estimate_model_bytes(st, kind, r.compressor, fit)
-        rows.append({"model": r.model, "plan": r.plan, "compressor": r.compressor, "kind": kind,
-                     "n_streams": len(st), "exact": r.exact, "residual": r.exact - est})
+    for (model, plan, comp), g in groups.groupby(["model", "plan", "compressor"]):
+        classes = fit["compressors"][comp]["classes"]
+        est = sum(sampled.scaled_bytes(r.compressed, r.sample, r.full, classes.get(r.cls)) for r in g.itertuples())
+        exact = int(arts.loc[(arts["model"] == model) & (arts["plan"] == plan) & (arts["compressor"] == comp),
+                             "exact"].iloc[0])
+        kind = g["kind"].iloc[0]
+        frame = 0 if kind == "official-export" and comp == "zlib" else len(frame_header(0, get_compressor(comp).name))
+        rows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind,
+                     "n_streams": int(g["n_streams"].iloc[0]), "exact": exact, "residual": exact - est - frame})
     frame = pd.DataFrame(rows)
     for comp in FIT_COMPRESSORS:
         sub = frame[frame["compressor"] == comp]
         over = calibration.fit_overhead(sub.to_dict("records"))
         fit["compressors"][comp]["overhead"] = over
         # in-sample whole-artifact error after the overhead fit: the estimate's stated spread
-        fitted = sub["exact"] - sub["residual"] + [over[k]["c0"] + over[k]["c1"] * n
-                                                    for k, n in zip(sub["kind"], sub["n_streams"])]
-        rel = (fitted - sub["exact"]).abs() / sub["exact"]
+        left = sub["residual"] - [over[k]["c0"] + over[k]["c1"] * n for k, n in zip(sub["kind"], sub["n_streams"])]
+        rel = left.abs() / sub["exact"]
         fit["compressors"][comp]["artifact_rel_err_max"] = float(rel.max())
         fit["compressors"][comp]["artifact_rel_err_median"] = float(rel.median())
-    return frame
+    fit["provenance"] = {
+        "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
+        "models": [m for m, _, _ in models], "groups": int(len(groups) // len(FIT_COMPRESSORS)),
+        "artifacts": int(len(frame)), "seconds": round(time.perf_counter() - t0, 1)}
+    return fit
 
 
 def versions() -> dict:
-    import brotli
     import zlib
+
+    import brotli
     import zstandard
     return {"python": platform.python_version(), "torch": torch.__version__, "zlib": zlib.ZLIB_RUNTIME_VERSION,
             "zstandard": zstandard.__version__, "zstd": zstandard.ZSTD_VERSION, "brotli": getattr(brotli, "__version__", "?"),
             "lzma": "liblzma (python stdlib)"}
-
-
-def fit_estimator(quiet: bool, cache: str | None = None, artifact_cache: str | None = None) -> dict:
-    t0 = time.perf_counter()
-    fit = {"format": FIT_FORMAT, "features": list(FEATURES), "compressors": {}}
-    frame, fit["compressors"] = fit_streams(quiet, cache)
-    for comp in fit["compressors"].values():
-        comp["overhead"] = {}
-    overheads = fit_overheads(fit, quiet, artifact_cache)
-    fit["provenance"] = {
-        "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
-        "training_streams": int(len(frame) // len(FIT_COMPRESSORS)), "schemes": list(SCHEMES),
-        "tensors": "seeded generalised-normal matrices: beta %s, std %s, row log-sd %s, shapes %s" % (
-            BETAS, STDS, ROW_LOG_SDS, TRAIN_SHAPES),
-        "overhead_artifacts": int(len(overheads)), "seconds": round(time.perf_counter() - t0, 1)}
-    return fit
 
 
 # --- weight statistics ----------------------------------------------------------------------------
@@ -216,23 +208,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("fit", "stats"), help="write only one of the two files")
     ap.add_argument("--checkpoints", nargs="*", default=[], help="pgolf checkpoints (.safetensors) for the statistics")
     ap.add_argument("--out", default=str(DATA), help="folder for the JSON files (default: the package's data folder)")
-    ap.add_argument("--stream-cache", help="CSV of measured streams: reused when present, written when not")
-    ap.add_argument("--artifact-cache", help="CSV of measured artifact bytes: reused when present, written when not")
+    ap.add_argument("--cache", help="folder for measured groups/artifacts: reused when present, written when not")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    torch.set_num_threads(1)  # beside other work on a shared machine: one core, no spinning
     if args.only in (None, "stats"):
         stats = fit_stats(args.checkpoints)
         calibration.save_weight_stats(stats, out / "weight_stats.json")
         print(f"weight_stats.json: {len(stats['roles'])} roles from {', '.join(stats['provenance']['sources'])}")
     if args.only in (None, "fit"):
-        fit = fit_estimator(args.quiet, args.stream_cache, args.artifact_cache)
-        from pgolf.budget.atomic import write_text_atomic
+        fit = fit_estimator(args.quiet, Path(args.cache) if args.cache else None)
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
         for name, comp in fit["compressors"].items():
-            cls = ", ".join(f"{k}: med {v['rel_err_median']:.2%} max {v['rel_err_max']:.2%}" for k, v in comp["classes"].items())
+            cls = ", ".join(f"{k}: a {v['alpha']:+.4f} b {v['beta']:+.0f} (med {v['rel_err_median']:.2%}, "
+                            f"max {v['rel_err_max']:.2%})" for k, v in comp["classes"].items())
             print(f"{name}: {cls}")
-            print(f"  overhead: {comp['overhead']}")
+            print(f"  overhead: {comp['overhead']}; artifact error median {comp['artifact_rel_err_median']:.3%}, "
+                  f"max {comp['artifact_rel_err_max']:.3%}")
         print(f"fit took {fit['provenance']['seconds']:.0f} s")
     return 0
 

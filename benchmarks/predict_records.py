@@ -17,7 +17,7 @@ import pandas as pd
 
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.plans import Plan
-from pgolf.budget.predict import predict
+from pgolf.budget.predict import SCALES, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT.parent / "shared" / "reference" / "records_dev.csv"
@@ -28,11 +28,11 @@ MAPPING = {
     "R01": (dict(layers=9, dim=512, mlp_mult=2, vocab=1024), "official-int8", "zlib", ""),
     "R03": (dict(layers=9, dim=512, mlp_mult=992 / 512, vocab=1024), "fp16-embed", "zlib", ""),
     "R09": (dict(layers=10, dim=512, mlp_mult=1344 / 512, vocab=1024),
-            Plan("int6-fp16emb", ((EMB, "fp16"),), default="int6"), "zstd",
-            "record's int6 floors the clip at 1.0 (scale >= 1/31); pgolf int6 has no floor; QAT not modelled"),
+            Plan("int6-fp16emb", ((EMB, "fp16"),), default="int6:floor(1)"), "zstd",
+            "QAT (fake-quantized training) not modelled"),
     "R18": (dict(layers=11, dim=512, mlp_mult=3, vocab=1024, bigram_hash=2048, bigram_dim=128, smear_gate=True),
-            Plan("int6amax-int8emb", ((EMB, "int8_clean_per_row_v1"),), default="int6:amax"), "zstd",
-            "record's int6 is [-32, 31] with scale floor 1/31; pgolf int6:amax is [-31, 31] without floor"),
+            Plan("int6amax-int8emb", ((EMB, "int8_clean_per_row_v1"),), default="int6:amax:floor(1)"), "zstd",
+            "record clamps to [-32, 31]; with an amax clip -32 never occurs, so int6:amax:floor(1) is its rule"),
     "R23": (dict(layers=10, dim=768, heads=8, kv_heads=4, mlp_mult=4, vocab=8192, embed_dim=254),
             Plan("ternary-fp8emb", ((r"^tok_emb\.|^embed_proj\.|^head_proj\.", "fp8_e4m3"),), default="ternary"),
             "lzma", "record fuses QKV and stores small tensors in fp8; its params column counts 6.3 M "
@@ -43,7 +43,7 @@ MAPPING = {
 }
 
 
-def run(records: Path) -> pd.DataFrame:
+def run(records: Path, scale: str = "long") -> pd.DataFrame:
     table = pd.read_csv(records)
     rows = []
     for rec in table.itertuples():
@@ -51,7 +51,7 @@ def run(records: Path) -> pd.DataFrame:
             rows.append({"id": rec.id, "note": "no mapping"})
             continue
         cfg, plan, comp, deviation = MAPPING[rec.id]
-        r = predict(**cfg, plan=plan, compressor=comp).headline
+        r = predict(**cfg, plan=plan, compressor=comp, scale=scale).headline
         published = int(rec.model_bytes)
         rows.append({"id": rec.id, "plan": r["plan"], "compressor": r["compressor"], "params": r["params"],
                      "params_published": int(rec.params), "predicted": r["bytes_model"], "low": r["bytes_model_low"],
@@ -64,9 +64,10 @@ def run(records: Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", default=str(RECORDS))
+    ap.add_argument("--scale", choices=SCALES, default="long", help="weight scale assumed (see pgolf predict --help)")
     ap.add_argument("--csv", help="also write the table here")
     args = ap.parse_args(argv)
-    frame = run(Path(args.records))
+    frame = run(Path(args.records), args.scale)
     shown = frame.drop(columns=["deviation"])
     with pd.option_context("display.width", 220):
         print(shown.to_string(index=False, formatters={c: "{:,}".format for c in

@@ -202,15 +202,22 @@ def _container_chunks(items: list[Item], plan_name: str, quiet: bool, on_item) -
         nv, ns = (0, 0) if i.tied_to else i.scheme.payload_bytes(i.shape, i.dtype)
         rows.append(container.header_row(i.name, i.shape, i.dtype, i.scheme.name, nv, ns, i.tied_to))
         total += nv + ns
-    head = container.encode_header(rows, plan_name)
+    trailer = container.encode_trailer(rows, plan_name)  # known up front, written after the data
 
     def chunks():
-        yield head
+        # container.py's order: quantized values as they come, then float values, then scales
+        floats, scales = [], []  # held back: small, and a short float run between quantized tensors costs zstd
         for item in quantized_items(items, quiet, on_item):
             if item.tied_to is None:
-                yield item.values
-                yield item.scales
-    return len(head) + total, chunks()
+                if item.scheme.kind == "quantized":
+                    yield item.values
+                else:
+                    floats.append(item.values)
+                scales.append(item.scales)
+        yield from floats
+        yield from scales
+        yield trailer
+    return total + len(trailer), chunks()
 
 
 def package(raw: bytes, kind: str, compressor: str | Compressor) -> bytes:

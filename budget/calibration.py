@@ -15,7 +15,6 @@ matrix with those statistics, which `pgolf predict` quantizes and estimates.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -176,49 +175,33 @@ def sample_matrix(shape: tuple[int, int], std: float, beta: float, row_log_sd: f
 
 # --- fitting the estimator's correction (benchmarks/fit_estimator.py drives these) ---------------
 OVERHEAD_RIDGE = 0.01  # relative to the data's own scale
-RIDGE = 1e-3  # pulls unfitted knots toward "compressed bits = entropy" instead of leaving them free
+CORRECTION_RIDGE = 1e-3  # pulls alpha and beta toward "no correction" where a class has little data
 
 
-def stream_sample(name: str, t: Tensor, spec: str, compressors: list) -> list[dict]:
-    """One training row per (stream, compressor): the estimator's features and the measured bits
-    per stored byte of that stream compressed alone."""
-    from pgolf.budget.estimate import packed_streams
-    from pgolf.budget.schemes import get_scheme
-
-    scheme = get_scheme(spec)
-    q = scheme.quantize(t)
-    values, scales = scheme.pack(q)
-    rows = []
-    for stream in packed_streams(name, scheme, q, values, scales, len(values), len(scales)):
-        blob = values if stream.part == "values" else scales
-        for comp in compressors:
-            rows.append({"scheme": scheme.name, "compressor": comp.name,
-                         "bits_per_byte": 8 * len(comp.compress(blob)) / len(blob), **dataclasses.asdict(stream)})
-    return rows
-
-
-def fit_classes(frame: pd.DataFrame) -> dict:
-    """Per storage class: ridge least squares of measured bits/byte on the estimator's features,
-    relative errors weighted by sqrt(stream bytes)."""
-    from pgolf.budget.estimate import FEATURES, KNOTS, Stream
-
+def fit_corrections(frame: pd.DataFrame) -> dict:
+    """Per storage class: alpha and beta of sampled.scaled_bytes, by ridge least squares of the
+    relative error of C r against the group compressed whole (rows: compressed, sample, full, exact)."""
     out = {}
     for cls, group in frame.groupby("cls"):
-        streams = [Stream(r.tensor, r.part, r.cls, int(r.n_bytes), r.h, r.d2, r.dl, r.dlane, r.dsym)
-                   for r in group.itertuples()]
-        x = np.stack([s.features() for s in streams])
-        y = group["bits_per_byte"].to_numpy()
-        # relative error, weighted by sqrt(size): big streams decide the artifact's bytes
-        w = np.sqrt(group["n_bytes"].to_numpy(dtype=float)) / np.maximum(y, 0.05)
-        prior = np.concatenate([np.asarray(KNOTS), np.zeros(len(FEATURES) - len(KNOTS))])
-        # Ridge toward the prior: solve (X'WX + rI) b = X'Wy + r prior.
-        xw = x * w[:, None]
-        a = xw.T @ xw + RIDGE * np.eye(x.shape[1])
-        coef = np.linalg.solve(a, xw.T @ (y * w) + RIDGE * prior)
-        pred = x @ coef
-        rel = (pred - y) / np.maximum(y, 1e-9)
-        out[cls] = {"w": [float(c) for c in coef], "n": int(len(y)),
-                    "rel_err_median": float(np.median(np.abs(rel))), "rel_err_max": float(np.max(np.abs(rel)))}
+        r = group["full"].to_numpy(float) / group["sample"].to_numpy(float)
+        scaled = group["compressed"].to_numpy(float) * r
+        exact = group["exact"].to_numpy(float)
+        live = r > 1.0
+        # exact / scaled - 1 = alpha log2 r - beta (r - 1) / scaled, weighted by sqrt(size)
+        x = np.stack([np.log2(r), -(r - 1) / scaled], axis=1)[live]
+        y = (exact / scaled - 1)[live]
+        w = np.sqrt(exact[live])
+        if len(y) >= 2:
+            scale = np.sqrt((x ** 2).mean(axis=0)) + 1e-12
+            xs = x / scale * w[:, None]
+            a = xs.T @ xs
+            alpha, beta = np.linalg.solve(a + CORRECTION_RIDGE * np.trace(a) / 2 * np.eye(2), xs.T @ (y * w)) / scale
+        else:
+            alpha = beta = 0.0
+        est = np.where(r > 1.0, scaled * (1 + alpha * np.log2(np.maximum(r, 1.0))) - beta * (r - 1), scaled)
+        rel = np.abs(est - exact) / exact
+        out[cls] = {"alpha": float(alpha), "beta": float(beta), "n": int(len(group)),
+                    "rel_err_median": float(np.median(rel)), "rel_err_max": float(rel.max())}
     return out
 
 

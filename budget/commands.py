@@ -64,8 +64,8 @@ def register(subparsers) -> None:
                    help="skip compressing each tensor alone (faster with slow compressors)")
     p.add_argument("--write-artifact", metavar="PATH", help="also write the built artifact to PATH")
     p.add_argument("--estimate", action="store_true",
-                   help="fast estimate from symbol entropy instead of compressing (reports say which numbers "
-                        "are estimated); measure without it")
+                   help="fast estimate: compress a ~1%% sample and scale it up instead of compressing everything "
+                        "(reports say which numbers are estimated); measure without it")
     p.set_defaults(handler=run_budget)
 
     p = subparsers.add_parser("compare", help="measure every plan x compressor pair and print the matrix",

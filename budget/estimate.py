@@ -1,20 +1,18 @@
-"""Fast size estimate: order-0 entropy of the stored bytes plus a fitted per-compressor correction.
+"""Fast size estimate: the real codec on a 1 % sample of the stored bytes, scaled up and corrected.
 
 For each tensor the plan's scheme quantizes a sample of its rows (every row of a small tensor;
 per-row and per-group schemes treat rows independently, so sampled rows get exactly the symbols
-the full tensor would); the symbols are packed in the scheme's storage and reduced to byte
-statistics per stream (values, scales): the order-0 entropy `h` in bits per stored byte, the gap
-to the collision entropy `d2` (how peaked the histogram is, which LZ matching feeds on), the gap
-to the entropy of 16 KiB chunks `dl` (non-stationarity an adaptive coder exploits) and, for
-float bytes, the gap to the per-byte-lane entropy `dlane`. A correction fitted on our own
-measurements (budget/data/estimate_fit.json, written by benchmarks/fit_estimator.py) maps these
-to compressed bits per stored byte, per compressor and storage class; container overhead is a
-fitted constant plus a per-stream term. Raw payload and scale byte counts are exact.
+the full tensor would) and packs them in the scheme's storage: each tensor gives a values and a
+scales stream with exact full byte counts. sampled.py groups alike streams, compresses a middle
+chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
+settings, and scales each group up with a correction fitted on our own measurements
+(budget/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
+fitted constant plus a per-stream term. Raw payload and scale byte counts are exact. Each
+tensor's share of its group (the compressed_bytes column) follows its order-0 entropy.
 
->>> import torch
->>> s = byte_stats(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8))
->>> round(s["h"], 3), round(s["d2"], 3)
-(8.0, 0.0)
+>>> import numpy as np
+>>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
+8.0
 """
 from __future__ import annotations
 
@@ -28,15 +26,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from pgolf.budget import sampled
 from pgolf.budget.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.plans import resolve_plan
 from pgolf.budget.schemes import get_scheme
+from pgolf.budget.threads import one_torch_thread
 
-FIT_FORMAT = "pgolf-estimate-fit-v1"
-KNOTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)  # h, bits per stored byte
-FEATURES = tuple(f"k{k:g}" for k in KNOTS) + ("d2", "dl", "dlane", "dlane_h", "dsym", "inv_n")
-CHUNK_BYTES = 1 << 14
+FIT_FORMAT = "pgolf-estimate-fit-v2"
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
 # max sets its grid), so the sampled entropy of a tensor is off by ~0.5 % (1 sd) at 64 rows of
 # 512; independent across tensors, it averages down in a whole model.
@@ -44,41 +41,27 @@ SAMPLE_VALUES = 1 << 15
 SAMPLE_BLOCK_BYTES = 1 << 12
 
 
-def _entropy(counts: np.ndarray) -> tuple[float, float]:
-    """(Shannon, collision) entropy in bits per symbol of a histogram (last axis)."""
-    n = counts.sum(axis=-1, keepdims=True).astype(np.float64)
-    p = counts / np.maximum(n, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=-1)
-    h2 = -np.log2(np.maximum((p * p).sum(axis=-1), 1e-300))
-    return h, h2
+def sampling_settings() -> dict:
+    """The sampling constants a fit is only valid for (stored in the fit, checked on load)."""
+    return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
+            "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
+            "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES}
 
 
-def byte_stats(data: np.ndarray, lanes: int = 1) -> dict[str, float]:
-    """Entropy features of a byte stream, in bits per byte: h, d2 = h - h2, dl, dlane (see module)."""
-    n = int(data.size)
-    if n == 0:
-        return {"h": 0.0, "d2": 0.0, "dl": 0.0, "dlane": 0.0}
+def _entropy(counts: np.ndarray) -> float:
+    """Shannon entropy in bits per symbol of a histogram."""
+    n = float(counts.sum())
+    p = counts[counts > 0] / max(n, 1.0)
+    return float(-(p * np.log2(p)).sum())
+
+
+def byte_entropy(data: np.ndarray) -> float:
+    """Order-0 entropy of a byte stream in bits per byte (Miller-Madow corrected, at most 8)."""
+    if data.size == 0:
+        return 0.0
     counts = np.bincount(data, minlength=256)
-    h, h2 = _entropy(counts)
-    # Miller-Madow: estimates from a sample of rows must not read low by (K-1)/(2 n ln 2)
-    h = min(8.0, float(h) + (np.count_nonzero(counts) - 1) / (2 * n * math.log(2)))
-    nchunks = math.ceil(n / CHUNK_BYTES)
-    if nchunks > 1:
-        idx = (np.arange(n, dtype=np.int64) // CHUNK_BYTES) * 256 + data
-        counts = np.bincount(idx, minlength=nchunks * 256).reshape(nchunks, 256)
-        hc, _ = _entropy(counts)
-        sizes = counts.sum(axis=1)
-        # Miller-Madow: the plug-in entropy of a 16 KiB chunk is biased low by (K-1)/(2 n ln 2).
-        hc = hc + (np.count_nonzero(counts, axis=1) - 1) / (2 * np.maximum(sizes, 1) * math.log(2))
-        h_local = float((hc * sizes).sum() / n)
-    else:
-        h_local = float(h)
-    h_lane = float(h)
-    if lanes > 1 and n % lanes == 0:
-        per_lane = np.stack([np.bincount(data[i::lanes], minlength=256) for i in range(lanes)])
-        h_lane = float(_entropy(per_lane)[0].mean())
-    return {"h": float(h), "d2": float(h - h2), "dl": max(0.0, float(h) - h_local), "dlane": max(0.0, float(h) - h_lane)}
+    # a sample of rows must not read low by (K-1)/(2 n ln 2)
+    return min(8.0, _entropy(counts) + (np.count_nonzero(counts) - 1) / (2 * data.size * math.log(2)))
 
 
 def storage_class(storage: str, element_size: int) -> str:
@@ -89,34 +72,16 @@ def storage_class(storage: str, element_size: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Stream:
-    """One contiguous byte stream of the artifact (a tensor's values or its scales), as features."""
+    """One contiguous byte stream of the artifact (a tensor's values or its scales): its full byte
+    count, its group (sampled.group_key), the order-0 entropy and the packed bytes of its sample."""
 
     tensor: str
     part: str
     cls: str
     n_bytes: int
     h: float
-    d2: float
-    dl: float
-    dlane: float
-    dsym: float = 0.0
-
-    def features(self) -> np.ndarray:
-        """Design row of the correction: hat functions of h, then d2, dl, dlane, dlane*h/8, dsym, 8/n."""
-        return np.concatenate([_hats(self.h), [self.d2, self.dl, self.dlane, self.dlane * self.h / 8, self.dsym,
-                                               8.0 / max(self.n_bytes, 1)]])
-
-
-def _hats(h: float) -> np.ndarray:
-    out = np.zeros(len(KNOTS))
-    h = min(max(h, KNOTS[0]), KNOTS[-1])
-    j = int(np.searchsorted(KNOTS, h, side="right")) - 1
-    if j >= len(KNOTS) - 1:
-        out[-1] = 1.0
-        return out
-    w = (h - KNOTS[j]) / (KNOTS[j + 1] - KNOTS[j])
-    out[j], out[j + 1] = 1.0 - w, w
-    return out
+    group: str = ""
+    sample: bytes = dataclasses.field(default=b"", repr=False, compare=False)
 
 
 def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float]:
@@ -146,32 +111,29 @@ def symbol_entropy_bits(symbols: Tensor) -> float:
         counts = np.bincount(raw.view(np.uint8 if flat.element_size() == 1 else np.uint16))
     else:
         counts = np.unique(flat.numpy(), return_counts=True)[1]
-    h, _ = _entropy(counts)
-    return float(h) * flat.numel()
+    return _entropy(counts) * flat.numel()
 
 
 def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_values: int, full_scales: int,
-                   lanes: bool = True, symbol_bits: float | None = None) -> list[Stream]:
-    """Stream features of one quantized tensor's packed bytes; byte counts are the full tensor's."""
+                   dtype: torch.dtype | None = None) -> list[Stream]:
+    """Streams of one quantized tensor's packed sample bytes; byte counts are the full tensor's."""
     streams = []
-    raw_values = scheme.storage == "raw"
+    src = str(dtype or q.dtype).removeprefix("torch.")
     for part, blob, full in (("values", values, full_values), ("scales", scales, full_scales)):
         if not full or not blob:
             continue
-        el = (q.symbols.element_size() if raw_values else 1) if part == "values" else q.scales.element_size()
-        # scales (positive, similar, few) compress unlike float values: their own class
-        cls = storage_class(scheme.storage, el) if part == "values" else f"scale{el}"
-        stats = byte_stats(np.frombuffer(blob, dtype=np.uint8), lanes=el if lanes else 1)
-        if part == "values" and not raw_values:
-            # symbols entropy spread over the bytes they occupy: the floor a packed layout hides
-            h_sym = (symbol_entropy_bits(q.symbols) if symbol_bits is None else symbol_bits) / len(blob)
-            stats["dsym"] = max(0.0, stats["h"] - h_sym)
-        streams.append(Stream(name, part, cls, int(full), **stats))
+        if part == "values":
+            cls = storage_class(scheme.storage, q.symbols.element_size() if scheme.storage == "raw" else 1)
+        else:  # scales (positive, similar, few) compress unlike float values: their own class
+            cls = f"scale{q.scales.element_size()}"
+        h = byte_entropy(np.frombuffer(blob, dtype=np.uint8))
+        key = sampled.group_key(cls, scheme.name, src if part == "values" else "")
+        streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob)))
     return streams
 
 
 def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = SAMPLE_VALUES) -> tuple[dict, list[Stream]]:
-    """Exact byte counts and stream features of one tensor under one scheme spec."""
+    """Exact byte counts and sampled streams of one tensor under one scheme spec."""
     scheme = get_scheme(spec)
     values_bytes, scales_bytes = scheme.payload_bytes(tuple(t.shape), t.dtype)
     if sample_values is not None:
@@ -180,11 +142,11 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
     part, ratio = _sample_rows(t, sample_values if scheme.kind == "quantized" else None)
     q = scheme.quantize(part)
     values, scales = scheme.pack(q)
-    sym_bits = symbol_entropy_bits(q.symbols) if scheme.kind == "quantized" else None
-    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, symbol_bits=sym_bits)
-    entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
-    if sym_bits is not None:
-        entropy_bits = sym_bits * ratio
+    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype)
+    if scheme.kind == "quantized":
+        entropy_bits = symbol_entropy_bits(q.symbols) * ratio
+    else:
+        entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
     row = {"name": name, "shape": tuple(t.shape), "numel": int(t.numel()), "dtype": str(t.dtype).removeprefix("torch."),
            "scheme": scheme.name, "storage": scheme.storage, "values_bytes": int(values_bytes),
            "scales_bytes": int(scales_bytes), "payload_bytes": int(values_bytes + scales_bytes),
@@ -202,8 +164,11 @@ def load_fit(path: str | Path | None = None) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PgolfInputError(where, f"cannot read the estimator fit ({exc.__class__.__name__}); "
                                      f"run benchmarks/fit_estimator.py") from None
-    if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT or fit.get("features") != list(FEATURES):
-        raise PgolfInputError(where, f"not a {FIT_FORMAT} file with this pgolf's features")
+    if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT or not isinstance(fit.get("compressors"), dict):
+        raise PgolfInputError(where, f"not a {FIT_FORMAT} file")
+    if fit.get("sampling") != sampling_settings():
+        raise PgolfInputError(where, "estimator fit was made with other sampling settings; "
+                                     "rerun benchmarks/fit_estimator.py")
     return fit
 
 
@@ -218,21 +183,25 @@ def fit_entry(fit: dict, compressor: str) -> tuple[str, dict]:
     raise PgolfInputError(None, f"no estimator fit for compressor {name!r} (fitted: {', '.join(fit['compressors'])})")
 
 
-def stream_bytes(stream: Stream, entry: dict) -> float:
-    """Estimated compressed bytes of one stream inside an artifact."""
-    fallback = {"scale2": "raw2", "scale4": "raw4", "raw8": "raw4"}
-    coef = entry["classes"].get(stream.cls) or entry["classes"].get(fallback.get(stream.cls, "byte")) \
-        or entry["classes"]["byte"]
-    bits_per_byte = float(np.dot(stream.features()[:-1], np.asarray(coef["w"])[:-1]))
-    return max(0.0, bits_per_byte) * stream.n_bytes / 8
-
-
 def container_bytes(n_streams: int, container: str, entry: dict) -> float:
     over = entry["overhead"].get(container, {"c0": 0.0, "c1": 0.0})
     return over["c0"] + over["c1"] * n_streams
 
 
+def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict[str, tuple[int, int, int, float]]:
+    """group -> (compressed sample bytes, sample bytes, full bytes, estimated compressed bytes)."""
+    groups: dict[str, list[tuple[int, bytes]]] = {}
+    for s in streams:
+        groups.setdefault(s.group or sampled.group_key(s.cls, "", ""), []).append((s.n_bytes, s.sample))
+    total = sum(s.n_bytes for s in streams)
+    measured = sampled.compress_groups(sampled.sample_plan(groups, total), compressor, total)
+    classes = entry.get("classes", {})
+    return {key: (c, n, full, sampled.scaled_bytes(c, n, full, classes.get(sampled.group_class(key))))
+            for key, (c, n, full) in measured.items()}
+
+
 # --- whole-model estimate -----------------------------------------------------------------------
+@one_torch_thread()
 def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values: int | None = SAMPLE_VALUES,
                      quiet: bool = True) -> tuple[pd.DataFrame, list[Stream], str, str]:
     """(per-tensor rows, streams, artifact kind, plan name) for a state dict under a plan."""
@@ -257,18 +226,23 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
 
 def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
                          ) -> tuple[float, dict[str, float]]:
-    """(estimated artifact bytes, estimated compressed bytes per tensor) from stream features."""
+    """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
     from pgolf.budget.container import frame_header
 
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     _, entry = fit_entry(fit, comp.name)
-    per_tensor: dict[str, float] = {}
+    groups = group_estimates(streams, comp.name, entry)
+    weight: dict[str, float] = {}
     for s in streams:
-        per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + stream_bytes(s, entry)
+        weight[s.group] = weight.get(s.group, 0.0) + s.n_bytes * max(s.h, 0.05)
+    per_tensor: dict[str, float] = {}
+    for s in streams:  # each group's bytes shared by order-0 entropy
+        share = groups[s.group][3] * s.n_bytes * max(s.h, 0.05) / weight[s.group] if s.group in groups else 0.0
+        per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
     plain_official = kind == "official-export" and comp.name == "zlib"
     frame = 0 if plain_official else len(frame_header(0, comp.name))
-    total = sum(per_tensor.values()) + container_bytes(len(streams), kind, entry) + frame
+    total = sum(g[3] for g in groups.values()) + container_bytes(len(streams), kind, entry) + frame
     return total, per_tensor
 
 
@@ -286,6 +260,7 @@ def _report_class():
     return EstimateReport
 
 
+@one_torch_thread()
 def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zlib", code=None,
                     cap: int | None = None, *, code_wrapped: bool = False, sample_values: int | None = SAMPLE_VALUES,
                     fit: dict | None = None, quiet: bool = True, source: str = ""):
@@ -321,13 +296,13 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
             "bytes_model_low": int(bytes_model * (1 - err)), "bytes_model_high": int(math.ceil(bytes_model * (1 + err)))}
     if code_sizes:
         head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
-    sampled = bool((frame["sampled_fraction"] < 1).any())
+    rows_sampled = bool((frame["sampled_fraction"] < 1).any())
     notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
-             f"compressed_bytes column (each tensor's share inside the artifact), from order-0 entropy of the "
-             f"stored bytes + the {key} correction fitted in estimate_fit.json; `pgolf budget` without --estimate "
-             f"measures them",
+             f"compressed_bytes column (each tensor's share inside the artifact), from {comp.name} run on a "
+             f"~1 % sample of the stored bytes, scaled up with the {key} correction fitted in estimate_fit.json; "
+             f"`pgolf budget` without --estimate measures them",
              "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
-             + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if sampled else "")]
+             + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
     if key != comp.name:
         notes.append(f"no fit for {comp.name}: used the {key} correction")
     if not code_sizes:

@@ -72,6 +72,7 @@ class IntScheme(_GroupedScheme):
     clip_arg: float | None = None
     group: int | None = None
     storage: str = "byte"
+    floor: float | None = None  # scale >= floor / qmax, as the records' clamp_min(1/qmax) (floor 1)
 
     def __post_init__(self):
         if self.clip == "percentile" and self.clip_arg is None:
@@ -86,6 +87,8 @@ class IntScheme(_GroupedScheme):
             raise ValueError(f"sdclip needs k > 0, got {self.clip_arg}; write e.g. sdclip(12.85)")
         if self.clip in ("amax", "mse") and self.clip_arg is not None:
             raise ValueError(f"clip rule {self.clip} takes no argument; write {self.clip}")
+        if self.floor is not None and not self.floor > 0:
+            raise ValueError(f"floor needs c > 0, got {self.floor}; write e.g. floor(1)")
         self._check_group_storage(("byte", "packed"))
 
     qmax = property(lambda self: (1 << (self.nbits - 1)) - 1)
@@ -97,7 +100,9 @@ class IntScheme(_GroupedScheme):
     def name(self) -> str:
         clip = f":{self.clip}" if self.clip_arg is None else f":{self.clip}({_num(self.clip_arg)})"
         clip = "" if (self.clip, self.clip_arg) == ("percentile", DEFAULT_PERCENTILE) else clip
-        return f"int{self.nbits}{clip}{self._group_suffix(None)}" + (":packed" if self.storage == "packed" else "")
+        floor = "" if self.floor is None else f":floor({_num(self.floor)})"
+        return (f"int{self.nbits}{clip}{floor}{self._group_suffix(None)}"
+                + (":packed" if self.storage == "packed" else ""))
 
     @property
     def stores(self) -> str:
@@ -105,13 +110,14 @@ class IntScheme(_GroupedScheme):
                 "amax": lambda: "clip at max |w|", "sdclip": lambda: f"clip at {_num(self.clip_arg)} std",
                 "mse": lambda: "clip percentile chosen by least MSE"}[self.clip]()
         where = "per row" if self.group is None else f"per group of {self.group}"
+        floor = "" if self.floor is None else f", scale at least {_num(self.floor)}/{self.qmax}"
         return (f"int{self.nbits} in [-{self.qmax}, {self.qmax}], {_storage_words(self.storage, self.nbits)}; "
-                f"fp16 scale {where}, {clip}")
+                f"fp16 scale {where}, {clip}{floor}")
 
     def _quantize_groups(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.clip != "mse":
-            return quantize_groups(x, clip_values(x, self.clip, self.clip_arg), self.qmax)
-        return _best_mse(x, self.qmax)
+            return quantize_groups(x, clip_values(x, self.clip, self.clip_arg), self.qmax, floor=self.floor)
+        return _best_mse(x, self.qmax, self.floor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,11 +164,11 @@ class BinaryScheme(_GroupedScheme):
         return quantize_groups(x, clip_values(x, "absmean", None), 1, sign_only=True)
 
 
-def _best_mse(x: Tensor, qmax: int) -> tuple[Tensor, Tensor]:
+def _best_mse(x: Tensor, qmax: int, floor: float | None = None) -> tuple[Tensor, Tensor]:
     """Per group, the percentile clip (of a few) with the least squared reconstruction error."""
     best_q = best_s = best_err = None
     for p in MSE_PERCENTILES:
-        q, s = quantize_groups(x, clip_values(x, "percentile", p), qmax)
+        q, s = quantize_groups(x, clip_values(x, "percentile", p), qmax, floor=floor)
         err = torch.nansum((x - q.float() * s.float()[:, None]) ** 2, dim=1)
         if best_err is None:
             best_q, best_s, best_err = q, s, err

@@ -83,14 +83,16 @@ def clip_values(x: Tensor, rule: str, arg: float | None) -> Tensor:
 
 
 def quantize_groups(x: Tensor, clip: Tensor, qmax: int, clip_first: bool = True,
-                    sign_only: bool = False) -> tuple[Tensor, Tensor]:
+                    sign_only: bool = False, floor: float | None = None) -> tuple[Tensor, Tensor]:
     """int8 symbols (same shape as x, pads 0) and fp16 scales for clip/qmax per group row.
 
     The symbols are computed with the fp16-rounded scale, so dequantization (symbols x stored
-    scale) is the best reconstruction the stored scale allows.
+    scale) is the best reconstruction the stored scale allows. `floor` raises the scale to at
+    least floor/qmax (the records' `clamp_min(1/qmax)` is floor 1); values stay clipped at `clip`.
     """
     # sign_only never divides by the scale, so an all-zero group may keep scale 0 (exact zeros).
-    scale = (clip / qmax).clamp(0.0 if sign_only else SCALE_MIN, SCALE_MAX).to(SCALE_DTYPE)
+    grid = clip if floor is None else clip.clamp_min(floor)
+    scale = (grid / qmax).clamp(0.0 if sign_only else SCALE_MIN, SCALE_MAX).to(SCALE_DTYPE)
     s = scale.float()[:, None]
     x0 = torch.nan_to_num(x, nan=0.0)
     if sign_only:

@@ -2,12 +2,13 @@
 
 `predict(...)` lists the baseline family's tensors for the config (shapes.py), gives each matrix
 the trained-weight statistics of its role (budget/data/weight_stats.json: overall RMS, tail shape,
-row-scale spread, with the range seen across calibration checkpoints), draws a seeded sample of
-rows with those statistics, quantizes and packs it under the plan, and turns the byte statistics
-into compressed bytes with the fast estimator's fitted correction (estimate.py). Matrices that
-share role, shape and scheme share one sample (11 layers cost one draw). The interval moves each
-statistic to each end of its calibration range (all roles together), one statistic at a time,
-sums the moves on each side, and widens by the estimator's worst whole-artifact error.
+row-scale spread, with the range seen across calibration checkpoints), draws seeded rows with
+those statistics, quantizes and packs them under the plan, and turns them into compressed bytes
+the way the fast estimator does (estimate.py: the real codec on a sample, scaled up with the
+fitted correction). Matrices that share role, shape and scheme share one draw, each with rows of
+its own. The interval moves each statistic to each end of its calibration range (all roles
+together), one statistic at a time, sums the moves on each side, and widens by the estimator's
+worst whole-artifact error.
 
 >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="official-int8", compressor="zlib")
 >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
@@ -27,6 +28,7 @@ import torch
 from pgolf.budget.artifact import artifact_kind
 from pgolf.budget.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
 from pgolf.budget.compressors import get_compressor
+from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.plans import resolve_plan
@@ -35,6 +37,12 @@ from pgolf.budget.schemes import get_scheme
 from pgolf.budget.shapes import TensorSpec, baseline_specs, synthetic_state_dict
 
 PREDICT_SAMPLE_VALUES = 1 << 15  # values drawn per distinct (role, shape, scheme)
+# Our calibration runs are short (at most 300 steps) and their weights grow at every step we
+# measured (3x over 300 steps); a record-length run (10^4 steps) is taken to have outgrown every
+# scale floor (int6 floor(1), the official int8 floor 1/127). x8 puts row clips well above 1,
+# where the stored symbols of every clip rule no longer depend on the scale.
+LONG_RUN_STD_GAIN = 8.0
+SCALES = ("long", "calibrated")
 DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
     "layers": ("layers", 1, 1), "dim": ("dim", 64, 64), "mlp-mult": ("mlp_mult", 0.5, 0.5), "vocab": ("vocab", 256, 128),
 }
@@ -52,45 +60,61 @@ def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024,
                           bigram_dim=bigram_dim, **extra)
 
 
-def _sample(spec: TensorSpec, params: dict, scheme_name: str) -> torch.Tensor:
-    """Rows of a trained-like matrix (all rows if few), seeded by role/shape/scheme/statistics."""
+def _draw(spec: TensorSpec, params: dict, scheme_name: str, copies: int) -> torch.Tensor:
+    """Rows of a trained-like matrix for `copies` tensors (all rows if few), seeded by
+    role/shape/scheme/statistics: each tensor of that kind gets its own rows (identical rows
+    would hand the codec matches a real model never has)."""
     rows, cols = spec.shape
     n_rows = min(rows, max(1, math.ceil(PREDICT_SAMPLE_VALUES / cols)))
     key = f"{role_of(spec.name)}|{spec.shape}|{scheme_name}|{sorted(params.items())}"
     rng = np.random.default_rng(_crc.crc32(key.encode()))
-    m = sample_matrix((n_rows, cols), params["std"], params["beta"], params["row_log_sd"], rng)
+    m = sample_matrix((n_rows * copies, cols), params["std"], params["beta"], params["row_log_sd"], rng)
     return torch.from_numpy(m).to(spec.dtype)
 
 
-def _streams_for(specs, plan, stats, overrides: dict[tuple[str, str], str] | None = None, cache: dict | None = None):
+def _streams_for(specs, plan, stats, overrides: dict[tuple[str, str], str] | None = None, cache: dict | None = None,
+                 std_gain: float = 1.0):
     """Streams (with full-tensor byte counts) and per-tensor rows for the specs under `plan`."""
     overrides = overrides or {}
     cache = {} if cache is None else cache
     controls = synthetic_state_dict([s for s in specs if role_of(s.name) is None or len(s.shape) != 2], seed=0)
-    streams, rows, schemes = [], [], []
+    plans = []  # (spec, scheme, key, params)
     for spec in specs:
         role = role_of(spec.name) if len(spec.shape) == 2 else None
         meta = torch.empty(spec.shape, dtype=spec.dtype, device="meta")
         scheme = get_scheme(plan.scheme_for(spec.name, meta))
+        if role is None:
+            plans.append((spec, scheme, ("control", spec.name), None))
+            continue
+        which = {stat: overrides.get((role, stat), "median") for stat in STAT_NAMES}
+        params = {stat: role_params(stats, role, which[stat])[stat] for stat in STAT_NAMES}
+        params["std"] *= std_gain
+        plans.append((spec, scheme, (role, spec.shape, scheme.name, tuple(sorted(params.items()))), params))
+    copies: dict = {}
+    for spec, _, key, _ in plans:
+        copies[key] = copies.get(key, 0) + 1
+    streams, rows, schemes, seen = [], [], [], {}
+    for spec, scheme, key, params in plans:
+        index = seen[key] = seen.get(key, -1) + 1
         schemes.append(SimpleNamespace(scheme=scheme))
         nv, ns = scheme.payload_bytes(spec.shape, spec.dtype)
-        if role is None:
-            t = controls[spec.name]
-            key = ("control", spec.name)
-        else:
-            which = {stat: overrides.get((role, stat), "median") for stat in STAT_NAMES}
-            params = {stat: role_params(stats, role, which[stat])[stat] for stat in STAT_NAMES}
-            key = (role, spec.shape, scheme.name, tuple(sorted(params.items())))
-            t = None if key in cache else _sample(spec, params, scheme.name)
-        if key not in cache:
-            q = scheme.quantize(t)
+        if (key, index) not in cache:
+            if params is None:
+                part = controls[spec.name]
+            else:
+                if key not in cache:
+                    cache[key] = _draw(spec, params, scheme.name, copies[key])
+                drawn = cache[key]
+                n = drawn.shape[0] // copies[key]
+                part = drawn[index * n:(index + 1) * n]
+            q = scheme.quantize(part)
             values, scales = scheme.pack(q)
-            cache[key] = packed_streams("", scheme, q, values, scales, 1, 1)
-        for s in cache[key]:
+            cache[key, index] = packed_streams("", scheme, q, values, scales, 1, 1, spec.dtype)
+        for s in cache[key, index]:
             full = nv if s.part == "values" else ns
             streams.append(dataclasses.replace(s, tensor=spec.name, n_bytes=int(full)))
         rows.append({"name": spec.name, "shape": spec.shape, "numel": spec.numel,
-                     "dtype": str(spec.dtype).removeprefix("torch."), "role": role or "control", "scheme": scheme.name,
+                     "dtype": str(spec.dtype).removeprefix("torch."), "role": key[0], "scheme": scheme.name,
                      "values_bytes": nv, "scales_bytes": ns, "payload_bytes": nv + ns})
     return streams, rows, artifact_kind(schemes)
 
@@ -98,8 +122,14 @@ def _streams_for(specs, plan, stats, overrides: dict[tuple[str, str], str] | Non
 def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1024, heads: int = 8, kv_heads: int = 4,
             untied: bool = False, unique_layers: int | None = None, bigram_hash: int = 0, bigram_dim: int = 128,
             plan="official-int8", compressor="zlib", code=None, cap: int = CAP_BYTES, *, code_wrapped: bool = False,
-            stats: dict | None = None, fit: dict | None = None, interval: bool = True, **extra) -> PredictReport:
-    """Predicted artifact bytes (with an interval) for a baseline-family config, plan and compressor."""
+            stats: dict | None = None, fit: dict | None = None, interval: bool = True, scale: str = "long",
+            **extra) -> PredictReport:
+    """Predicted artifact bytes (with an interval) for a baseline-family config, plan and compressor.
+
+    `scale`: "long" (a record-length run: weights LONG_RUN_STD_GAIN x the calibrated scale, no
+    scale floor binds; the interval reaches down to the calibrated scale) or "calibrated" (the
+    scale our short calibration runs reached).
+    """
     from pgolf.budget.measure import _code_sizes
 
     stats, fit = stats or load_weight_stats(), fit or load_fit()
@@ -107,8 +137,11 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     key, entry = fit_entry(fit, comp.name)
     specs = config_specs(layers, dim, heads, kv_heads, mlp_mult, vocab, untied, unique_layers, bigram_hash, bigram_dim,
                          **extra)
+    if scale not in SCALES:
+        raise PgolfInputError(None, f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    gain = LONG_RUN_STD_GAIN if scale == "long" else 1.0
     cache: dict = {}  # one sample per (role, shape, scheme, statistics), shared by all evaluations
-    streams, rows, kind = _streams_for(specs, plan, stats, None, cache)
+    streams, rows, kind = _streams_for(specs, plan, stats, None, cache, gain)
     central, per_tensor = estimate_model_bytes(streams, kind, comp.name, fit)
     low = high = central
     moves = {}
@@ -119,9 +152,12 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
         for stat in STAT_NAMES:
             for end in ("lo", "hi"):
                 moved, _ = estimate_model_bytes(
-                    _streams_for(specs, plan, stats, {(role, stat): end for role in roles}, cache)[0],
+                    _streams_for(specs, plan, stats, {(role, stat): end for role in roles}, cache, gain)[0],
                     kind, comp.name, fit)
                 moves[f"{stat}.{end}"] = moved - central
+        if scale == "long":  # a run as short as ours: scale floors may bind
+            moved, _ = estimate_model_bytes(_streams_for(specs, plan, stats, None, cache, 1.0)[0], kind, comp.name, fit)
+            moves["std.calibrated"] = moved - central
         low = central + sum(min(0.0, d) for d in moves.values())
         high = central + sum(max(0.0, d) for d in moves.values())
     err = float(entry.get("artifact_rel_err_max", 0.0))
@@ -138,10 +174,12 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
             "bytes_total_high": int(math.ceil(high)) + bytes_code, "cap": int(cap),
             "headroom_bytes": int(cap) - bytes_model - bytes_code,
             "bits_per_param": round(8 * bytes_model / params, 4), "payload_bytes": int(frame["payload_bytes"].sum()),
-            "artifact": kind, "estimated": True}
+            "artifact": kind, "estimated": True, "scale": scale}
     notes = [f"PREDICTED (no weights): bytes_model and its interval, bytes_total, headroom_bytes, compressed_bytes "
              f"come from seeded samples with the trained-weight statistics of weight_stats.json "
-             f"({', '.join(stats['provenance'].get('sources', []))}) and the {key} estimator fit",
+             f"({', '.join(stats['provenance'].get('sources', []))}) and the {key} estimator fit"
+             + (f"; scale: a record-length run, weights {LONG_RUN_STD_GAIN:g}x the calibrated scale (no scale floor "
+                f"binds)" if scale == "long" else "; scale: as calibrated (short runs: scale floors may bind)"),
              "EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"]
     if moves:
         worst = max(moves, key=lambda k: abs(moves[k]))

@@ -13,7 +13,7 @@ import json
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.plans import PRESETS
-from pgolf.budget.predict import DIMENSIONS, fit_largest, predict
+from pgolf.budget.predict import DIMENSIONS, SCALES, fit_largest, predict
 from pgolf.budget.report import format_value
 
 
@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--code-wrapped", action="store_true", help="count the code's lzma+base85 wrapper instead")
     p.add_argument("--cap", type=_positive(int), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--stats", metavar="FILE", help="weight statistics JSON (default: the shipped calibration)")
+    p.add_argument("--scale", choices=SCALES, default="long",
+                   help="weight scale: long (a record-length run, no scale floor binds; default) or calibrated "
+                        "(our short calibration runs); with long, the interval reaches down to calibrated")
     p.add_argument("--fit", action="store_true", help="find the largest --dimension value that fits --max-bytes")
     p.add_argument("--max-bytes", type=_positive(int), default=None, help="byte budget for --fit (default: --cap)")
     p.add_argument("--dimension", choices=tuple(DIMENSIONS), default="layers", help="dimension --fit searches")
@@ -73,7 +76,7 @@ def run_predict(args) -> int:
         raise PgolfInputError(None, f"--bigram-hash must be >= 0, got {args.bigram_hash}")
     stats = load_weight_stats(args.stats) if args.stats else None
     kw = dict(plan=args.plan, compressor=args.compressor, code=args.code, cap=args.cap,
-              code_wrapped=args.code_wrapped, stats=stats)
+              code_wrapped=args.code_wrapped, stats=stats, scale=args.scale)
     try:
         if not args.fit:
             report = predict(**_config(args), **kw)

@@ -8,8 +8,9 @@ parser; intN / ternary / binary live in grouped.py, the base class in scheme_bas
 
 Spec strings name variants: `base[:modifier]...`, e.g. `int6`, `int6:sdclip(12.85)`,
 `int5:mse:group(64):packed`, `ternary:packed`, `binary:byte`. Modifiers: clip rules
-`percentile(p)` (default 99.99984, the official clip), `amax`, `sdclip(k)`, `mse`; `group(G)`;
-storages `byte`, `packed`, `base3`, `bits`.
+`percentile(p)` (default 99.99984, the official clip), `amax`, `sdclip(k)`, `mse`; `floor(c)` (intN:
+scale at least c/qmax, the records' `clamp_min(1/qmax)` is floor(1)); `group(G)`; storages `byte`,
+`packed`, `base3`, `bits`.
 
 >>> s = get_scheme("int6:sdclip(12.85)")
 >>> s.name, s.bits, s.payload_bytes((512, 512), torch.float32)
@@ -165,6 +166,10 @@ def _parse_mods(base: str, mods: list[str]) -> dict:
         value = None if arg is None else float(arg)
         if word in CLIP_RULES and base.startswith("int"):
             kw["clip"], kw["clip_arg"] = word, value
+        elif word == "floor" and base.startswith("int"):
+            if value is None:
+                raise ValueError("floor needs a value; write floor(1) for scale >= 1/qmax")
+            kw["floor"] = value
         elif word == "group":
             if value is None:
                 raise ValueError("group needs a size; write group(128)")

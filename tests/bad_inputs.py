@@ -164,6 +164,19 @@ class BadInput:
     env: tuple[tuple[str, str], ...] = ()
 
 
+def _frame_v1_artifact() -> bytes:
+    """An int6 artifact in an older pgolf's layout: frame version 1, JSON header before the data."""
+    from pgolf.budget import container
+    from pgolf.budget.measure import build_artifact
+
+    sd = {"w": torch.randn(300, 300, generator=torch.Generator().manual_seed(0)) * 0.05}  # > 65,536: int6
+    blob = build_artifact(sd, "int6", "none")  # frame v2: 12-byte frame, data, header, length
+    (n,) = struct.unpack("<I", blob[-4:])
+    head = blob[-4 - n:-4].replace(b"container-v2", b"container-v1")
+    data = b"".join(r.values + r.scales for r in container.decode(blob[12:]))  # v1: tensor by tensor
+    return b"PGOLF\x01" + blob[6:12] + struct.pack("<I", len(head)) + head + data
+
+
 def _file(name: str, make: Callable[[], bytes]) -> Callable[[Path], None]:
     def build(root: Path) -> None:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +238,8 @@ CATALOGUE: tuple[BadInput, ...] = (
              _file("bad-dtype.ptz", _bad_dtype_name)),
     BadInput("raw-export.pt", "an int8 export saved without zlib", "uncompressed int8 export",
              _file("raw-export.pt", lambda: torch_bytes(export_obj()))),
+    BadInput("old-frame.pgolf", "an int6 artifact written by an older pgolf (frame version 1, header first)",
+             "frame version 1", _file("old-frame.pgolf", _frame_v1_artifact)),
     BadInput("truncated.safetensors", "the fixture as safetensors, cut after 2,000 bytes", "truncated safetensors",
              _file("truncated.safetensors", lambda: st_save(fixture_sd())[:2000])),
     BadInput("bad-header.safetensors", "safetensors with a control byte in its JSON header", "corrupt safetensors",

@@ -311,8 +311,8 @@ container_op = st.tuples(st.sampled_from(("field", "delta", "swap", "delete", "d
 
 
 def mutate_container_header(raw: bytes, ops) -> bytes:
-    (n,) = struct.unpack_from("<I", raw, 0)
-    head, data = json.loads(raw[4:4 + n]), raw[4 + n:]
+    (n,) = struct.unpack_from("<I", raw, len(raw) - 4)  # container v2: data, JSON header, its length
+    head, data = json.loads(raw[len(raw) - 4 - n:len(raw) - 4]), raw[:len(raw) - 4 - n]
     rows = head["tensors"]
     for kind, i, j, k in ops:
         if not rows:
@@ -331,10 +331,10 @@ def mutate_container_header(raw: bytes, ops) -> bytes:
         elif kind == "duplicate":
             rows.insert(r, list(rows[r]))
         else:
-            head[("format", "plan", "fields", "tensors")[j % 4]] = ("pgolf-container-v2", None, ["name"], {}, 3)[k % 5]
+            head[("format", "plan", "fields", "tensors")[j % 4]] = ("pgolf-container-v1", None, ["name"], {}, 3)[k % 5]
             break
     text = json.dumps(head).encode()
-    return struct.pack("<I", len(text)) + text + data
+    return data + text + struct.pack("<I", len(text))
 
 
 JSON_INSERTS = ['{', '}', '"', '\\', 'NaN', '1e999', '[' * 5000, '\x00', ',', ':', '\u00ff', 'null', '"(?P<"']

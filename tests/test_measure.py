@@ -198,24 +198,29 @@ def test_non_finite_weights_refused_naming_the_tensor(mini, bad, word):
 def test_container_golden_bytes():
     t = torch.tensor([[0.0, 0.5, -1.0, 1.0]]).repeat(70_000, 1)
     blob = build_artifact({"w": t}, "int2", "none")
-    header = json.dumps({"format": "pgolf-container-v1", "plan": "int2", "fields": ["name", "shape", "dtype",
+    header = json.dumps({"format": "pgolf-container-v2", "plan": "int2", "fields": ["name", "shape", "dtype",
                          "scheme", "values_bytes", "scales_bytes", "tied_to"],
                          "tensors": [["w", [70_000, 4], "float32", "int2", 280_000, 140_000, None]]},
                         separators=(",", ":")).encode()
     # clip = 1 (percentile of |w|), scale 1.0 in fp16; 0.5 rounds half to even: symbols 0, 0, -1, 1
     values = bytes([0, 0, 255, 1]) * 70_000
     scales = torch.ones(70_000, dtype=torch.float16).numpy().tobytes()
-    assert blob == b"PGOLF\x01\x00\x04none" + struct.pack("<I", len(header)) + header + values + scales
+    # frame v2, uncompressed payload: the data, then the JSON header, then its uint32 length
+    assert blob == b"PGOLF\x02\x00\x04none" + values + scales + header + struct.pack("<I", len(header))
+    assert len(blob) == 8 + 4 + 280_000 + 140_000 + len(header) + 4  # frame 8 + L, L = len("none")
 
 
 @pytest.mark.parametrize("blob,problem", [
     (b"hello world", "unknown artifact format"),
-    (b"PGOLF\x02\x00\x04none", "frame version 2"),
-    (b"PGOLF\x01\x07\x04none", "unknown pgolf payload kind 7"),
-    (b"PGOLF\x01\x00\x03zip" + b"x", "unknown compressor 'zip'"),
-    (b"PGOLF\x01\x00\x04none" + b"\x05\x00\x00\x00{bad}", "not valid JSON"),
-    (b"PGOLF\x01\x00\x04none" + b"\xff\x00\x00\x00{}", "exceeds the data"),
-    (b"PGOLF\x01\x00\x04zlib" + zlib.compress(b"x" * 100)[:-3], "truncated zlib stream"),
+    (b"PGOLF\x03\x00\x04none", "frame version 3 is not supported"),
+    (b"PGOLF\x01\x00\x04none" + b"\x05\x00\x00\x00{bad}", "frame version 1 (an older pgolf's layout"),
+    (b"PGOLF\x02\x07\x04none", "unknown pgolf payload kind 7"),
+    (b"PGOLF\x02\x00\x03zip" + b"x", "unknown compressor 'zip'"),
+    (b"PGOLF\x02\x00\x04none" + b"{bad}\x05\x00\x00\x00", "not valid JSON"),
+    (b"PGOLF\x02\x00\x04none" + b"{}\xff\x00\x00\x00", "exceeds the data"),
+    (b"PGOLF\x02\x00\x04none" + b"\x00" * 3 + b'{"format":"pgolf-container-v1"}\x1f\x00\x00\x00',
+     "format is 'pgolf-container-v1', expected 'pgolf-container-v2'"),
+    (b"PGOLF\x02\x00\x04zlib" + zlib.compress(b"x" * 100)[:-3], "truncated zlib stream"),
     (b"\x78\x9c" + b"garbage", "corrupt zlib stream"),
 ])
 def test_read_artifact_refuses_bad_input_in_one_line(blob, problem):
@@ -228,10 +233,14 @@ def test_read_artifact_checks_sizes_and_bounds(mini):
     blob = build_artifact(mini, "int6", "none")
     with pytest.raises(ValueError, match="exceeds limit of 1000 bytes"):
         read_artifact(frame(0, "zlib", zlib.compress(blob[12:])), max_output_bytes=1000)
-    with pytest.raises(ValueError, match="data cut off|bytes after the last tensor"):
+    (n,) = struct.unpack("<I", blob[-4:])
+    data_end = len(blob) - 4 - n  # container v2: data, then the n-byte JSON header, then n
+    with pytest.raises(ValueError, match="header length .* exceeds the data"):
         read_artifact(blob[:-10])
-    with pytest.raises(ValueError, match="bytes after the last tensor"):
-        read_artifact(blob + b"\x00")
+    with pytest.raises(ValueError, match="data cut off"):
+        read_artifact(blob[:data_end - 10] + blob[data_end:])
+    with pytest.raises(ValueError, match="1 bytes between the last tensor and the header"):
+        read_artifact(blob[:data_end] + b"\x00" + blob[data_end:])
 
 
 def test_code_bytes_and_the_wrapper_really_runs(tmp_path):

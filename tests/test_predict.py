@@ -44,6 +44,20 @@ def test_cheaper_plans_predict_fewer_bytes():
     assert sizes == sorted(sizes, reverse=True)
 
 
+def test_scale_floors_bind_only_at_the_calibrated_scale():
+    kw = dict(layers=4, dim=256, mlp_mult=2, vocab=1024, compressor="zstd")
+    # official int8 floors the scale at 1/127: calibrated weights (row max < 1) take fewer bits
+    long_, short = (predict(plan="official-int8", scale=s, **kw).headline for s in ("long", "calibrated"))
+    assert short["bytes_model"] < 0.95 * long_["bytes_model"]
+    assert long_["bytes_model_low"] <= short["bytes_model"] and long_["scale"] == "long"
+    # sdclip has no floor: its symbols do not depend on the scale
+    free = [predict(plan="sdclip-int6-int8emb", scale=s, interval=False, **kw).headline["bytes_model"]
+            for s in ("long", "calibrated")]
+    assert abs(free[0] / free[1] - 1) < 0.01, free
+    with pytest.raises(PgolfInputError, match="scale must be one of"):
+        predict(scale="huge", **kw)
+
+
 def test_fit_largest_layers_is_the_boundary():
     kw = dict(plan="int6", compressor="zstd")
     value, report = fit_largest(12_000_000, "layers", {"dim": 512, "mlp_mult": 3}, **kw)
@@ -67,9 +81,10 @@ def test_cli_json(capsys):
     assert obj["bytes_model_low"] <= obj["bytes_model"] <= obj["bytes_model_high"]
 
 
+@pytest.mark.slow  # a search of ~10 predictions with intervals: ~15-20 s on 2 busy cores
 def test_cli_fit_json(capsys):
     code, out = _cli(["--fit", "--max-bytes", "16000000", "--dimension", "vocab", "--plan", "int6",
-                      "--compressor", "zstd", "--json"], capsys)
+                      "--compressor", "zlib", "--json"], capsys)
     obj = json.loads(out)
     assert code == 0 and obj["dimension"] == "vocab" and obj["largest"] >= 1024
     assert obj["prediction"]["bytes_total_high"] <= 16_000_000

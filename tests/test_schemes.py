@@ -112,6 +112,26 @@ def test_clip_rule_scales():
     assert torch.equal(s_tern, t.abs().reshape(8, 3, 100).mean(dim=2).half())
 
 
+@pytest.mark.parametrize("spec,clip", [("int6:amax:floor(1)", "amax"), ("int8:floor(1)", "pct"),
+                                       ("int5:sdclip(12):floor(2)", "sd")])
+def test_floor_raises_the_scale_not_the_clip(spec, clip):
+    # the records' rule: scale = (clip / qmax).clamp_min(floor / qmax), values clipped at clip
+    scheme = get_scheme(spec)
+    qmax, floor = scheme.qmax, scheme.floor
+    t = _tensor((6, 400), 9) * torch.tensor([1.0, 2.0, 5.0, 20.0, 60.0, 200.0])[:, None]  # rows below and above
+    clip_at = {"amax": t.abs().amax(dim=1), "pct": torch.quantile(t.abs(), official.CLIP_PERCENTILE / 100, dim=1),
+               "sd": 12 * t.std(dim=1)}[clip]
+    scale = (clip_at / qmax).clamp_min(floor / qmax).half()
+    symbols = torch.clamp(torch.round(torch.maximum(torch.minimum(t, clip_at[:, None]), -clip_at[:, None])
+                                      / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
+    q = scheme.quantize(t)
+    assert torch.equal(q.scales[:, 0], scale) and torch.equal(q.symbols, symbols)
+    small = clip_at < floor  # rows whose own clip is under the floor get the floor's scale
+    assert bool(small.any()) and not bool(small.all())
+    assert bool((q.scales[small, 0] == torch.tensor(floor / qmax).half()).all())
+    assert scheme.name == spec and get_scheme(scheme.name) == scheme and f"at least {floor:g}/{qmax}" in scheme.stores
+
+
 @pytest.mark.parametrize("q", [0.9999984, 0.999, 0.99, 0.9, 0.5, 0.0, 1.0])
 @pytest.mark.parametrize("cols", [1, 2, 7, 512, 1024, 3000])
 def test_topk_quantile_is_torch_quantile_bit_for_bit(q, cols):
@@ -175,6 +195,7 @@ def test_non_finite_values_refused(spec, bad):
     ("int9", "write int2 .. int8"), ("int6:sdclip", "sdclip(12.85)"), ("int6:percentile(101)", "percentile(99.9)"),
     ("int6:group(0)", "group(128)"), ("ternary:bits", "base3, packed, byte"), ("fp16:packed", "no modifiers"),
     ("int6:amax(3)", "takes no argument"), ("nope", "see `pgolf schemes`"), ("int6:wat", "does not apply"),
+    ("int6:floor", "floor(1)"), ("int6:floor(0)", "floor(1)"), ("ternary:floor(1)", "does not apply"),
 ])
 def test_bad_specs_say_what_to_write(spec, hint):
     with pytest.raises(PgolfInputError, match=None) as info:
