@@ -14,32 +14,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
-import torch
 
 from pgolf.budget.artifact import build_artifact
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.estimate import estimate_budget, load_fit
 from pgolf.budget.plans import PRESETS
 from pgolf.budget.progress import progress
-from pgolf.budget.readers import load_input
 from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "artifacts"
+from fit_estimator import stats_sources  # benchmarks/ is on sys.path when this script runs
+
 COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle")
 
 
 def models(checkpoints: list[str], baseline: bool) -> list[tuple[str, dict]]:
-    out = []
-    for name in ("sp1024-2L-d64", "sp1024-3L-d128"):
-        path = FIXTURES / name / "final_model.pt"
-        if path.exists():
-            out.append((f"fixture:{name}", torch.load(path, weights_only=True, map_location="cpu")))
-    for path in checkpoints:
-        out.append((f"pgolf:{Path(path).parent.parent.name}/{Path(path).stem}", load_input(path).state_dict))
+    out = stats_sources(checkpoints)  # the fixtures' .pt and the given checkpoints, as the fit reads them
     if baseline:
         out.append(("synthetic:baseline-9x512", synthetic_state_dict(baseline_specs(), seed=0)))
     return out

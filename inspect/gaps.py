@@ -103,6 +103,14 @@ class GapSweep:
         self.recorded = label
         return result
 
+    def evaluate_plain(self) -> EvalResult:
+        """One full evaluation of the model's current weights, counted and timed (no recording)."""
+        t0 = time.perf_counter()
+        result = evaluate_bpb(self.model, self.sl, self.batch_seqs)
+        self.seconds += time.perf_counter() - t0
+        self.evaluations += 1
+        return result
+
     def reference(self, record: bool = True) -> EvalResult:
         """val_bpb of the unquantized weights (recording the replay, unless cached or not `record`)."""
         if self._reference is not None:
@@ -113,10 +121,7 @@ class GapSweep:
             if record:
                 result = self._record("reference", "evaluate unquantized")
             else:
-                t0 = time.perf_counter()
-                result = evaluate_bpb(self.model, self.sl, self.batch_seqs)
-                self.seconds += time.perf_counter() - t0
-                self.evaluations += 1
+                result = self.evaluate_plain()
             self._put(key, result)
         self._reference = result
         return result
@@ -133,10 +138,7 @@ class GapSweep:
             if record:
                 result = self._record(key["values_sha256"], f"evaluate {label}")
             else:
-                t0 = time.perf_counter()
-                result = evaluate_bpb(self.model, self.sl, self.batch_seqs)
-                self.seconds += time.perf_counter() - t0
-                self.evaluations += 1
+                result = self.evaluate_plain()
         finally:
             load_weights(self.model, self.sd)
         self._put(key, result)
@@ -233,10 +235,7 @@ def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> t
     exact = not roundtrip_mismatches(decoded, q_sd)
     load_weights(sweep.model, decoded)
     try:
-        t0 = time.perf_counter()
-        result = evaluate_bpb(sweep.model, sweep.sl, sweep.batch_seqs)
-        sweep.seconds += time.perf_counter() - t0
-        sweep.evaluations += 1
+        result = sweep.evaluate_plain()
     finally:
         load_weights(sweep.model, sweep.sd)
     return result, len(blob), exact
