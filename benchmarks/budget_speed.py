@@ -6,7 +6,7 @@ Model: a seeded baseline-shaped state dict (9 x 512, vocab 1024, 17,059,912 para
 shapes.synthetic_state_dict). For each preset x compressor it times `build_artifact` (quantize,
 serialize, compress: the exact bytes) and the bare `Compressor.compress` of the very bytes that
 artifact compresses, and prints their ratio (target <= 1.10). The two are timed alternately,
-best of 5 for zlib and best of 2 for the slow codecs (zstd-22, lzma-9e, brotli-11 take tens of
+best of 9 for zlib and best of 2 for the slow codecs (zstd-22, lzma-9e, brotli-11 take tens of
 seconds on 17 MB here), so a change in machine load hits both sides alike.
 
 Pairs: default = every preset with zlib, plus int6 and ternary with zstd, lzma, brotli (a few
@@ -65,7 +65,7 @@ def best_interleaved(fn_a, fn_b, repeats: int):
 
 def time_pair(sd, plan: str, comp_name: str) -> dict:
     comp = get_compressor(comp_name)
-    repeats = 5 if comp.codec == "zlib" else 2
+    repeats = 9 if comp.codec == "zlib" else 2  # interference only adds time: more tries, truer minimum
     kind, raw = serialize(assign(sd, plan), plan)           # the same bytes, untimed
     t_ours, blob, t_bare, body = best_interleaved(lambda: build_artifact(sd, plan, comp),
                                                   lambda: comp.compress(raw), repeats)

@@ -18,6 +18,7 @@ compressor tensor by tensor, so quantizing and compressing overlap.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -119,15 +120,15 @@ def artifact_kind(items: list[Item]) -> str:
 
 
 def _placeholder(item: Item) -> tuple[Tensor, Tensor]:
-    """Zero int8 values and scales shaped as the official rule stores them."""
-    scale = torch.zeros((item.shape[0],), dtype=torch.float16) if len(item.shape) == 2 else torch.zeros(())
-    return torch.zeros(item.shape, dtype=torch.int8), scale
+    """Uninitialised int8 values and scales shaped as the official rule stores them (only their layout is used)."""
+    scale = torch.empty((item.shape[0],), dtype=torch.float16) if len(item.shape) == 2 else torch.empty(())
+    return torch.empty(item.shape, dtype=torch.int8), scale
 
 
 def export_object(items: list[Item], placeholders: bool = False) -> dict:
     """The official export dict (same keys, order and dtype records as official.quantize_state_dict_int8).
 
-    With `placeholders`, int8 items not yet quantized get zero tensors of the right shapes.
+    With `placeholders`, int8 items not yet quantized get uninitialised tensors of the right shapes (a layout only).
     """
     quantized, scales, dtypes, passthrough, orig, qmeta = {}, {}, {}, {}, {}, {}
     by_name = {i.name: i for i in items}
@@ -168,17 +169,18 @@ def _export_chunks(items: list[Item], quiet: bool, on_item) -> tuple[int, Iterab
             if on_item is not None:
                 on_item(item)
 
-    def real():
-        for item in quantized_items(later, quiet, on_item):
-            yield f"quantized/{item.name}", item.q.symbols
-            yield f"scales/{item.name}", item.q.scales
+    def real():  # in the worker: packed bytes and their CRCs, so the compressing thread only compresses
+        for item in quantized_items(later, quiet, on_item, in_background=False):
+            for part, data in (("quantized", item.values), ("scales", item.scales)):
+                yield f"{part}/{item.name}", data, zlib.crc32(data)
 
+    stream = background(real)  # starts quantizing while the template is laid out
     template = export_object(items, placeholders=True)
     stand_ins = {f"{part}/{i.name}": template[part][i.name] for i in later for part in ("quantized", "scales")}
     try:
-        return stream_export(template, stand_ins, real())
+        return stream_export(template, stand_ins, stream)
     except LayoutError:  # a torch whose zip layout we do not know: quantize first, then torch.save
-        for _ in quantized_items(later, quiet, on_item):
+        for _ in stream:
             pass
         raw = official.serialize_export(export_object(items))
         return len(raw), [raw]

@@ -5,17 +5,19 @@ one `data/K` record per storage in the order the pickler first meets them, `vers
 40-digit `.data/serialization_id` derived from the other records, then the central directory. Every record's CRC-32 sits in a
 data descriptor after its data and again in the central directory (flag bit 3).
 
-`stream_export` saves a template of the export in which the int8 values and scales are zero
+`stream_export` saves a template of the export in which the int8 values and scales are
 placeholders of the right shapes, then emits the template with each placeholder's bytes
 replaced by the real ones (and both CRCs fixed) as soon as the tensor is quantized, so the
-compressor can start before quantization ends. The serialization id is recomputed the way
-PyTorchStreamWriter derives it (a hash of the record names, then the record CRCs folded with
-c10::hash_combine), so the output is byte-identical to `torch.save` of the real export (tests
-compare them byte for byte) and deterministic.
+compressor can start before quantization ends. Only the template's layout matters, so it is
+saved into a sink that skips the placeholders' data and with torch's CRCs off; every CRC is
+computed here instead. The serialization id is recomputed the way PyTorchStreamWriter derives
+it (a hash of the record names, then the record CRCs folded with c10::hash_combine), so the
+output is byte-identical to `torch.save` of the real export (tests compare them byte for byte)
+and deterministic.
 
 >>> import torch
 >>> t = torch.ones(2, 3, dtype=torch.int8)
->>> stand_in = torch.zeros(2, 3, dtype=torch.int8)
+>>> stand_in = torch.empty(2, 3, dtype=torch.int8)
 >>> size, chunks = stream_export({"q": stand_in}, {"q": stand_in}, [("q", t)])
 >>> raw = b"".join(chunks)
 >>> torch.load(__import__("io").BytesIO(raw), weights_only=True)["q"].tolist()
@@ -23,61 +25,143 @@ compare them byte for byte) and deterministic.
 """
 from __future__ import annotations
 
-import io
-import pickle
+import bisect
+import contextlib
 import struct
+import threading
 import zipfile
 import zlib
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
-
-from pgolf.budget import official
 
 _U64 = (1 << 64) - 1
 _DESCRIPTOR_SIG = b"PK\x07\x08"
 _CENTRAL_SIG = b"PK\x01\x02"
+_CRC_SWITCH = threading.Lock()
 
 
 class LayoutError(Exception):
     """The template does not have the layout this module expects (caller falls back to torch.save)."""
 
 
-def _storage_order(obj: object) -> list[int]:
-    """Storage ids (`_cdata`) in the order torch.save's pickler assigns them keys 0, 1, ..."""
-    order: dict[int, None] = {}
+class _LayoutSink:
+    """A write target for torch.save that keeps everything but the placeholders' data.
 
-    class Recorder(pickle.Pickler):
-        def persistent_id(self, o):
-            if isinstance(o, torch.storage.TypedStorage):
-                order.setdefault(o._untyped_storage._cdata, None)
-                return "s"
-            if torch.is_storage(o):
-                order.setdefault(o._cdata, None)
-                return "s"
-            return None
+    PyTorchStreamWriter hands each storage's data to `write` as a memoryview of the storage
+    itself, so a write is recognised as a placeholder's by its address and length.
+    """
 
-    Recorder(io.BytesIO(), protocol=2).dump(obj)
-    return list(order)
+    def __init__(self, holes: dict[int, tuple[str, int]]):
+        self.holes = holes              # data address -> (key, nbytes)
+        self.parts: list[tuple[int, bytes]] = []
+        self.found: dict[int, str] = {}  # offset of the skipped data -> key
+        self.pos = 0
+
+    def write(self, view) -> int:
+        n = len(view)
+        hole = self.holes.get(np.frombuffer(view, np.uint8).ctypes.data) if n else None
+        if hole is not None and hole[1] == n and hole[0] not in self.found.values():
+            self.found[self.pos] = hole[0]
+        else:
+            self.parts.append((self.pos, bytes(view)))
+        self.pos += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+    def layout(self) -> "_Layout":
+        return _Layout(self.parts, self.pos)
 
 
-def _records(raw: bytes) -> list[dict]:
+class _Layout:
+    """The template's bytes with the placeholders' data left out: slices read those as zeros.
+
+    Materialising 17 MB of zeros cost ~20 ms of fresh pages per export; only headers are read.
+    """
+
+    def __init__(self, parts: list[tuple[int, bytes]], size: int):
+        self.parts, self.size = parts, size
+        self.starts = [at for at, _ in parts]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, stop, _ = key.indices(self.size)
+        out, pos = [], start
+        i = max(bisect.bisect_right(self.starts, start) - 1, 0)
+        while pos < stop and i < len(self.parts):
+            at, data = self.parts[i]
+            if at > pos:  # a hole before this part
+                out.append(bytes(min(at, stop) - pos))
+                pos = min(at, stop)
+                continue
+            if at + len(data) > pos:
+                out.append(data[pos - at:min(at + len(data), stop) - at])
+                pos = min(at + len(data), stop)
+            i += 1
+        out.append(bytes(max(stop - pos, 0)))
+        return b"".join(out)
+
+
+class _LayoutFile:
+    """Just enough of a read-only file over a _Layout for zipfile to list the records."""
+
+    def __init__(self, layout: _Layout):
+        self.layout, self.pos = layout, 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = (offset, self.pos + offset, len(self.layout) + offset)[whence]
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.layout) if n is None or n < 0 else min(self.pos + n, len(self.layout))
+        data = self.layout[self.pos:end]
+        self.pos = max(end, self.pos)
+        return data
+
+
+@contextlib.contextmanager
+def _torch_crc_off():
+    """torch.save without its own CRC pass (ours replaces every CRC); a no-op where torch has no switch."""
+    try:
+        from torch.utils.serialization import config
+        save = config.save
+        before = save.compute_crc32
+    except (ImportError, AttributeError):
+        yield
+        return
+    with _CRC_SWITCH:
+        save.compute_crc32 = False
+        try:
+            yield
+        finally:
+            save.compute_crc32 = before
+
+
+def _records(raw: _Layout) -> list[dict]:
     """Each zip record: name, data offset, size, descriptor CRC offset, central CRC offset."""
-    zf = zipfile.ZipFile(io.BytesIO(raw))
+    zf = zipfile.ZipFile(_LayoutFile(raw))
     infos = zf.infolist()
     out, pos = [], zf.start_dir
     for info in infos:
         if raw[pos:pos + 4] != _CENTRAL_SIG:
             raise LayoutError("central directory entry not where expected")
-        n, m, k = struct.unpack_from("<HHH", raw, pos + 28)
+        n, m, k = struct.unpack("<HHH", raw[pos + 28:pos + 34])
         if raw[pos + 46:pos + 46 + n].decode("utf-8") != info.filename:
             raise LayoutError("central directory order differs from zipfile's")
         central_crc = pos + 16
         pos += 46 + n + m + k
         h = info.header_offset
-        flags = struct.unpack_from("<H", raw, h + 6)[0]
-        ln, le = struct.unpack_from("<HH", raw, h + 26)
+        flags = struct.unpack("<H", raw[h + 6:h + 8])[0]
+        ln, le = struct.unpack("<HH", raw[h + 26:h + 30])
         data = h + 30 + ln + le
         end = data + info.file_size
         if info.compress_type != zipfile.ZIP_STORED:
@@ -85,38 +169,41 @@ def _records(raw: bytes) -> list[dict]:
         if not flags & 0x8:  # miniz writes empty records without a data descriptor
             if info.file_size:
                 raise LayoutError("non-empty record without data descriptor")
-            out.append({"name": info.filename, "data": data, "size": 0, "crc": None, "central": central_crc,
-                        "value": info.CRC})
+            out.append({"name": info.filename, "data": data, "size": 0, "crc": None, "central": central_crc})
             continue
         crc_at = end + 4 if raw[end:end + 4] == _DESCRIPTOR_SIG else end
-        if struct.unpack_from("<I", raw, crc_at)[0] != info.CRC or struct.unpack_from("<I", raw, central_crc)[0] != info.CRC:
+        if raw[crc_at:crc_at + 4] != raw[central_crc:central_crc + 4]:
             raise LayoutError("CRC not where expected")
         out.append({"name": info.filename, "data": data, "size": info.file_size, "crc": crc_at,
-                    "central": central_crc, "value": info.CRC})
+                    "central": central_crc})
     return out
 
 
 def stream_export(template: dict, placeholders: dict[str, Tensor],
-                  real: Iterable[tuple[str, Tensor]]) -> tuple[int, Iterator[bytes]]:
+                  real: Iterable[tuple]) -> tuple[int, Iterator[bytes]]:
     """(length, chunks) of the torch.save bytes of `template` with placeholders swapped for real tensors.
 
     `placeholders` maps a key to a tensor inside `template` (owning its storage) whose real
-    values come later; `real` yields (key, tensor) pairs, each before its record is needed (in
-    storage order). Raises LayoutError up front if the zip layout is not the expected one.
+    values come later; `real` yields (key, tensor or bytes[, crc32]) tuples, each before its
+    record is needed (in storage order). Raises LayoutError up front if the zip layout is not
+    the expected one.
     """
-    raw = official.serialize_export(template)
-    records = _records(raw)
-    order = _storage_order(template)
-    storages = [r for r in records if "/data/" in r["name"] and not r["name"].endswith("serialization_id")]
-    if len(storages) != len(order):
-        raise LayoutError(f"{len(storages)} storage records for {len(order)} storages")
-    cdata_to_key: dict[int, str] = {}
+    holes: dict[int, tuple[str, int]] = {}
     for key, t in placeholders.items():  # tied entries share one placeholder: the first key owns it
-        cdata_to_key.setdefault(t.untyped_storage()._cdata, key)
-    for rec, cdata in zip(storages, order):
-        rec["key"] = cdata_to_key.get(cdata)
-        if rec["key"] is not None and rec["size"] != placeholders[rec["key"]].untyped_storage().nbytes():
-            raise LayoutError(f"record {rec['name']} size differs from its storage")
+        storage = t.untyped_storage()
+        if storage.nbytes():
+            holes.setdefault(storage.data_ptr(), (key, storage.nbytes()))
+    sink = _LayoutSink(holes)
+    with _torch_crc_off():
+        torch.save(template, sink)
+    if len(sink.found) != len(holes):
+        raise LayoutError(f"{len(holes) - len(sink.found)} placeholder storages not written as expected")
+    raw = sink.layout()
+    records = _records(raw)
+    for rec in records:
+        rec["key"] = sink.found.pop(rec["data"], None) if rec["size"] else None
+    if sink.found:
+        raise LayoutError("placeholder data outside any record")
     sid = next((r for r in records if r["name"].endswith(".data/serialization_id")), None)
     if sid is None or sid["size"] != 40 or sid is not records[-1]:
         raise LayoutError("no 40-byte serialization id record")
@@ -128,26 +215,28 @@ def _hash_combine(seed: int, value: int) -> int:
     return (seed ^ ((value + 0x9E3779B9 + (seed << 6) + (seed >> 2)) & _U64)) & _U64
 
 
-def _emit(raw: bytes, records: list[dict], sid: dict, source: Iterator[tuple[str, Tensor]]) -> Iterator[bytes]:
+def _emit(raw: _Layout, records: list[dict], sid: dict, source: Iterator[tuple]) -> Iterator[bytes]:
     crcs: dict[int, int] = {}
-    ready: dict[str, bytes] = {}
+    ready: dict[str, tuple[bytes, int]] = {}
     combined, pos = 0, 0
     for rec in records:
+        if rec["crc"] is None:  # empty record: CRC 0, not folded into the id
+            continue
         if rec is sid:
             # torch's id: 20 digits hashing the record names (unchanged), 20 folding the data CRCs.
             data = raw[rec["data"]:rec["data"] + 20] + f"{combined:020d}".encode("ascii")
-        elif rec.get("key") is not None and rec["size"]:
+            crc = zlib.crc32(data)
+        elif rec["key"] is not None:
             while rec["key"] not in ready:
-                key, t = next(source)
-                ready[key] = _tensor_bytes(t)
-            data = ready.pop(rec["key"])
+                key, value, *known = next(source)
+                data = value if isinstance(value, bytes) else _tensor_bytes(value)
+                ready[key] = data, (known[0] if known else zlib.crc32(data))
+            data, crc = ready.pop(rec["key"])
         else:
-            if rec["crc"] is not None:
-                combined = _hash_combine(combined, rec["value"])
-            continue
+            data = raw[rec["data"]:rec["data"] + rec["size"]]
+            crc = zlib.crc32(data)
         if len(data) != rec["size"]:
             raise ValueError(f"{rec['name']}: real tensor has {len(data)} bytes, placeholder {rec['size']}")
-        crc = zlib.crc32(data)
         if rec is not sid:
             combined = _hash_combine(combined, crc)
         crcs[rec["central"]] = crc

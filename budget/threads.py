@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import weakref
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -31,7 +32,11 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def background(produce: Callable[[], Iterable], depth: int = 4) -> Iterator:
-    """Iterate `produce()` in a worker thread (torch and the codecs release the GIL)."""
+    """Iterate `produce()` in a worker thread (torch and the codecs release the GIL).
+
+    The worker starts at once, so it runs ahead while the caller prepares to consume; it stops
+    when the returned iterator is exhausted, closed or garbage-collected.
+    """
     box: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
     done = object()
@@ -52,13 +57,18 @@ def background(produce: Callable[[], Iterable], depth: int = 4) -> Iterator:
         except BaseException as exc:  # handed to the consumer, raised there
             box.put(exc)
 
+    def drain():
+        try:
+            while (x := box.get()) is not done:
+                if isinstance(x, BaseException):
+                    raise x
+                yield x
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+
     worker = threading.Thread(target=run, name="pgolf-quantize", daemon=True)
     worker.start()
-    try:
-        while (x := box.get()) is not done:
-            if isinstance(x, BaseException):
-                raise x
-            yield x
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+    out = drain()
+    weakref.finalize(out, stop.set)  # a never-started generator runs no finally
+    return out

@@ -112,6 +112,30 @@ def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
     assert len(built.raw) == built.serialized_bytes and built.raw == ref
     assert built.blob == zlib.compress(ref, 9)
 
+def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkeypatch):
+    from pgolf.budget import artifact, exportzip
+
+    def refuse(*args, **kwargs):
+        raise exportzip.LayoutError("test: unknown layout")
+
+    expected = build(assign(mini, "official-int8"), "official-int8", "zlib").blob
+    monkeypatch.setattr(artifact, "stream_export", refuse)
+    assert build(assign(mini, "official-int8"), "official-int8", "zlib").blob == expected
+
+
+def test_layout_sink_keeps_headers_and_reads_skipped_data_as_zeros():
+    import ctypes
+
+    from pgolf.budget.exportzip import _LayoutSink
+
+    hole = bytearray(b"\x07" * 6)  # a placeholder's data: recognised by its address and length
+    sink = _LayoutSink({ctypes.addressof((ctypes.c_char * 6).from_buffer(hole)): ("k", 6)})
+    for part in (b"head", memoryview(hole), b"tail"):
+        sink.write(memoryview(part))
+    layout = sink.layout()
+    assert sink.found == {4: "k"} and len(layout) == 14
+    assert layout[0:14] == b"head" + bytes(6) + b"tail" and layout[2:6] == b"ad\0\0" and layout[12:99] == b"il"
+
 
 def _check_roundtrip(sd, plan, compressor):
     report = measure_budget(sd, plan, compressor, per_tensor=False)
