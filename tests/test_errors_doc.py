@@ -39,6 +39,16 @@ PLAN_FILES = {  # name -> (what, content); given as `pgolf budget --baseline --p
 }
 
 
+EXPORT_CASES = [  # (arguments after `pgolf export`, what); model.pt is the 2L-d64 fixture's final_model.pt
+    (["missing-run", "--plan", "int6"], "a run folder that does not exist"),
+    (["empty-run", "--plan", "int6"], "a folder with no final_model.pt and no checkpoint"),
+    (["model.pt", "--plan", "int6", "--score"], "scoring a bare state dict (no run config to rebuild the model)"),
+    (["model.pt", "--plan", "int6", "-o", "model.pt"], "an output path that is the input itself"),
+    (["model.pt", "--plan", "int9"], "a plan that is neither a preset, a file nor a scheme"),
+    (["model.pt", "--plan", "int6", "--compressor", "zip"], "an unknown compressor"),
+]
+
+
 def shard(tokens, magic=20240520, version=1, count=None) -> bytes:
     header = np.zeros(256, dtype="<i4")
     header[:3] = magic, version, len(tokens) if count is None else count
@@ -84,7 +94,7 @@ def cell(text: str) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
-def render(cli_rows, plan_rows, lib_rows) -> str:
+def render(cli_rows, plan_rows, lib_rows, export_rows) -> str:
     lines = [
         "# Bad inputs and what pgolf says about them",
         "",
@@ -107,6 +117,10 @@ def render(cli_rows, plan_rows, lib_rows) -> str:
     lines += ["", "## Plan files: `pgolf budget --baseline --plan FILE`", "", "| FILE | what it is | stderr |",
               "|---|---|---|"]
     lines += [f"| `{name}` | {what} | {cell(msg)} |" for name, what, msg in plan_rows]
+    lines += ["", "## Exports: `pgolf export ARGS`", "",
+              "`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind.", "",
+              "| ARGS | what it is | stderr |", "|---|---|---|"]
+    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in export_rows]
     lines += ["", "## Readers other commands use (`pgolf.budget.readers`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]
@@ -130,6 +144,8 @@ def inputs(tmp_path_factory):
     for name, (_, text) in PLAN_FILES.items():
         if text is not None:
             (root / name).write_text(text)
+    (root / "empty-run").mkdir()
+    (root / "model.pt").write_bytes(fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt").read_bytes())
     return root
 
 
@@ -155,7 +171,13 @@ def test_errors_doc_is_current(inputs):
             _call(lib_dir, name, call)
         assert "\n" not in str(info.value)
         lib_rows.append((call, name, what, str(info.value)))
-    text = render(cli_rows, plan_rows, lib_rows)
+    export_rows = []
+    for args, what in EXPORT_CASES:
+        before = sorted(p.name for p in inputs.iterdir())
+        code, out, err = run_cli(["export", *args, "--quiet"], inputs, {})
+        export_rows.append((" ".join(args), what, check_one_line(code, out, err, " ".join(args))))
+        assert sorted(p.name for p in inputs.iterdir()) == before, f"export {args}: left a file behind"
+    text = render(cli_rows, plan_rows, lib_rows, export_rows)
     if REGEN:
         write_text_atomic(DOC, text)
     assert DOC.exists(), "docs/errors.md is missing: run with PGOLF_REGEN_DOCS=1"
