@@ -2,7 +2,8 @@
 
 On a baseline-shaped 17M-parameter model (seeded synthetic weights, or --checkpoint) over a
 65,536-token slice on CPU, measured in one run:
-- one full evaluation (the reference unit);
+- one full evaluation (the reference unit: the median of three, before, halfway through and after
+  the sweep, since the machine may be shared);
 - the whole only-this sweep (one evaluation per quantized tensor, replayed from the tensor's
   first block, the recording pass included); target <= 0.6 x (tensors x full evaluation);
 - the gradient proxy for the same tensors; target: at least 20x faster than the sweep;
@@ -70,9 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"full evaluation: {t_before:.2f} s (val_bpb {full.val_bpb:.6f})")
 
     sweep = GapSweep(model, sd, sl, cache_dir=None, quiet=args.quiet)
+    items = [(n, plan.scheme_for(n, sd[n]), q_sd[n]) for n in names]
+    half = len(items) // 2
     t0 = time.perf_counter()
-    results = sweep.only_this([(n, plan.scheme_for(n, sd[n]), q_sd[n]) for n in names])
+    results = sweep.only_this(items[:half])
     t_sweep = time.perf_counter() - t0
+    _, t_middle = timed_full()  # the sweep's second half reuses the recording made for the first
+    print(f"full evaluation halfway through the sweep: {t_middle:.2f} s")
+    t0 = time.perf_counter()
+    results += sweep.only_this(items[half:])
+    t_sweep += time.perf_counter() - t0
     cached_gb = sweep.replay.cached_bytes() / 1e9
     measured = [r.val_bpb - sweep.reference().val_bpb for r in results]
     assert sweep.reference().val_bpb == full.val_bpb  # the recording pass is a full evaluation too
@@ -86,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     rho2 = spearman([proxy_gaps(stats, sd, {n: q_sd[n]}, sl.tokens_per_byte, first_order=False)[n] for n in names],
                     measured)
 
-    # the machine is shared: time the reference again after the sweep and use the mean of both
+    # the machine is shared: the reference is the median of full evaluations before, halfway
+    # through and after the sweep, so one disturbed evaluation does not set the ratio
     _, t_after = timed_full()
-    t_full = (t_before + t_after) / 2
-    print(f"full evaluation again after the sweep: {t_after:.2f} s; reference = mean {t_full:.2f} s")
+    t_full = sorted((t_before, t_middle, t_after))[1]
+    print(f"full evaluation again after the sweep: {t_after:.2f} s; reference = median {t_full:.2f} s")
     per_tensor = t_sweep / (len(names) * t_full)
     print(f"only-this sweep: {t_sweep:.1f} s for {len(names)} tensors (recording included, "
           f"{cached_gb:.2f} GB of cached activations)")
