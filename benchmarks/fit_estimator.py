@@ -10,7 +10,8 @@
    estimator gets from its sample, giving per compressor and storage class the alpha/beta of
    sampled.scaled_bytes (calibration.fit_corrections). Then each training artifact is built for
    real and the remainder (container, headers, boundaries) is regressed on the stream count per
-   artifact kind. No model that estimate_accuracy.py scores (the fixtures, the seed-0 17 M
+   artifact kind; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES stored), whose
+   estimate compresses all stored bytes as one stream (estimate.whole_payload). No model that estimate_accuracy.py scores (the fixtures, the seed-0 17 M
    baseline, pgolf checkpoints) is used here.
 2. Statistics (budget/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
    final_model.pt and any pgolf checkpoints given with --checkpoints (trained ones only: near-init
@@ -35,7 +36,8 @@ from pgolf.budget.artifact import build_artifact
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.compressors import get_compressor
 from pgolf.budget.container import frame_header
-from pgolf.budget.estimate import FIT_FORMAT, estimate_streams, group_estimates, sampling_settings
+from pgolf.budget.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
+                                   whole_compressed)
 from pgolf.budget.plans import PRESETS
 from pgolf.budget.progress import progress
 from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
@@ -52,7 +54,8 @@ def _shape(layers, dim, mlp, vocab, heads=4, kv=2):
 
 
 SYNTHETIC = [_shape(2, 64, 1, 1024), _shape(3, 128, 2, 1024), _shape(2, 256, 2, 512), _shape(3, 256, 3, 1024),
-             _shape(1, 512, 2, 1024, 8, 4), _shape(1, 96, 2, 512), _shape(4, 64, 2, 256)]
+             _shape(1, 512, 2, 1024, 8, 4), _shape(1, 96, 2, 512), _shape(4, 64, 2, 256),
+             _shape(1, 64, 2, 2048), _shape(2, 48, 2, 2048)]  # last two: small pgolf containers (int6 embedding)
 # (shape, std, beta, row log-sd): short-training scales (official int8 floor active), near-init
 # uniform-like tails, heavy tails, spread rows
 VARIED = [(_shape(3, 128, 2, 1024), 0.05, 2.0, 0.1), (_shape(2, 256, 2, 1024), 0.15, 1.5, 0.3),
@@ -99,11 +102,15 @@ def measure(models, quiet: bool, cache: Path | None) -> tuple[pd.DataFrame, pd.D
     wdone = set(zip(wholes["model"], wholes["plan"], wholes["compressor"]))
     adone = set(zip(arts["model"], arts["plan"], arts["compressor"]))
     jobs = [(m, sd, p) for m, sd, plans in models for p in plans]
-    wrows, arows, srows = [], [], []
+    wrows, arows, srows, whole_rows = [], [], [], []
     for model, sd, plan in progress(jobs, desc="training artifacts", total=len(jobs), quiet=quiet):
         _, streams, kind, _ = estimate_streams(sd, plan)
         whole = None
         for comp in FIT_COMPRESSORS:
+            small = whole_compressed(streams, kind, comp)  # None unless the estimator compresses it whole
+            if small is not None:
+                whole_rows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind,
+                                   "n_streams": len(streams), "whole": small})
             for key, (c, n, full, _) in group_estimates(streams, comp, {}).items():
                 srows.append({"model": model, "plan": plan, "compressor": comp, "group": key, "compressed": c,
                               "sample": n, "kind": kind, "n_streams": len(streams)})
@@ -123,13 +130,13 @@ def measure(models, quiet: bool, cache: Path | None) -> tuple[pd.DataFrame, pd.D
             write_text_atomic(apath, pd.concat([arts, pd.DataFrame(arows)]).to_csv(index=False))
     wholes = pd.concat([wholes, pd.DataFrame(wrows)], ignore_index=True)
     groups = pd.DataFrame(srows).merge(wholes, on=["model", "plan", "compressor", "group"], validate="one_to_one")
-    return groups, pd.concat([arts, pd.DataFrame(arows)], ignore_index=True)
+    return groups, pd.concat([arts, pd.DataFrame(arows)], ignore_index=True), pd.DataFrame(whole_rows)
 
 
 def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
     t0 = time.perf_counter()
     models = training_models()
-    groups, arts = measure(models, quiet, cache)
+    groups, arts, small = measure(models, quiet, cache)
     fit = {"format": FIT_FORMAT, "sampling": sampling_settings(), "compressors": {}}
     for comp in FIT_COMPRESSORS:
         fit["compressors"][comp] = {"classes": calibration.fit_corrections(groups[groups["compressor"] == comp]),
@@ -146,19 +153,30 @@ def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
         rows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind,
                      "n_streams": int(g["n_streams"].iloc[0]), "exact": exact, "residual": exact - est - frame})
     frame = pd.DataFrame(rows)
+    small = small.merge(arts, on=["model", "plan", "compressor"], validate="one_to_one")
+    # the estimator never scales a small artifact's groups: its container is fitted on its own
+    is_small = set(zip(small["model"], small["plan"], small["compressor"]))
+    frame = frame[[k not in is_small for k in zip(frame["model"], frame["plan"], frame["compressor"])]]
+    # small artifacts: all stored bytes compressed as one stream; the residual is the container alone
+    small["residual"] = small["exact"] - small["whole"] - [
+        0 if k == "official-export" and c == "zlib" else len(frame_header(0, get_compressor(c).name))
+        for k, c in zip(small["kind"], small["compressor"])]
     for comp in FIT_COMPRESSORS:
-        sub = frame[frame["compressor"] == comp]
-        over = calibration.fit_overhead(sub.to_dict("records"))
-        fit["compressors"][comp]["overhead"] = over
-        # in-sample whole-artifact error after the overhead fit: the estimate's stated spread
-        left = sub["residual"] - [over[k]["c0"] + over[k]["c1"] * n for k, n in zip(sub["kind"], sub["n_streams"])]
-        rel = left.abs() / sub["exact"]
+        rels = []
+        for key, sub in (("overhead", frame[frame["compressor"] == comp]),
+                         ("overhead_whole", small[small["compressor"] == comp])):
+            over = calibration.fit_overhead(sub.to_dict("records"))
+            fit["compressors"][comp][key] = over
+            # in-sample whole-artifact error after the overhead fit: the estimate's stated spread
+            left = sub["residual"] - [over[k]["c0"] + over[k]["c1"] * n for k, n in zip(sub["kind"], sub["n_streams"])]
+            rels.append(left.abs() / sub["exact"])
+        rel = pd.concat(rels)
         fit["compressors"][comp]["artifact_rel_err_max"] = float(rel.max())
         fit["compressors"][comp]["artifact_rel_err_median"] = float(rel.median())
     fit["provenance"] = {
         "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
         "models": [m for m, _, _ in models], "groups": int(len(groups) // len(FIT_COMPRESSORS)),
-        "artifacts": int(len(frame)), "seconds": round(time.perf_counter() - t0, 1)}
+        "artifacts": int(len(frame)), "small_artifacts": int(len(small)), "seconds": round(time.perf_counter() - t0, 1)}
     return fit
 
 
@@ -224,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             cls = ", ".join(f"{k}: a {v['alpha']:+.4f} b {v['beta']:+.0f} (med {v['rel_err_median']:.2%}, "
                             f"max {v['rel_err_max']:.2%})" for k, v in comp["classes"].items())
             print(f"{name}: {cls}")
-            print(f"  overhead: {comp['overhead']}; artifact error median {comp['artifact_rel_err_median']:.3%}, "
+            print(f"  overhead: {comp['overhead']}; small artifacts (compressed whole): {comp['overhead_whole']}")
+            print(f"  artifact error median {comp['artifact_rel_err_median']:.3%}, "
                   f"max {comp['artifact_rel_err_max']:.3%}")
         print(f"fit took {fit['provenance']['seconds']:.0f} s")
     return 0

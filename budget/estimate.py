@@ -7,8 +7,11 @@ scales stream with exact full byte counts. sampled.py groups alike streams, comp
 chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
 settings, and scales each group up with a correction fitted on our own measurements
 (budget/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
-fitted constant plus a per-stream term. Raw payload and scale byte counts are exact. Each
-tensor's share of its group (the compressed_bytes column) follows its order-0 entropy.
+fitted constant plus a per-stream term. An artifact of at most sampled.WHOLE_MAX_BYTES stored
+bytes (one largest sample) is quantized whole and all its stored bytes, in artifact order, are
+compressed as one stream (whole_payload), with an overhead fitted for that case. Raw payload
+and scale byte counts are exact. Each tensor's share of its group (the compressed_bytes column)
+follows its order-0 entropy.
 
 >>> import numpy as np
 >>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
@@ -33,7 +36,7 @@ from pgolf.budget.plans import resolve_plan
 from pgolf.budget.schemes import get_scheme
 from pgolf.budget.threads import one_torch_thread
 
-FIT_FORMAT = "pgolf-estimate-fit-v2"
+FIT_FORMAT = "pgolf-estimate-fit-v3"  # v3: overhead_whole (small artifacts compressed whole)
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
 # max sets its grid), so the sampled entropy of a tensor is off by ~0.5 % (1 sd) at 64 rows of
 # 512; independent across tensors, it averages down in a whole model.
@@ -45,7 +48,8 @@ def sampling_settings() -> dict:
     """The sampling constants a fit is only valid for (stored in the fit, checked on load)."""
     return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
             "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
-            "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES}
+            "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
+            "whole_max_bytes": sampled.WHOLE_MAX_BYTES}
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -82,6 +86,7 @@ class Stream:
     h: float
     group: str = ""
     sample: bytes = dataclasses.field(default=b"", repr=False, compare=False)
+    quantized: bool = False  # a quantized scheme's stream (artifact order puts these first)
 
 
 def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float]:
@@ -128,7 +133,7 @@ def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_valu
             cls = f"scale{q.scales.element_size()}"
         h = byte_entropy(np.frombuffer(blob, dtype=np.uint8))
         key = sampled.group_key(cls, scheme.name, src if part == "values" else "")
-        streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob)))
+        streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob), scheme.kind == "quantized"))
     return streams
 
 
@@ -183,9 +188,32 @@ def fit_entry(fit: dict, compressor: str) -> tuple[str, dict]:
     raise PgolfInputError(None, f"no estimator fit for compressor {name!r} (fitted: {', '.join(fit['compressors'])})")
 
 
-def container_bytes(n_streams: int, container: str, entry: dict) -> float:
-    over = entry["overhead"].get(container, {"c0": 0.0, "c1": 0.0})
+def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False) -> float:
+    over = entry["overhead_whole" if whole else "overhead"].get(container, {"c0": 0.0, "c1": 0.0})
     return over["c0"] + over["c1"] * n_streams
+
+
+def whole_payload(streams: list[Stream], kind: str) -> bytes | None:
+    """Every stored byte in artifact order when the artifact stores at most WHOLE_MAX_BYTES and the
+    streams hold their full bytes, else None. Order: the official export pickles quantized values,
+    then scales, then passthrough tensors; pgolf's container puts quantized values, float values, scales.
+
+    >>> s = [Stream("a", "values", "raw2", 2, 0.0, "g", b"ab"), Stream("b", "values", "byte", 1, 0.0, "h", b"q", True)]
+    >>> whole_payload(s, "pgolf-container")
+    b'qab'
+    """
+    if sum(s.n_bytes for s in streams) > sampled.WHOLE_MAX_BYTES or any(len(s.sample) != s.n_bytes for s in streams):
+        return None
+    later = ("scales", "values") if kind == "official-export" else ("values", "scales")
+    def rank(s: Stream) -> int:
+        return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
+    return b"".join(s.sample for s in sorted(streams, key=rank))  # stable: item order within each part
+
+
+def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int | None:
+    """Compressed bytes of whole_payload under the artifact's codec settings (None: not small)."""
+    blob = whole_payload(streams, kind)
+    return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
 
 
 def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict[str, tuple[int, int, int, float]]:
@@ -210,6 +238,9 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
 
     plan = resolve_plan(plan)
     items = assign(sd, plan)
+    stored = sum(sum(i.scheme.payload_bytes(i.shape, i.dtype)) for i in items if i.tied_to is None)
+    if stored <= sampled.WHOLE_MAX_BYTES:
+        sample_values = None  # small: quantize every row, whole_payload compresses it all
     rows, streams = [], []
     for item in progress(items, desc="estimate", total=len(items), quiet=quiet):
         if item.tied_to is not None:
@@ -232,17 +263,22 @@ def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit:
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     _, entry = fit_entry(fit, comp.name)
-    groups = group_estimates(streams, comp.name, entry)
+    whole = whole_compressed(streams, kind, comp.name) if kind in entry.get("overhead_whole", {}) else None
+    if whole is not None:
+        groups, group_of = {"": (whole, 0, 0, float(whole))}, (lambda s: "")
+    else:
+        groups, group_of = group_estimates(streams, comp.name, entry), (lambda s: s.group)
     weight: dict[str, float] = {}
     for s in streams:
-        weight[s.group] = weight.get(s.group, 0.0) + s.n_bytes * max(s.h, 0.05)
+        weight[group_of(s)] = weight.get(group_of(s), 0.0) + s.n_bytes * max(s.h, 0.05)
     per_tensor: dict[str, float] = {}
     for s in streams:  # each group's bytes shared by order-0 entropy
-        share = groups[s.group][3] * s.n_bytes * max(s.h, 0.05) / weight[s.group] if s.group in groups else 0.0
+        g = group_of(s)
+        share = groups[g][3] * s.n_bytes * max(s.h, 0.05) / weight[g] if g in groups else 0.0
         per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
     plain_official = kind == "official-export" and comp.name == "zlib"
     frame = 0 if plain_official else len(frame_header(0, comp.name))
-    total = sum(g[3] for g in groups.values()) + container_bytes(len(streams), kind, entry) + frame
+    total = sum(g[3] for g in groups.values()) + container_bytes(len(streams), kind, entry, whole is not None) + frame
     return total, per_tensor
 
 
@@ -297,9 +333,13 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     if code_sizes:
         head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
     rows_sampled = bool((frame["sampled_fraction"] < 1).any())
+    small = kind in entry.get("overhead_whole", {}) and whole_payload(streams, kind) is not None
+    how = (f"{comp.name} run on all {head['payload_bytes']:,} stored bytes (a small artifact) plus the {key} "
+           f"container overhead fitted in estimate_fit.json" if small else
+           f"{comp.name} run on a ~1 % sample of the stored bytes, scaled up with the {key} correction fitted "
+           f"in estimate_fit.json")
     notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
-             f"compressed_bytes column (each tensor's share inside the artifact), from {comp.name} run on a "
-             f"~1 % sample of the stored bytes, scaled up with the {key} correction fitted in estimate_fit.json; "
+             f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
              f"`pgolf budget` without --estimate measures them",
              "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
              + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]

@@ -4,11 +4,13 @@ Order-0 entropy misses what codecs do past it (LZ matches, adaptive and context 
 tables), so the estimator compresses a sample with the real codec and scales it up. Streams (a
 tensor's values or scales) are grouped by what they hold (`group_key`: storage class, scheme,
 source dtype), since mixing unlike data in one block costs a block-based codec (zstd, zlib)
-bits the artifact, where each tensor fills whole blocks, does not pay. Each group's sample is one
+bits the artifact, where each tensor fills whole blocks, does not pay. Each group's sample is a
 few evenly spaced 1 KiB pieces of every stream's bytes, the same fraction of each, in artifact
 order; together about 1 % of the artifact (128 KiB to 256 KiB, every byte of groups under
-32 KiB). The codec runs with the artifact's own settings (zstd's parameters for the full size,
-lzma's filters on a raw stream with a dictionary the sample fits in, the same transforms).
+32 KiB). An artifact of at most 256 KiB stored bytes is compressed whole instead (estimate.py's
+whole_payload): there a sample would be most of it and the scaling its noisiest. The codec
+runs with the artifact's own settings (zstd's parameters for the full size, lzma's filters
+on a raw stream with a dictionary the sample fits in, the same transforms).
 
 Scaling a group's compressed sample C up by r = full bytes / sample bytes overstates what a
 codec learns once (tables, adaptive statistics) and misses what it gains from more data
@@ -31,6 +33,9 @@ SAMPLE_FRACTION = 0.01
 SAMPLE_MIN_BYTES = 1 << 17
 SAMPLE_MAX_BYTES = 1 << 18
 GROUP_MIN_BYTES = 1 << 15  # a group smaller than this is compressed whole
+# An artifact storing no more than a largest sample is its own sample: every stored byte, in artifact
+# order, compressed as one stream (no scaling; cross-group matches counted), for the cost of one sample.
+WHOLE_MAX_BYTES = SAMPLE_MAX_BYTES
 PIECE_BYTES = 1 << 10
 _LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 MiB dictionary, no 700 MB set-up
 

@@ -1,6 +1,7 @@
 """The fast estimate: sampling, the sample codec, and estimate vs the measuring twin on seeded models."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -12,11 +13,12 @@ from pgolf.budget import sampled
 from pgolf.budget.artifact import build_artifact
 from pgolf.budget.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.estimate import (FIT_FORMAT, byte_entropy, estimate_budget, load_fit, sampling_settings,
-                                   symbol_entropy_bits, tensor_streams)
+from pgolf.budget.estimate import (FIT_FORMAT, Stream, byte_entropy, estimate_budget, estimate_streams, load_fit,
+                                   sampling_settings, symbol_entropy_bits, tensor_streams, whole_payload)
 from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
 
 SMALL = dict(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512)
+TINY = dict(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512)  # < 256 KiB stored
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +145,32 @@ def test_shipped_fit_has_provenance():
     for comp in fit["compressors"].values():  # small corrections: the sample does the work
         assert all(abs(c["alpha"]) < 0.05 for c in comp["classes"].values())
         assert comp["artifact_rel_err_median"] < 0.005 and comp["artifact_rel_err_max"] < 0.03
+        assert "official-export" in comp["overhead_whole"]  # small artifacts: a container fit of their own
+
+
+def test_whole_payload_is_every_stored_byte_in_artifact_order():
+    q = Stream("a", "values", "byte", 3, 1.0, "g", b"qqq", True)
+    qs = Stream("a", "scales", "scale2", 2, 1.0, "s", b"ss", True)
+    f = Stream("b", "values", "raw2", 4, 1.0, "r", b"ffff")
+    assert whole_payload([q, qs, f], "official-export") == b"qqqssffff"  # quantized, scales, passthrough
+    assert whole_payload([f, q, qs], "pgolf-container") == b"qqqffffss"  # quantized, floats, scales
+    assert whole_payload([dataclasses.replace(f, n_bytes=400)], "pgolf-container") is None  # a sample, not all
+    big = sampled.WHOLE_MAX_BYTES + 2
+    assert whole_payload([Stream("c", "values", "raw2", big, 1.0, "r", bytes(big))], "pgolf-container") is None
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "int6"])
+def test_small_artifact_is_compressed_whole(plan):
+    # a 2-layer d64 model stores under 256 KiB: every row quantized, every byte compressed once
+    sd = synthetic_state_dict(baseline_specs(**TINY), seed=5)
+    frame, streams, kind, _ = estimate_streams(sd, plan)
+    assert (frame["sampled_fraction"] == 1.0).all()
+    blob = whole_payload(streams, kind)
+    assert blob is not None and len(blob) == frame["payload_bytes"].sum() <= sampled.WHOLE_MAX_BYTES
+    # measured: zlib +0.007 %, zstd +0.74 % (zstd's cost of the zip headers between tensors varies most)
+    for compressor, bound in (("zlib", 0.002), ("zstd", 0.01)):
+        exact = len(build_artifact(sd, plan, compressor))
+        r = estimate_budget(sd, plan, compressor)
+        est = r.headline["bytes_model"]
+        assert abs(est - exact) / exact < bound, (plan, compressor, est, exact)
+        assert "stored bytes (a small artifact)" in r.notes[0]
