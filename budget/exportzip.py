@@ -55,15 +55,17 @@ class _LayoutSink:
     """
 
     def __init__(self, holes: dict[int, tuple[str, int]]):
-        self.holes = holes              # data address -> (key, nbytes)
+        self.holes = dict(holes)        # data address -> (key, nbytes), each matched once
         self.parts: list[tuple[int, bytes]] = []
         self.found: dict[int, str] = {}  # offset of the skipped data -> key
         self.pos = 0
 
     def write(self, view) -> int:
         n = len(view)
-        hole = self.holes.get(np.frombuffer(view, np.uint8).ctypes.data) if n else None
-        if hole is not None and hole[1] == n and hole[0] not in self.found.values():
+        address = np.frombuffer(view, np.uint8).ctypes.data if n else None
+        hole = self.holes.get(address)
+        if hole is not None and hole[1] == n:
+            del self.holes[address]
             self.found[self.pos] = hole[0]
         else:
             self.parts.append((self.pos, bytes(view)))
