@@ -41,21 +41,25 @@ def background(produce: Callable[[], Iterable], depth: int = 4) -> Iterator:
     stop = threading.Event()
     done = object()
 
+    def offer(x) -> bool:
+        """Put `x` unless the consumer has gone (then never block: the worker must be able to end)."""
+        while not stop.is_set():
+            try:
+                box.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def run():
         torch.set_num_threads(1)  # this worker quantizes on one core while the caller compresses
         try:
             for x in produce():
-                while not stop.is_set():
-                    try:
-                        box.put(x, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(x):
                     return
-            box.put(done)
+            offer(done)
         except BaseException as exc:  # handed to the consumer, raised there
-            box.put(exc)
+            offer(exc)
 
     def drain():
         try:

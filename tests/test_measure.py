@@ -330,3 +330,20 @@ def test_engine_restores_the_callers_torch_threads(mini):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_background_worker_ends_when_its_consumer_is_dropped_unstarted():
+    import gc
+    import threading
+
+    from pgolf.budget.threads import background
+
+    before = {t for t in threading.enumerate() if t.name == "pgolf-quantize"}
+    stream = background(lambda: iter(range(2)), depth=2)  # the items fill the queue: the end marker waits
+    worker = next(t for t in threading.enumerate() if t.name == "pgolf-quantize" and t not in before)
+    worker.join(timeout=0.5)
+    assert worker.is_alive()  # blocked on the full queue, waiting for a consumer
+    del stream
+    gc.collect()
+    worker.join(timeout=2)
+    assert not worker.is_alive()
