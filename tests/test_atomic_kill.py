@@ -51,7 +51,9 @@ while True:
     old.with_suffix(".json").unlink(missing_ok=True)  # sidecar first: a half-removed step is incomplete, not corrupt
     old.with_suffix(".safetensors").unlink(missing_ok=True)
     write_text_atomic(folder / "plan.json", json.dumps({"format": "pgolf-plan-v1", "rules": [], "step": step}))
-    print("done", step, flush=True)
+    # one string, one write: under PYTHONUNBUFFERED each print argument is written on its own,
+    # and a kill between them once left a bare "done" line
+    print(f"done {step}", flush=True)
 """
 
 
