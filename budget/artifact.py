@@ -72,10 +72,10 @@ def _storage_key(t: Tensor):
     return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
-def _check_tensor(name: str, t: object) -> Tensor:
+def _check_tensor(name: str, t: object, finite: bool = True) -> Tensor:
     if not isinstance(t, Tensor):
         raise PgolfInputError(None, f"entry {name!r} is a {type(t).__name__}, not a tensor") from None
-    if not all_finite(t):
+    if finite and not all_finite(t):
         t32 = t.detach().float()
         bad = ~torch.isfinite(t32)
         if bool(bad.any()):
@@ -86,14 +86,18 @@ def _check_tensor(name: str, t: object) -> Tensor:
 
 
 @one_torch_thread()
-def assign(sd: dict[str, Tensor], plan: str | Plan) -> list[Item]:
-    """One Item per entry: the plan's scheme, tied tensors (same storage and view) marked."""
+def assign(sd: dict[str, Tensor], plan: str | Plan, check_finite: bool = True) -> list[Item]:
+    """One Item per entry: the plan's scheme, tied tensors (same storage and view) marked.
+
+    `check_finite=False` leaves the NaN/Inf check to `quantize_item` (same message), for callers
+    that quantize every item anyway: a pass over every value less before compression starts.
+    """
     plan = resolve_plan(plan)
     if not isinstance(sd, dict) or not sd:
         raise PgolfInputError(None, "expected a non-empty dict of name -> tensor")
     items, seen = [], {}
     for name, t in sd.items():
-        t = _check_tensor(str(name), t)
+        t = _check_tensor(str(name), t, check_finite)
         key = _storage_key(t)
         if key is not None and key in seen:
             src = seen[key]
@@ -108,7 +112,11 @@ def assign(sd: dict[str, Tensor], plan: str | Plan) -> list[Item]:
 
 def quantize_item(item: Item) -> Item:
     if item.tied_to is None and item.q is None:
-        item.q = item.scheme.quantize(item.tensor)
+        try:
+            item.q = item.scheme.quantize(item.tensor)  # every scheme refuses NaN/Inf
+        except ValueError:
+            _check_tensor(item.name, item.tensor)  # the input error naming the tensor, when that was why
+            raise
         item.values, item.scales = item.scheme.pack(item.q)
     return item
 
@@ -275,7 +283,7 @@ def build_artifact(sd: dict[str, Tensor], plan: str | Plan = "official-int8", co
                    quiet: bool = True) -> bytes:
     """The exact artifact bytes of `sd` under `plan` and `compressor`."""
     plan = resolve_plan(plan)
-    return build(assign(sd, plan), plan.name, compressor, quiet).blob
+    return build(assign(sd, plan, check_finite=False), plan.name, compressor, quiet).blob
 
 
 def dequantized(items: list[Item]) -> dict[str, Tensor]:

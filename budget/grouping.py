@@ -93,16 +93,16 @@ def quantize_groups(x: Tensor, clip: Tensor, qmax: int, clip_first: bool = True,
     # sign_only never divides by the scale, so an all-zero group may keep scale 0 (exact zeros).
     grid = clip if floor is None else clip.clamp_min(floor)
     scale = (grid / qmax).clamp(0.0 if sign_only else SCALE_MIN, SCALE_MAX).to(SCALE_DTYPE)
-    s = scale.float()[:, None]
-    x0 = torch.nan_to_num(x, nan=0.0)
+    padded = x.numel() > 0 and bool(torch.isnan(x[:, -1]).any())  # NaN pads only end a row's last group
+    x0 = torch.nan_to_num(x, nan=0.0) if padded else x
     if sign_only:
-        q = torch.where(x0 >= 0, 1.0, -1.0)
-    else:
-        if clip_first:
-            c = clip[:, None]
-            x0 = torch.maximum(torch.minimum(x0, c), -c)
-        q = torch.clamp(torch.round(x0 / s), -qmax, qmax)
-    return q.to(torch.int8), scale
+        return torch.where(x0 >= 0, 1, -1).to(torch.int8), scale
+    # One new tensor, then in place: the same values as clamp(round(clip(x) / s)) with fewer
+    # passes over memory (clamp(x, -c, c) equals max(min(x, c), -c) because c >= 0).
+    q = torch.clamp(x0, -clip[:, None], clip[:, None]) if clip_first else x0 / scale.float()[:, None]
+    if clip_first:
+        q.div_(scale.float()[:, None])
+    return q.round_().clamp_(-qmax, qmax).to(torch.int8), scale
 
 
 def dequantize_groups(symbols: Tensor, scales: Tensor, shape: tuple[int, ...], group: int | None) -> Tensor:

@@ -31,11 +31,14 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def background(produce: Callable[[], Iterable], depth: int = 4) -> Iterator:
+def background(produce: Callable[[], Iterable], depth: int = 64) -> Iterator:
     """Iterate `produce()` in a worker thread (torch and the codecs release the GIL).
 
     The worker starts at once, so it runs ahead while the caller prepares to consume; it stops
-    when the returned iterator is exhausted, closed or garbage-collected.
+    when the returned iterator is exhausted, closed or garbage-collected. It may run `depth`
+    items ahead: a worker that never waits on a full queue needs no wake-ups, which cost the
+    consuming thread ~0.1 ms each on 2 vCPUs (ternary + zlib on 17M: 119 ms with depth 4, 114 ms
+    with 64, bare compressor 107 ms). Items held are at most the serialized artifact's bytes.
     """
     box: queue.Queue = queue.Queue(depth)
     stop = threading.Event()

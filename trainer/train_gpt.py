@@ -456,9 +456,11 @@ def quantile_rows(a: Tensor, q: float) -> Tensor:
     n = a.shape[1]
     rank = torch.tensor(q, dtype=a.dtype) * (n - 1)
     below, above = int(rank), int(torch.ceil(rank))
-    if not a.numel() or n - below > 64 or bool(torch.isnan(a).any()):
+    if not a.numel() or n - below > 64:
         return torch.quantile(a, q, dim=1)
     top = a.topk(n - below, dim=1).values  # descending: sorted index i sits at n - 1 - i
+    if bool(torch.isnan(top[:, 0]).any()):  # topk ranks NaN above every number
+        return torch.quantile(a, q, dim=1)
     lo, hi = top[:, n - 1 - below], top[:, n - 1 - above]
     return torch.lerp(lo, hi, (rank - below).expand_as(lo))
 
@@ -468,9 +470,9 @@ def quantize_float_tensor(t: Tensor) -> tuple[Tensor, Tensor]:
     if t32.ndim == 2:  # one scale per output row
         clip = quantile_rows(t32.abs(), INT8_CLIP_Q) if t32.numel() else torch.empty(t32.shape[0])
         scale = (clip / 127.0).clamp_min(1.0 / 127.0)
-        clipped = torch.maximum(torch.minimum(t32, clip[:, None]), -clip[:, None])
-        q = torch.clamp(torch.round(clipped / scale[:, None]), -127, 127).to(torch.int8)
-        return q.contiguous(), scale.to(torch.float16).contiguous()
+        # clamp(t, -c, c) = max(min(t, c), -c) for c >= 0; then in place, to spare passes over memory
+        q = torch.clamp(t32, -clip[:, None], clip[:, None]).div_(scale[:, None]).round_().clamp_(-127, 127)
+        return q.to(torch.int8).contiguous(), scale.to(torch.float16).contiguous()
     clip = float(torch.quantile(t32.abs().flatten(), INT8_CLIP_Q).item()) if t32.numel() else 0.0
     scale = torch.tensor(clip / 127.0 if clip > 0 else 1.0, dtype=torch.float32)
     q = torch.clamp(torch.round(torch.clamp(t32, -clip, clip) / scale), -127, 127).to(torch.int8)
