@@ -6,8 +6,9 @@ Model: a seeded baseline-shaped state dict (9 x 512, vocab 1024, 17,059,912 para
 shapes.synthetic_state_dict). For each preset x compressor it times `build_artifact` (quantize,
 serialize, compress: the exact bytes) and the bare `Compressor.compress` of the very bytes that
 artifact compresses, and prints their ratio (target <= 1.10). The two are timed alternately,
-best of 9 for zlib and best of 2 for the slow codecs (zstd-22, lzma-9e, brotli-11 take tens of
-seconds on 17 MB here), so a change in machine load hits both sides alike.
+best of 9 for zlib and, for the slow codecs (zstd-22, lzma-9e, brotli-11 take up to tens of
+seconds on 17 MB here), best of as many tries as fit in about 6 s per side (2 to 9), so a change
+in machine load hits both sides alike.
 
 Pairs: default = every preset with zlib, plus int6 and ternary with zstd, lzma, brotli (a few
 minutes); --quick = every preset with zlib plus ternary with the rest; --full = every preset x
@@ -24,6 +25,7 @@ import argparse
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -65,8 +67,11 @@ def best_interleaved(fn_a, fn_b, repeats: int):
 
 def time_pair(sd, plan: str, comp_name: str) -> dict:
     comp = get_compressor(comp_name)
-    repeats = 9 if comp.codec == "zlib" else 2  # interference only adds time: more tries, truer minimum
     kind, raw = serialize(assign(sd, plan), plan)           # the same bytes, untimed
+    # Interference only adds time, so more tries give a truer minimum: 9 where a try is cheap,
+    # else as many as fit in about 6 s per side (at least 2: brotli-11 on 17 MB takes ~40 s here).
+    once, _ = best_time(lambda: comp.compress(raw), 1)
+    repeats = 9 if comp.codec == "zlib" else max(2, min(9, math.ceil(6.0 / once)))
     t_ours, blob, t_bare, body = best_interleaved(lambda: build_artifact(sd, plan, comp),
                                                   lambda: comp.compress(raw), repeats)
     return {"plan": plan, "compressor": comp.name, "serialized_bytes": len(raw), "bytes_model": len(blob),
