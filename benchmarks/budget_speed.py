@@ -6,7 +6,7 @@ Model: a seeded baseline-shaped state dict (9 x 512, vocab 1024, 17,059,912 para
 shapes.synthetic_state_dict). For each preset x compressor it times `build_artifact` (quantize,
 serialize, compress: the exact bytes) and the bare `Compressor.compress` of the very bytes that
 artifact compresses, and prints their ratio (target <= 1.10). The two are timed alternately,
-best of 9 for zlib and, for the slow codecs (zstd-22, lzma-9e, brotli-11 take up to tens of
+best of 15 for zlib and, for the slow codecs (zstd-22, lzma-9e, brotli-11 take up to tens of
 seconds on 17 MB here), best of as many tries as fit in about 6 s per side (2 to 9), so a change
 in machine load hits both sides alike.
 
@@ -68,10 +68,11 @@ def best_interleaved(fn_a, fn_b, repeats: int):
 def time_pair(sd, plan: str, comp_name: str) -> dict:
     comp = get_compressor(comp_name)
     kind, raw = serialize(assign(sd, plan), plan)           # the same bytes, untimed
-    # Interference only adds time, so more tries give a truer minimum: 9 where a try is cheap,
-    # else as many as fit in about 6 s per side (at least 2: brotli-11 on 17 MB takes ~40 s here).
+    # Interference only adds time, so more tries give a truer minimum: 15 where a try is cheap
+    # (identical zlib calls here range 0.41-0.56 s), else as many as fit in about 6 s per side
+    # (at least 2: brotli-11 on 17 MB takes ~40 s here).
     once, _ = best_time(lambda: comp.compress(raw), 1)
-    repeats = 9 if comp.codec == "zlib" else max(2, min(9, math.ceil(6.0 / once)))
+    repeats = 15 if comp.codec == "zlib" else max(2, min(9, math.ceil(6.0 / once)))
     t_ours, blob, t_bare, body = best_interleaved(lambda: build_artifact(sd, plan, comp),
                                                   lambda: comp.compress(raw), repeats)
     return {"plan": plan, "compressor": comp.name, "serialized_bytes": len(raw), "bytes_model": len(blob),
