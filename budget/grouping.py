@@ -99,9 +99,8 @@ def quantize_groups(x: Tensor, clip: Tensor, qmax: int, clip_first: bool = True,
         return torch.where(x0 >= 0, 1, -1).to(torch.int8), scale
     # One new tensor, then in place: the same values as clamp(round(clip(x) / s)) with fewer
     # passes over memory (clamp(x, -c, c) equals max(min(x, c), -c) because c >= 0).
-    q = torch.clamp(x0, -clip[:, None], clip[:, None]) if clip_first else x0 / scale.float()[:, None]
-    if clip_first:
-        q.div_(scale.float()[:, None])
+    s = scale.float()[:, None]
+    q = torch.clamp(x0, -clip[:, None], clip[:, None]).div_(s) if clip_first else x0 / s
     return q.round_().clamp_(-qmax, qmax).to(torch.int8), scale
 
 
