@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", type=int, default=4, help="sweep segments, a full evaluation after each (default 4)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    if args.segments < 1:
+        ap.error("--segments must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 

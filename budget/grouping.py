@@ -44,6 +44,11 @@ def to_groups(t32: Tensor, group: int | None) -> tuple[Tensor, int, int]:
     return x.reshape(rows * ngroups, size), rows, cols
 
 
+def has_padding(x: Tensor) -> bool:
+    """Whether `to_groups` padded `x` with NaN (only the last column can hold padding)."""
+    return x.numel() > 0 and bool(torch.isnan(x[:, -1]).any())
+
+
 def quantile_rows(a: Tensor, q: float, ignore_nan: bool = False) -> Tensor:
     """torch.quantile(a, q, dim=1) bit for bit; torch.nanquantile with `ignore_nan`.
 
@@ -66,7 +71,7 @@ def clip_values(x: Tensor, rule: str, arg: float | None) -> Tensor:
     if x.numel() == 0:
         return torch.zeros(x.shape[0])
     a = x.abs()
-    padded = bool(torch.isnan(x[:, -1]).any())  # only the last group of a row can hold NaN padding
+    padded = has_padding(x)
     if rule == "percentile":
         return quantile_rows(a, arg / 100.0, padded) if arg < 100 else torch.nan_to_num(a, nan=0.0).amax(dim=1)
     if rule == "amax":
@@ -93,8 +98,7 @@ def quantize_groups(x: Tensor, clip: Tensor, qmax: int, clip_first: bool = True,
     # sign_only never divides by the scale, so an all-zero group may keep scale 0 (exact zeros).
     grid = clip if floor is None else clip.clamp_min(floor)
     scale = (grid / qmax).clamp(0.0 if sign_only else SCALE_MIN, SCALE_MAX).to(SCALE_DTYPE)
-    padded = x.numel() > 0 and bool(torch.isnan(x[:, -1]).any())  # NaN pads only end a row's last group
-    x0 = torch.nan_to_num(x, nan=0.0) if padded else x
+    x0 = torch.nan_to_num(x, nan=0.0) if has_padding(x) else x
     if sign_only:
         return torch.where(x0 >= 0, 1, -1).to(torch.int8), scale
     # One new tensor, then in place: the same values as clamp(round(clip(x) / s)) with fewer
