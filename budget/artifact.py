@@ -215,17 +215,15 @@ def _container_chunks(items: list[Item], plan_name: str, quiet: bool, on_item) -
     trailer = container.encode_trailer(rows, plan_name)  # known up front, written after the data
 
     def chunks():
-        # container.py's order: quantized values as they come, then float values, then scales
-        floats, scales = [], []  # held back: small, and a short float run between quantized tensors costs zstd
-        for item in quantized_items(items, quiet, on_item):
-            if item.tied_to is None:
-                if item.scheme.kind == "quantized":
-                    yield item.values
-                else:
-                    floats.append(item.values)
-                scales.append(item.scales)
-        yield from floats
-        yield from scales
+        # container.py's order: quantized values, then float values, then every scale, each in item
+        # order; quantizing in the values' order lets the first chunk go out before any float cast
+        own = [i for i in items if i.tied_to is None]
+        in_values_order = [i for i in own if i.scheme.kind == "quantized"] + \
+            [i for i in own if i.scheme.kind != "quantized"]
+        for item in quantized_items(in_values_order, quiet, on_item):
+            yield item.values
+        for item in own:
+            yield item.scales
         yield trailer
     return total + len(trailer), chunks()
 
