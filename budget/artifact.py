@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -133,10 +133,13 @@ def _placeholder(item: Item) -> tuple[Tensor, Tensor]:
     return torch.empty(item.shape, dtype=torch.int8), scale
 
 
-def export_object(items: list[Item], placeholders: bool = False) -> dict:
+def export_object(items: list[Item], placeholders: Collection[str] = ()) -> dict:
     """The official export dict (same keys, order and dtype records as official.quantize_state_dict_int8).
 
-    With `placeholders`, int8 items not yet quantized get uninitialised tensors of the right shapes (a layout only).
+    int8 items named in `placeholders` (and entries tied to them) get uninitialised tensors of the
+    right shapes instead of their values: a layout only. The names are fixed up front, not read off
+    `item.q`, because a worker may be quantizing those items meanwhile: a tie seen half-quantized
+    would get two storages.
     """
     quantized, scales, dtypes, passthrough, orig, qmeta = {}, {}, {}, {}, {}, {}
     by_name = {i.name: i for i in items}
@@ -144,7 +147,7 @@ def export_object(items: list[Item], placeholders: bool = False) -> dict:
     for item in items:
         src = by_name[item.tied_to] if item.tied_to else item
         if isinstance(src.scheme, OfficialInt8Scheme):
-            if src.q is None and placeholders:
+            if src.name in placeholders:
                 q, s = stand_in.setdefault(src.name, _placeholder(src))
             else:
                 q, s = src.q.symbols, src.q.scales
@@ -183,7 +186,7 @@ def _export_chunks(items: list[Item], quiet: bool, on_item) -> tuple[int, Iterab
                 yield f"{part}/{item.name}", data, zlib.crc32(data)
 
     stream = background(real)  # starts quantizing while the template is laid out
-    template = export_object(items, placeholders=True)
+    template = export_object(items, placeholders={i.name for i in later})
     stand_ins = {f"{part}/{i.name}": template[part][i.name] for i in later for part in ("quantized", "scales")}
     try:
         return stream_export(template, stand_ins, stream)

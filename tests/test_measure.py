@@ -112,6 +112,24 @@ def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
     assert len(built.raw) == built.serialized_bytes and built.raw == ref
     assert built.blob == zlib.compress(ref, 9)
 
+def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(mini, monkeypatch):
+    from pgolf.budget import artifact
+
+    made = artifact._placeholder
+
+    def then_quantized(item):  # the worker finishes this item just after its stand-in is made
+        stand_in = made(item)
+        quantize_item(item)
+        return stand_in
+
+    monkeypatch.setattr(artifact, "_placeholder", then_quantized)
+    monkeypatch.setattr(artifact, "background", lambda produce, depth=64: iter(produce()))  # no real worker
+    sd = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"]})
+    built = build(assign(sd, "official-int8"), "official-int8", "zlib", keep_raw=True)
+    ref = official.serialize_export(export_object([quantize_item(i) for i in assign(sd, "official-int8")]))
+    assert built.raw == ref
+
+
 def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkeypatch):
     from pgolf.budget import artifact, exportzip
 
