@@ -7,8 +7,8 @@ shapes.synthetic_state_dict). For each preset x compressor it times `build_artif
 serialize, compress: the exact bytes) and the bare `Compressor.compress` of the very bytes that
 artifact compresses, back to back, as many pairs as fit in about 6 s per side (at most 60; at
 least 15 for zlib and 2 for the slow codecs: zstd-22, lzma-9e and brotli-11 take up to tens of
-seconds on 17 MB here). The ratio is the median over pairs of ours / bare (target <= 1.10); best-of-each-side
-is printed beside it. Why pairs: identical zlib calls ranged 0.41-0.56 s within a minute here,
+seconds on 17 MB here). The ratio is the median over pairs of ours / bare (target <= 1.10);
+best-of-each-side is printed beside it. Why pairs: identical zlib calls ranged 0.41-0.56 s within a minute here,
 and the ratio of two separate minima moved between 0.97 and 1.16 over eight blocks of 15 pairs
 of the same call while the paired median stayed at 1.04-1.07.
 
@@ -66,19 +66,16 @@ def paired_tries(fn_a, fn_b, repeats: int) -> tuple[list[float], list[float], ob
 
     Each pair runs within a second or so, so a drift in machine load hits both of its sides alike;
     swapping the order cancels what one call leaves behind for the next (here a build right after a
-    bare compress took ~3 % longer than one right after another build: fresh pages).
+    bare compress took ~3 % longer than one right after another build).
     """
-    times_a, times_b, value_a, value_b = [], [], None, None
+    sides = {"a": (fn_a, []), "b": (fn_b, [])}
+    last = {}
     for i in range(repeats):
-        for side in ("ab" if i % 2 == 0 else "ba"):
-            t, value = best_time(fn_a if side == "a" else fn_b, 1)
-            if side == "a":
-                times_a.append(t)
-                value_a = value
-            else:
-                times_b.append(t)
-                value_b = value
-    return times_a, times_b, value_a, value_b
+        for key in ("ab" if i % 2 == 0 else "ba"):
+            fn, times = sides[key]
+            t, last[key] = best_time(fn, 1)
+            times.append(t)
+    return sides["a"][1], sides["b"][1], last["a"], last["b"]
 
 
 def paired_ratio(times_a: list[float], times_b: list[float]) -> float:
@@ -152,7 +149,8 @@ def main(argv=None) -> int:
               f"{r['t_ours_s']:>9.2f}{r['t_bare_s']:>9.2f}{r['tries']:>6}{r['overhead']:>7.3f}"
               f"{r['best_of_ratio']:>10.3f}", flush=True)
     worst = max(rows, key=lambda r: r["overhead"])
-    print(f"overhead (exact bytes / bare compressor, median over back-to-back pairs): median {sorted(r['overhead'] for r in rows)[len(rows) // 2]:.3f}, "
+    middle = sorted(r["overhead"] for r in rows)[len(rows) // 2]
+    print(f"overhead (exact bytes / bare compressor, median over back-to-back pairs): median {middle:.3f}, "
           f"worst {worst['overhead']:.3f} ({worst['plan']} + {worst['compressor']}); target <= 1.10")
     t_full, report = best_time(lambda: measure_budget(sd, "official-int8", "zlib"), 1)
     print(f"full `pgolf budget` path (per-tensor compression + bit-exact read-back) official-int8 + zlib: "
