@@ -2,8 +2,9 @@
 
 `torch.save` writes a zip of stored (uncompressed) records: `data.pkl`, a few small records,
 one `data/K` record per storage in the order the pickler first meets them, `version`, a
-40-digit `.data/serialization_id` derived from the other records, then the central directory. Every record's CRC-32 sits in a
-data descriptor after its data and again in the central directory (flag bit 3).
+40-digit `.data/serialization_id` derived from the other records, then the central directory.
+Every record's CRC-32 sits in a data descriptor after its data and again in the central
+directory (flag bit 3).
 
 `stream_export` saves a template of the export in which the int8 values and scales are
 placeholders of the right shapes, then emits the template with each placeholder's bytes
@@ -59,8 +60,7 @@ class _LayoutSink:
         self.holes = dict(holes)        # data address -> (key, nbytes), each matched once
         self.lengths = {n for _, n in holes.values()}
         self.kept: list[bytes] = []
-        self.found: dict[int, str] = {}  # offset of the skipped data -> key
-        self.spans: list[tuple[int, int]] = []  # (offset, nbytes) of each skipped write, in order
+        self.found: dict[int, tuple[str, int]] = {}  # offset of each skipped write -> (key, nbytes), in order
         self.pos = 0
 
     def write(self, view) -> int:
@@ -69,8 +69,7 @@ class _LayoutSink:
         hole = self.holes.get(address)
         if hole is not None and hole[1] == n:
             del self.holes[address]
-            self.found[self.pos] = hole[0]
-            self.spans.append((self.pos, n))
+            self.found[self.pos] = hole
         else:
             self.kept.append(bytes(view))
         self.pos += n
@@ -80,7 +79,7 @@ class _LayoutSink:
         pass
 
     def layout(self) -> "_Layout":
-        return _Layout(bytearray(b"".join(self.kept)), self.spans, self.pos)
+        return _Layout(bytearray(b"".join(self.kept)), [(at, n) for at, (_, n) in self.found.items()], self.pos)
 
 
 class _Layout:
@@ -92,6 +91,7 @@ class _Layout:
 
     def __init__(self, kept: bytearray, holes: list[tuple[int, int]], size: int):
         self.kept, self.size = kept, size
+        self.view = memoryview(kept)  # slices of it copy once, where bytearray slices would copy twice
         self.starts = [at for at, _ in holes]
         self.ends = [at + n for at, n in holes]
         self.before = [0]  # before[i]: bytes skipped ahead of hole i
@@ -118,7 +118,7 @@ class _Layout:
                 out.append(bytes(end - pos))
             else:
                 end = min(self.starts[i] if i < len(self.starts) else self.size, stop)
-                out.append(bytes(self.kept[pos - self.before[i]:end - self.before[i]]))
+                out.append(bytes(self.view[pos - self.before[i]:end - self.before[i]]))
             pos = end
         return out[0] if len(out) == 1 else b"".join(out)
 
@@ -216,7 +216,7 @@ def stream_export(template: dict, placeholders: dict[str, Tensor],
     raw = sink.layout()
     records = _records(raw)
     for rec in records:
-        rec["key"] = sink.found.pop(rec["data"], None) if rec["size"] else None
+        rec["key"] = sink.found.pop(rec["data"], (None,))[0] if rec["size"] else None
     if sink.found:
         raise LayoutError("placeholder data outside any record")
     sid = next((r for r in records if r["name"].endswith(".data/serialization_id")), None)
@@ -235,7 +235,7 @@ def _emit(raw: _Layout, records: list[dict], sid: dict, source: Iterator[tuple])
 
     Every patch lands after the last chunk handed out, so chunks are zero-copy views of one buffer.
     """
-    buf, view = raw.kept, memoryview(raw.kept)
+    buf, view = raw.kept, raw.view
     central: list[tuple[int, int]] = []
     ready: dict[str, tuple[bytes, int]] = {}
     combined, pos = 0, 0

@@ -151,7 +151,7 @@ def test_layout_sink_keeps_headers_and_reads_skipped_data_as_zeros():
     for part in (b"head", memoryview(hole), b"tail"):
         sink.write(memoryview(part))
     layout = sink.layout()
-    assert sink.found == {4: "k"} and len(layout) == 14
+    assert sink.found == {4: ("k", 6)} and len(layout) == 14
     assert layout[0:14] == b"head" + bytes(6) + b"tail" and layout[2:6] == b"ad\0\0" and layout[12:99] == b"il"
 
 
