@@ -12,6 +12,7 @@ fp16 scale. Pure functions on float32 tensors.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -77,13 +78,15 @@ def clip_values(x: Tensor, rule: str, arg: float | None) -> Tensor:
     if rule == "amax":
         return (torch.nan_to_num(a, nan=0.0) if padded else a).amax(dim=1)
     count = (~torch.isnan(x)).sum(dim=1).clamp_min(1) if padded else x.shape[1]
-    total = torch.nansum if padded else torch.sum
+    # float64 sums: a float32 sum depends on the CPU's vector width, and the scale (hence the
+    # stored bytes) must not
+    total = functools.partial(torch.nansum if padded else torch.sum, dim=1, dtype=torch.float64)
     if rule == "absmean":
-        return total(a, dim=1) / count
+        return (total(a) / count).to(x.dtype)
     if rule == "sdclip":
-        mean = total(x, dim=1) / count
-        var = total((x - mean[:, None]) ** 2, dim=1) / ((count - 1).clamp_min(1) if padded else max(1, count - 1))
-        return arg * var.sqrt()
+        mean = total(x) / count
+        var = total((x - mean[:, None]) ** 2) / ((count - 1).clamp_min(1) if padded else max(1, count - 1))
+        return (arg * var.sqrt()).to(x.dtype)
     raise ValueError(f"unknown clip rule {rule!r}")
 
 

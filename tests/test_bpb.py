@@ -8,6 +8,7 @@ import sentencepiece as spm
 import torch
 
 from conftest import fixture_path
+from tolerances import float32_mean_rtol
 from pgolf.trainer.train_gpt import GPT, build_sentencepiece_luts, eval_val_bpb, eval_windows
 
 SENTENCES = [
@@ -53,8 +54,9 @@ def test_bpb_by_hand_matches_trainer():
         hand_loss = float(model(tokens[None, :-1], tokens[None, 1:]))  # mean nats over all n targets
     hand_bytes = sum(len(s.encode("utf-8")) for s in SENTENCES)  # no dummy prefix: text bytes exactly
     hand_bpb = hand_loss / math.log(2.0) * n / hand_bytes
-    assert val_loss == pytest.approx(hand_loss, rel=1e-6)
-    assert val_bpb == pytest.approx(hand_bpb, rel=1e-6)
+    rtol = float32_mean_rtol(n, inner=32, vocab=1024)  # per-token losses summed in another order
+    assert val_loss == pytest.approx(hand_loss, rel=rtol)
+    assert val_bpb == pytest.approx(hand_bpb, rel=rtol)
     assert 1.0 < val_bpb < 20.0
 
 
@@ -110,7 +112,8 @@ def test_sliding_window_matches_brute_force():
             covered += seq_len - first
     assert covered == n
     hand_bytes = sum(len(s.encode("utf-8")) for s in SENTENCES * 2)
-    assert val_loss == pytest.approx(loss_sum / n, rel=1e-6)
-    assert val_bpb == pytest.approx(loss_sum / n / math.log(2.0) * n / hand_bytes, rel=1e-6)
+    rtol = float32_mean_rtol(n, inner=32, vocab=1024)  # batched windows against one at a time
+    assert val_loss == pytest.approx(loss_sum / n, rel=rtol)
+    assert val_bpb == pytest.approx(loss_sum / n / math.log(2.0) * n / hand_bytes, rel=rtol)
     full_loss, _ = eval_val_bpb(model, tokens[: n // seq_len * seq_len + 1], luts, seq_len=seq_len)
-    assert full_loss != pytest.approx(val_loss, rel=1e-6)  # different context, different number
+    assert full_loss != pytest.approx(val_loss, rel=rtol)  # different context, different number

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import fixture_path
+from tolerances import float32_mean_rtol
 from inspect_fixtures import one_thread  # noqa: F401 (fixture)
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
@@ -76,8 +77,9 @@ def test_evaluation_matches_the_trainers_eval_val_bpb(one_thread):
     sl = make_slice(tokens, 32, luts)
     mine = evaluate_bpb(model, sl, 2)
     loss, bpb = eval_val_bpb(model, sl.tokens, luts, 32, batch_tokens=64, device="cpu")
-    assert mine.val_loss == pytest.approx(loss, rel=1e-6)
-    assert mine.val_bpb == pytest.approx(bpb, rel=1e-6)
+    rtol = float32_mean_rtol(sl.n_tokens, inner=model.tok_emb.weight.shape[1], vocab=256)
+    assert mine.val_loss == pytest.approx(loss, rel=rtol)
+    assert mine.val_bpb == pytest.approx(bpb, rel=rtol)
     # the byte count by hand: piece bytes without the leading space marker, plus the space
     # unless the previous token is a boundary (BOS here)
     pieces = [sp.id_to_piece(int(t)) for t in sl.tokens[1:]]
