@@ -19,6 +19,7 @@ from typing import Any, Callable
 from pgolf.budget.atomic import write_text_atomic
 
 CACHE_FORMAT = "pgolf-cache-v1"
+MAX_ENTRY_BYTES = 64 * 1_000_000  # an entry is one JSON value; a larger file is not ours
 
 
 def _canonical(obj: Any) -> str:
@@ -86,7 +87,14 @@ class JsonCache:
         key = self.check_key(key)
         path = self.path_for(key)
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.exists() and not path.is_file():  # not ours (a pipe would block): skip, keep
+                self.misses += 1
+                return None
+            with path.open("rb") as f:
+                raw = f.read(MAX_ENTRY_BYTES + 1)
+            if len(raw) > MAX_ENTRY_BYTES:
+                raise OSError(f"entry over {MAX_ENTRY_BYTES:,} bytes")
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             self.misses += 1
             return None

@@ -17,7 +17,7 @@ import sys
 
 import pandas as pd
 
-from pgolf.budget.atomic import write_bytes_atomic
+from pgolf.budget.atomic import refuse_overwriting, write_bytes_atomic
 from pgolf.budget.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
@@ -120,6 +120,9 @@ def run_budget(args) -> int:
         from pgolf.budget.codebytes import code_bytes
 
         kw["code"] = code_bytes(args.code)
+    if args.write_artifact:  # refused before any work, not after
+        refuse_overwriting(args.write_artifact, args.input, args.code, args.plan if args.plan and
+                           args.plan.endswith(".json") else None, what="an input file")
     sd, loaded, source = _state_source(args)
     if args.estimate:
         from pgolf.budget.estimate import estimate_budget

@@ -115,9 +115,15 @@ def load_plan(path: str | os.PathLike) -> Plan:
     p = Path(path)
     try:
         size = p.stat().st_size
+        if not p.is_file():  # a named pipe would block, /dev/zero never end
+            raise PgolfInputError(p, "plan path is not a regular file")
         if size > MAX_PLAN_BYTES:
             raise PgolfInputError(p, f"plan file is {size:,} bytes; plans are small (limit {MAX_PLAN_BYTES:,})")
-        obj = json.loads(p.read_bytes().decode("utf-8"))
+        with p.open("rb") as f:
+            data = f.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise PgolfInputError(p, f"plan file grew past {MAX_PLAN_BYTES:,} bytes while read")
+        obj = json.loads(data.decode("utf-8"))
     except OSError as exc:
         raise PgolfInputError(p, f"cannot read plan file ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting

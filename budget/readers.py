@@ -32,7 +32,7 @@ from pgolf.budget.atomic import is_temp_litter
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.official import dequantize_state_dict_int8
-from pgolf.budget.validate import (describe, env_int, one_line, parse_json_bytes, read_file_bytes,
+from pgolf.budget.validate import (MAX_JSON_BYTES, describe, env_int, one_line, parse_json_bytes, read_file_bytes,
                                    read_json, read_shard, read_tokenizer, validate_export,
                                    validate_state_dict)
 
@@ -41,6 +41,7 @@ __all__ = ["DEFAULT_LIMIT", "LoadedInput", "load_input", "load_bytes", "load_che
 
 DEFAULT_LIMIT = 64 * CAP_BYTES  # 1.024 GB: far above any real artifact, far below a bomb
 LIMIT_ENV = "PGOLF_MAX_DECOMPRESSED"
+MAX_FILE_BYTES = DEFAULT_LIMIT  # a model file on disk: checked by stat before it is read
 CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
 FORMATS = ("pgolf-checkpoint", "state-dict-pt", "safetensors", "official-ptz", "pgolf-artifact")
 SIDECAR_KEYS = ("config", "step")
@@ -195,7 +196,10 @@ def _decode_safetensors(data: bytes, path) -> tuple[dict[str, Tensor], dict]:
         if 8 + n + need > len(data):
             raise PgolfInputError(path, f"truncated safetensors file (its tensors need {8 + n + need:,} bytes, "
                                         f"the file has {len(data):,})") from None
-        sd = st_load(data)
+        loaded = st_load(data)
+        # the library returns a hash map in a different order on every call; the export's bytes
+        # and the model hash depend on the order, so it is the file's own header order
+        sd = {k: loaded[k] for k in header if k != "__metadata__"}
     except PgolfInputError:
         raise
     except Exception as exc:  # SafetensorError, JSON and UTF-8 errors: a malformed file
@@ -358,8 +362,9 @@ def load_input(path, max_decompressed_bytes: int | None = None) -> LoadedInput:
         return _load_checkpoint_files(weights, p)
     if p.suffix == ".safetensors" and p.with_suffix(".json").is_file():
         return _load_checkpoint_files(p, p.with_suffix(".json"))
-    return load_bytes(read_file_bytes(p), p, limit)
+    return load_bytes(read_file_bytes(p, MAX_FILE_BYTES), p, limit)
 
 
 def _load_checkpoint_files(weights: Path, sidecar: Path) -> LoadedInput:
-    return load_checkpoint_bytes(read_file_bytes(weights), read_file_bytes(sidecar), weights, sidecar)
+    return load_checkpoint_bytes(read_file_bytes(weights, MAX_FILE_BYTES), read_file_bytes(sidecar, MAX_JSON_BYTES),
+                                 weights, sidecar)

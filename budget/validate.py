@@ -32,6 +32,8 @@ SHARD_VERSION = 1
 SHARD_HEADER_INTS = 256
 SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4
 MAX_JSON_BYTES = 64 * 1_000_000  # plans, sidecars and caches are kilobytes; refuse absurd files
+MAX_SHARD_BYTES = 2_000_000_000  # the challenge's shards hold 100M tokens (200 MB)
+MAX_TOKENIZER_BYTES = 256 * 1_000_000  # SentencePiece models are kilobytes to a few MB
 
 
 def one_line(text: object, limit: int = 200) -> str:
@@ -203,8 +205,10 @@ def parse_json_bytes(data: bytes, path, expected_format: str | None = None,
     return obj
 
 
-def read_file_bytes(path) -> bytes:
-    """The file's bytes, or one line saying why not (missing, a folder, unreadable)."""
+def read_file_bytes(path, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, or one line saying why not (missing, a folder, not a regular file, larger
+    than `max_bytes`, unreadable). The size is checked by `stat` before anything is read, so a
+    sparse file that claims gigabytes costs nothing."""
     p = Path(path)
     try:
         if not p.exists():
@@ -213,7 +217,14 @@ def read_file_bytes(path) -> bytes:
             raise PgolfInputError(path, "is a folder, expected a file") from None
         if not p.is_file():  # a FIFO or /dev/zero would block or never end
             raise PgolfInputError(path, "not a regular file") from None
-        return p.read_bytes()
+        size = p.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise PgolfInputError(path, f"file is {size:,} bytes, over the {max_bytes:,}-byte reading limit") from None
+        with p.open("rb") as f:
+            data = f.read(size + 1 if max_bytes is None else min(size, max_bytes) + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # it grew while we read it
+            raise PgolfInputError(path, f"file grew past the {max_bytes:,}-byte reading limit") from None
+        return data
     except PermissionError:
         raise PgolfInputError(path, "permission denied") from None
     except OSError as exc:
@@ -226,7 +237,7 @@ def read_json(path, expected_format: str | None = None, required_keys: tuple[str
     >>> read_json("plan.json", "pgolf-plan-v1", ("rules",))   # doctest: +SKIP
     {'format': 'pgolf-plan-v1', 'rules': [...], ...}
     """
-    return parse_json_bytes(read_file_bytes(path), path, expected_format, required_keys)
+    return parse_json_bytes(read_file_bytes(path, MAX_JSON_BYTES), path, expected_format, required_keys)
 
 
 # --- data shards ------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ def read_shard(path, vocab_size: int | None = None) -> np.ndarray:
     >>> read_shard("fineweb_val_000000.bin", vocab_size=1024)[:3]   # doctest: +SKIP
     array([   1,  ...], dtype=uint16)
     """
-    return parse_shard_bytes(read_file_bytes(path), path, vocab_size)
+    return parse_shard_bytes(read_file_bytes(path, MAX_SHARD_BYTES), path, vocab_size)
 
 
 # --- tokenizers -------------------------------------------------------------------------------
@@ -277,7 +288,7 @@ def read_tokenizer(path, vocab_size: int | None = None):
     """
     import sentencepiece as spm
 
-    data = read_file_bytes(path)
+    data = read_file_bytes(path, MAX_TOKENIZER_BYTES)
     if not data:
         raise PgolfInputError(path, "empty file (expected a SentencePiece model)") from None
     sp = spm.SentencePieceProcessor()

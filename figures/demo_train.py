@@ -25,6 +25,7 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
+from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.progress import progress
 from pgolf.figures.demo_config import QUICK, DemoConfig
 from pgolf.trainer.commands import SCRIPT
@@ -67,11 +68,18 @@ class DemoRun:
         return (self.out_dir / "results.json").is_file() and self.log.is_file() and bool(self.checkpoints)
 
 
+DEMO_MARKER = ".pgolf-demo-run"  # only a folder holding it is ours to replace
+
+
 def train_demo(out_dir: str | os.PathLike, config: DemoConfig = QUICK, data: DataInfo | None = None,
                quiet: bool = False) -> DemoRun:
-    """Train `config` on the embedded default into `out_dir` (replaced if present); raises
+    """Train `config` on the embedded default into `out_dir` (a previous demo run there is replaced,
+    anything else refused); raises
     RuntimeError with the end of the script's output when it fails."""
     out = Path(out_dir)
+    if out.exists() and not (out / DEMO_MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise PgolfInputError(out, "exists and was not written by pgolf demo; move it away or choose another "
+                                   "--out (pgolf replaces only its own runs)")
     data = data or prepare_default(quiet=quiet)
     env = dict(os.environ) | config.train_env() | {
         "OUT_DIR": str(out), "RUN_ID": f"demo-{config.name}", "DATA_PATH": data.data_path,
@@ -81,6 +89,7 @@ def train_demo(out_dir: str | os.PathLike, config: DemoConfig = QUICK, data: Dat
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by pgolf demo; the folder is replaced on the next run\n")
     tail: deque[str] = deque(maxlen=30)
     bar = progress(None, desc=f"train {config.name} model", total=config.iterations, quiet=quiet)
     with subprocess.Popen([sys.executable, str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

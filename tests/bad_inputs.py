@@ -257,7 +257,16 @@ CATALOGUE: tuple[BadInput, ...] = (
              lambda root: (checkpoint(root / "orphan", good_sidecar()), (root / "orphan/step_000001.safetensors").unlink())),
     BadInput("notweights/step_000001.safetensors", "a checkpoint whose weights file is a .pt", "not a safetensors file",
              lambda root: checkpoint(root / "notweights", good_sidecar(), weights=fixture_pt())),
+    BadInput("pipe.pt", "a named pipe where a model file is expected (reading it would block)",
+             "not a regular file", lambda root: os.mkfifo(root / "pipe.pt")),
+    BadInput("sparse.pt", "a sparse file claiming 8 GB (refused by its size, before reading)",
+             "over the 1,024,000,000-byte reading limit", lambda root: os.truncate(_touch(root / "sparse.pt"), 8 * 10**9)),
 )
+
+
+def _touch(path: Path) -> Path:
+    path.touch()
+    return path
 
 
 def build_all(root: Path) -> None:

@@ -168,6 +168,20 @@ def test_missing_validation_data_fails_before_any_output(run, tmp_path, capsys):
     assert not list(out.glob("*.ptz")) and (out / "train.log").read_text() == log
 
 
+@pytest.mark.slow
+def test_export_never_writes_over_the_runs_own_files(run, tmp_path, capsys):
+    out = copy_run(run[0], tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for victim in ("train.log", "results.json"):
+        assert pgolf(["export", str(out), "--plan", "int6", "-o", str(out / victim)]) == 2
+        assert "output would overwrite the input or a file of its run" in capsys.readouterr().err
+    (out / "results.json").write_text('{"val_bpb": ')  # broken: refused before the artifact or the log
+    before["results.json"] = (out / "results.json").read_bytes()
+    assert pgolf(["export", str(out), "--plan", "int6", "--score"]) == 2
+    assert "results.json: invalid JSON" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 @pytest.mark.parametrize("plan, compressor", [("int6:sdclip(12.85)", "zstd:19"), ("fp16-embed", "brotli+byte-shuffle"),
                                               ("int8_clean_per_row_v1", "zlib")])
 def test_log_lines_parse_back(plan, compressor):

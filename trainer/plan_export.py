@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from pgolf.budget.atomic import write_bytes_atomic, write_text_atomic
+from pgolf.budget.atomic import refuse_overwriting, write_bytes_atomic, write_text_atomic
 from pgolf.budget.compressors import Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
@@ -32,10 +32,14 @@ from pgolf.budget.measure import measure_budget
 from pgolf.budget.plans import Plan, resolve_plan
 from pgolf.budget.readback import DEFAULT_MAX_OUTPUT, read_artifact
 from pgolf.budget.readers import load_input, newest_checkpoint, read_json
+from pgolf.budget.validate import MAX_JSON_BYTES, parse_json_bytes, read_file_bytes
 from pgolf.budget.report import Report
 
 CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
 FRAME_COLUMNS = ["name", "shape", "numel", "dtype", "scheme", "storage", "bits_per_value", "payload_bytes", "tied_to"]
+
+
+RUN_FILE_SUFFIXES = (".log", ".json", ".safetensors", ".pt")  # what a run folder holds that pgolf did not write
 
 
 def slug(text: str) -> str:
@@ -211,14 +215,18 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
                                         "(step_NNNNNN.safetensors + .json)")
     score = src.config is not None if score is None else score
     out = Path(output) if output is not None else default_output(src, plan, comp)
-    if out.resolve() == src.path.resolve():
-        raise PgolfInputError(out, "output would overwrite the input weights; choose another -o FILE")
+    run_files = [] if src.run_dir is None else [p for p in src.run_dir.iterdir() if p.suffix in RUN_FILE_SUFFIXES]
+    refuse_overwriting(out, src.path, *run_files, what="the input or a file of its run")
     code = code_bytes if code_bytes is not None else src.code_bytes
     scorer = None
     if score:  # every input problem surfaces before the artifact is written
         scorer = RunScorer(src.config, data_path=data_path, tokenizer_path=tokenizer_path, device=device,
                            source=src.path)
         scorer.check(src.state_dict)
+    if log and score and src.run_dir is not None:  # a broken results.json is refused before any output
+        results_path = src.run_dir / "results.json"
+        if results_path.is_file():
+            parse_json_bytes(read_file_bytes(results_path, MAX_JSON_BYTES), results_path)
     budget = measure_budget(src.state_dict, plan, comp, per_tensor=False, verify=True, quiet=quiet,
                             source=str(src.path))
     write_bytes_atomic(out, budget.artifact)
@@ -285,12 +293,7 @@ def record_in_results(path: Path, report: PlanExportReport) -> None:
     """Add this export to results.json under "plan_exports" (keyed by `<plan>+<compressor>`)."""
     if not path.is_file():
         return
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PgolfInputError(path, f"cannot read the run's results ({exc})") from None
-    if not isinstance(results, dict):
-        raise PgolfInputError(path, "results.json is not a JSON object")
+    results = parse_json_bytes(read_file_bytes(path, MAX_JSON_BYTES), path)
     keys = ("plan", "compressor", "artifact_path", "artifact", "bytes_model", "bytes_code", "bytes_total",
             "payload_bytes", "serialized_bytes", "val_loss_quantized", "val_bpb_quantized", "quant_gap_bpb")
     entry = {k: report.headline.get(k) for k in keys}

@@ -1,0 +1,115 @@
+"""Inputs beyond mutated fixtures: defined orders, special files, sizes that lie, outputs that
+must not destroy what pgolf did not write. Each case is bounded in time by running in a thread."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from pgolf.budget.atomic import write_bytes_atomic
+from pgolf.budget.cache import JsonCache
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.measure import measure_input
+from pgolf.budget.plans import load_plan
+from pgolf.budget.readers import load_bytes, load_input
+from pgolf.figures.cli import main as pgolf
+from pgolf.figures.demo_train import train_demo
+
+BOUND_S = 60
+
+
+def bounded(fn, *args):
+    """fn(*args) in a worker thread; fails the test instead of hanging it."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn, *args).result(timeout=BOUND_S)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _many_tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {f"blocks.{i}.w": torch.randn(64, 64, generator=g) for i in range(12)}
+
+
+def test_safetensors_order_is_the_files_own_and_bytes_do_not_change_between_loads():
+    data = st_save(_many_tensors())
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    orders = {tuple(load_bytes(data).state_dict) for _ in range(8)}
+    assert orders == {tuple(k for k in header if k != "__metadata__")}
+    sizes = {measure_input(load_bytes(data), "int6", "zlib", per_tensor=False).headline["bytes_model"]
+             for _ in range(4)}
+    assert len(sizes) == 1
+
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "pipe.json"
+    os.mkfifo(path)
+    return path
+
+
+def test_a_named_pipe_is_refused_wherever_json_is_read(fifo, tmp_path):
+    with pytest.raises(PgolfInputError, match="not a regular file"):
+        bounded(load_plan, fifo)
+    with pytest.raises(PgolfInputError, match="not a regular file"):
+        bounded(load_input, fifo)
+    cache = JsonCache(tmp_path / "cache", ("k",))
+    key = {"k": 1}
+    entry = cache.path_for(cache.check_key(key))
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(entry)
+    assert bounded(cache.get, key) is None
+    assert entry.exists()  # not pgolf's file: skipped, not deleted
+
+
+def test_a_sparse_file_claiming_gigabytes_is_refused_before_reading(tmp_path):
+    big = tmp_path / "huge.pt"
+    with open(big, "wb") as f:
+        f.truncate(8_000_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PgolfInputError, match="8,000,000,000 bytes, over the"):
+            bounded(load_input, big)
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000
+    finally:
+        tracemalloc.stop()
+
+
+def test_budget_write_artifact_refuses_the_input_and_leaves_it_alone(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    torch.save(_many_tensors(), model)
+    before = model.read_bytes()
+    assert pgolf(["budget", str(model), "--plan", "int6", "--write-artifact", str(model)]) == 2
+    assert "output would overwrite an input file" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
+def test_atomic_write_goes_through_a_link_and_names_unwritable_places(tmp_path):
+    target = tmp_path / "real.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(PgolfInputError, match="afile/out.bin: cannot write"):
+        write_bytes_atomic(tmp_path / "afile" / "out.bin", b"data")
+    with pytest.raises(PgolfInputError, match="not a regular file"):
+        write_bytes_atomic(tmp_path, b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "link.bin", "real.bin"]  # no temp litter
+
+
+def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path):
+    mine = tmp_path / "train"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(PgolfInputError, match="was not written by pgolf demo"):
+        train_demo(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
