@@ -114,9 +114,9 @@ def quantize_item(item: Item) -> Item:
     if item.tied_to is None and item.q is None:
         try:
             item.q = item.scheme.quantize(item.tensor)  # every scheme refuses NaN/Inf
-        except ValueError:
+        except ValueError as exc:
             _check_tensor(item.name, item.tensor)  # the input error naming the tensor, when that was why
-            raise
+            raise PgolfInputError(None, f"tensor {item.name!r} under {item.scheme.name}: {exc}") from None
         item.values, item.scales = item.scheme.pack(item.q)
     return item
 

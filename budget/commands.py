@@ -20,20 +20,11 @@ import pandas as pd
 from pgolf.budget.atomic import refuse_overwriting, write_bytes_atomic
 from pgolf.budget.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.plans import PRESETS, resolve_plan
 from pgolf.budget.report import Report, _frame_text, _jsonable
 from pgolf.budget.schemes import SCHEMES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer number of bytes, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer number of bytes, got {text!r}")
-    return value
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -44,7 +35,7 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
     p.add_argument("--code-wrapped", action="store_true",
                    help="count the code's lzma+base85 self-extracting wrapper instead of its raw bytes")
-    p.add_argument("--cap", type=_positive_int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--cap", type=count(), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import re._parser as re_parser  # the stdlib's own regex parser: its tree shows nested repeats
 from pathlib import Path
 
 from torch import Tensor
@@ -28,6 +29,32 @@ from pgolf.budget.schemes import get_scheme
 
 PLAN_FORMAT = "pgolf-plan-v1"
 MAX_PLAN_BYTES = 1_000_000
+
+
+def nested_repetition(pattern: str) -> bool:
+    """True when an unbounded repeat contains another one: the shape of catastrophic backtracking.
+
+    >>> nested_repetition(r"^((([a-z_.0-9])+)+)+\\d$"), nested_repetition(r"blocks\\.\\d+\\.mlp\\..*")
+    (True, False)
+    """
+    def unbounded_repeats(items, inside: bool) -> bool:
+        for op, arg in items:
+            if op in (re_parser.MAX_REPEAT, re_parser.MIN_REPEAT, re_parser.POSSESSIVE_REPEAT):
+                lo, hi, sub = arg
+                unbounded = hi == re_parser.MAXREPEAT
+                if unbounded and inside:
+                    return True
+                if unbounded_repeats(sub, inside or unbounded):
+                    return True
+            elif op == re_parser.SUBPATTERN and unbounded_repeats(arg[-1], inside):
+                return True
+            elif op == re_parser.BRANCH and any(unbounded_repeats(b, inside) for b in arg[1]):
+                return True
+            elif op in (re_parser.ASSERT, re_parser.ASSERT_NOT) and unbounded_repeats(arg[1], inside):
+                return True
+        return False
+
+    return unbounded_repeats(re_parser.parse(pattern), False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +75,9 @@ class Plan:
             except re.error as exc:
                 raise PgolfInputError(None, f"plan {self.name!r}: bad regex {pattern!r} ({exc}); "
                                             f"write a Python regex such as '\\.mlp\\.'") from None
+            if nested_repetition(pattern):
+                raise PgolfInputError(None, f"plan {self.name!r}: regex {pattern!r} repeats a repetition (like "
+                                            f"(a+)+), which can take exponential time; write it without the nesting")
             get_scheme(spec)
         get_scheme(self.default)
         if int(self.keep_float_max_numel) != self.keep_float_max_numel or self.keep_float_max_numel < 0:

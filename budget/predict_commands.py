@@ -11,22 +11,17 @@ import argparse
 import json
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count, positive_float
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.plans import PRESETS
 from pgolf.budget.predict import DIMENSIONS, SCALES, fit_largest, predict
 from pgolf.budget.report import format_value
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(float(text)) if kind is int and "e" in text.lower() else kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
+
+# Shapes a prediction can price without running out of memory: far above any record's.
+MAX_LAYERS = 10_000
+MAX_WIDTH = 10_000_000
 
 
 def register(subparsers) -> None:
@@ -34,29 +29,29 @@ def register(subparsers) -> None:
                               description="Predict the compressed bytes of a baseline-family model from its shape, "
                                           "a plan and a compressor, with an interval; --fit finds the largest value "
                                           "of one dimension that stays under --max-bytes.")
-    p.add_argument("--layers", type=_positive(int), default=9, help="effective depth (default 9)")
-    p.add_argument("--dim", type=_positive(int), default=512, help="model width (default 512)")
-    p.add_argument("--mlp-mult", type=_positive(float), default=2.0, help="MLP hidden = mult x dim (default 2)")
-    p.add_argument("--vocab", type=_positive(int), default=1024, help="vocabulary size (default 1024)")
-    p.add_argument("--heads", type=_positive(int), default=8, help="attention heads (default 8)")
-    p.add_argument("--kv-heads", type=_positive(int), default=4, help="key/value heads (default 4)")
+    p.add_argument("--layers", type=count(maximum=MAX_LAYERS), default=9, help="effective depth (default 9)")
+    p.add_argument("--dim", type=count(maximum=MAX_WIDTH), default=512, help="model width (default 512)")
+    p.add_argument("--mlp-mult", type=positive_float(maximum=1_000), default=2.0, help="MLP hidden = mult x dim (default 2)")
+    p.add_argument("--vocab", type=count(maximum=MAX_WIDTH), default=1024, help="vocabulary size (default 1024)")
+    p.add_argument("--heads", type=count(maximum=MAX_WIDTH), default=8, help="attention heads (default 8)")
+    p.add_argument("--kv-heads", type=count(maximum=MAX_WIDTH), default=4, help="key/value heads (default 4)")
     p.add_argument("--untied", action="store_true", help="separate lm_head instead of the tied embedding")
-    p.add_argument("--unique-layers", type=_positive(int), default=None,
+    p.add_argument("--unique-layers", type=count(maximum=MAX_LAYERS), default=None,
                    help="depth recurrence: blocks stored (reused to reach --layers)")
-    p.add_argument("--bigram-hash", type=int, default=0, help="rows of a bigram-hash embedding table (0: none)")
-    p.add_argument("--bigram-dim", type=_positive(int), default=128, help="width of the bigram table (default 128)")
+    p.add_argument("--bigram-hash", type=count(minimum=0, maximum=MAX_WIDTH), default=0, help="rows of a bigram-hash embedding table (0: none)")
+    p.add_argument("--bigram-dim", type=count(maximum=MAX_WIDTH), default=128, help="width of the bigram table (default 128)")
     p.add_argument("--plan", default="official-int8",
                    help=f"preset ({', '.join(PRESETS)}), scheme (int6, fp16, ...) or plan .json file")
     p.add_argument("--compressor", default="zlib", help="zlib | zstd | lzma | brotli, optional +byte-shuffle")
     p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
     p.add_argument("--code-wrapped", action="store_true", help="count the code's lzma+base85 wrapper instead")
-    p.add_argument("--cap", type=_positive(int), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--cap", type=count(), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--stats", metavar="FILE", help="weight statistics JSON (default: the shipped calibration)")
     p.add_argument("--scale", choices=SCALES, default="long",
                    help="weight scale: long (a record-length run, no scale floor binds; default) or calibrated "
                         "(our short calibration runs); with long, the interval reaches down to calibrated")
     p.add_argument("--fit", action="store_true", help="find the largest --dimension value that fits --max-bytes")
-    p.add_argument("--max-bytes", type=_positive(int), default=None, help="byte budget for --fit (default: --cap)")
+    p.add_argument("--max-bytes", type=count(), default=None, help="byte budget for --fit (default: --cap)")
     p.add_argument("--dimension", choices=tuple(DIMENSIONS), default="layers", help="dimension --fit searches")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress output (predict shows none)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 
 import torch
@@ -74,6 +75,11 @@ class FloatScheme(Scheme):
         if self.format == "fp8_e4m3":
             src = src.float().clamp(-_FP8_MAX, _FP8_MAX)
         stored = src.to(target).contiguous()
+        if not all_finite(stored):  # finite in, inf out: beyond the format's range (fp16: 65,504)
+            over = int((~torch.isfinite(stored)).sum())
+            raise ValueError(f"{over:,} value{'s' if over != 1 else ''} beyond {self.format}'s range (max |w| = {float(src.abs().max()):.6g}) "
+                             f"would be stored as inf and the artifact would not score; keep this tensor in a wider "
+                             f"format (a plan rule with fp32 or bf16)")
         return QTensor(stored.view(view), None, tuple(t.shape), t.dtype, self.name)
 
     def dequantize(self, q: QTensor) -> Tensor:
@@ -164,6 +170,8 @@ def _parse_mods(base: str, mods: list[str]) -> dict:
             raise ValueError(f"cannot read modifier {mod!r}; write e.g. sdclip(12.85), group(128), packed")
         word, arg = m.group(1), m.group(2)
         value = None if arg is None else float(arg)
+        if value is not None and not (math.isfinite(value) and abs(value) < 2**31):
+            raise ValueError(f"modifier {mod!r}: the value must be a finite number below 2**31")
         if word in CLIP_RULES and base.startswith("int"):
             kw["clip"], kw["clip_arg"] = word, value
         elif word == "floor" and base.startswith("int"):

@@ -9,6 +9,7 @@ import argparse
 import json
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count
 from pgolf.figures.kinds import KINDS
 
 # Flags that map one-to-one onto keyword options of the plot's frame function.
@@ -38,13 +39,13 @@ def register(subparsers) -> None:
     p.add_argument("--title", help="replace the automatic title")
     p.add_argument("--x", help="headroom: bytes_total | headroom_bytes; training-curve: step | tokens")
     p.add_argument("--y", help="headroom: the BPB column (default val_bpb)")
-    p.add_argument("--cap", type=int, help="headroom: cap in bytes (default: the data's cap column or 16,000,000)")
+    p.add_argument("--cap", type=count(), help="headroom: cap in bytes (default: the data's cap column or 16,000,000)")
     p.add_argument("--group", choices=("tensor", "module"), help="tensor-bytes: one bar per tensor or module")
-    p.add_argument("--depth", type=int, help="tensor-bytes --group module: name components kept (default 3)")
-    p.add_argument("--top", type=int, help="tensor-bytes / quant-gap / exchange-rate: rows shown")
+    p.add_argument("--depth", type=count(maximum=100), help="tensor-bytes --group module: name components kept (default 3)")
+    p.add_argument("--top", type=count(), help="tensor-bytes / quant-gap / exchange-rate: rows shown")
     p.add_argument("--column", help="quant-gap: the gap column (default gap_only_this_bpb)")
     p.add_argument("--relative", choices=("ratio", "bytes"), help="compressors: ratio or bytes over the floor")
-    p.add_argument("--budget-bytes", type=int, help="exchange-rate: bytes to allocate greedily (default 100,000)")
+    p.add_argument("--budget-bytes", type=count(), help="exchange-rate: bytes to allocate greedily (default 100,000)")
     p.add_argument("--metrics", type=lambda s: tuple(m for m in s.split(",") if m),
                    help="training-curve: comma-separated, from train_loss,val_loss,val_bpb (default all)")
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")

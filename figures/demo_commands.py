@@ -9,6 +9,7 @@ import argparse
 import json
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count
 from pgolf.budget.report import format_value
 
 SUMMARY_KEYS = ("model", "params", "steps", "val_bpb", "official_int8_roundtrip_val_bpb", "cap", "cap_rule",
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="tiny model, few steps, two compressors (CI-sized)")
-    p.add_argument("--cap", type=int, metavar="N",
+    p.add_argument("--cap", type=count(), metavar="N",
                    help="byte cap for headroom and allocation (default: half the model's fp16 artifact bytes)")
     p.add_argument("--json", action="store_true", help="print the headline and written paths as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars or training log")

@@ -15,22 +15,9 @@ import argparse
 import sys
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.plans import PRESETS
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive_int(text)
 
 
 def _common(p: argparse.ArgumentParser, plan_default: str | None = "official-int8") -> None:
@@ -58,11 +45,11 @@ def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
                                                         "(default: the embedded default's val split)")
     g.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece .model: with --data, the shards' tokenizer; "
                                                          "alone, tokenize the embedded default's val text with it")
-    g.add_argument("--tokens", type=_positive_int, default=default_tokens,
+    g.add_argument("--tokens", type=count(), default=default_tokens,
                    help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
-    g.add_argument("--seq-len", type=_positive_int, help="window length (default: the checkpoint's "
+    g.add_argument("--seq-len", type=count(), help="window length (default: the checkpoint's "
                                                           "train_seq_len, else 1024)")
-    g.add_argument("--calib-tokens", type=_positive_int,
+    g.add_argument("--calib-tokens", type=count(),
                    help="tokens of the slice the gradient proxy uses (default: the whole slice, at most 16,384)")
     g.add_argument("--cache-dir", metavar="DIR", help="gap cache folder (default $PGOLF_CACHE/gaps or "
                                                        "~/.cache/pgolf/gaps)")
@@ -77,7 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--plan", help="measure bytes under this plan (default: an official .ptz as stored, "
                                   "anything else under official-int8)")
     p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
-    p.add_argument("--cap", type=_positive_int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--cap", type=count(), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--schemes", metavar="LIST", help="also list weight-space metrics (rel_mse, sqnr_db, ...) of "
                                                      "every float tensor under each of these schemes")
     p.set_defaults(handler=run_inspect)
@@ -100,7 +87,7 @@ def register(subparsers) -> None:
     _common(p)
     _quantize_small_flag(p)
     p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
-    p.add_argument("--cap", type=_positive_int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--cap", type=count(), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--ladder", default="int4,int5,int6,int8,fp16", help="precision ladder (comma-separated schemes)")
     p.add_argument("--gaps", choices=("proxy", "measured", "none"), default="proxy",
                    help="delta_bpb from the gradient proxy (default), measured only-this gaps, or none")
@@ -114,11 +101,11 @@ def register(subparsers) -> None:
                                           "fitting the cap; the plan is built and measured for real, repaired "
                                           "until it fits, and compared with the uniform plans.")
     _common(p, plan_default=None)
-    p.add_argument("--cap", type=_positive_int, required=True, help="artifact cap in bytes")
+    p.add_argument("--cap", type=count(), required=True, help="artifact cap in bytes")
     p.add_argument("--code", metavar="FILE", help="training script whose bytes count toward the artifact")
     p.add_argument("--code-wrapped", action="store_true", help="count the code's lzma+base85 wrapper instead")
     p.add_argument("--candidates", default="int4,int5,int6,int8,fp16", help="schemes to choose from")
-    p.add_argument("--margin", type=_non_negative_int, default=0, help="bytes to keep free below the cap")
+    p.add_argument("--margin", type=count(minimum=0), default=0, help="bytes to keep free below the cap")
     p.add_argument("--base", default="official-int8", help="plan for everything the allocation does not decide")
     p.add_argument("--gaps", choices=("measured", "proxy"), default="proxy",
                    help="predict gaps from the gradient proxy (default, fast) or measured only-this gaps")

@@ -5,7 +5,8 @@ unquantized val_bpb) and, per tensor, two views: *only-this* (that tensor alone 
 *all-but-this* (whole-model gap minus the gap with that tensor kept unquantized). The sweeps
 restart each evaluation from the tensor's first block (`BlockReplay`), which is exact. Tensors the
 plan stores exactly (bitwise-equal roundtrip) have gap 0 without an evaluation. Each evaluation
-is one cache entry keyed by the model's content hash, the slice, the tensor, its scheme and the
+is one cache entry keyed by the model's content hash, the hash of its function (module tree, scalar
+settings, buffers: a config change), the slice, the tensor, its scheme and the
 sha256 of the replacement values, so an interrupted sweep resumes where it stopped.
 
 >>> report = measure_gaps(model, sd, "int6", load_slice(tokens=8192, seq_len=256))   # doctest: +SKIP
@@ -32,13 +33,13 @@ from pgolf.budget.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,
                                     load_weights, set_tensor)
-from pgolf.inspect.load import state_dict_sha256
+from pgolf.inspect.load import model_function_sha256, state_dict_sha256
 from pgolf.inspect.metrics import weight_metrics
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps, spearman
 from pgolf.inspect.reports import GapsReport
 
-GAPS_CACHE_VERSION = "gaps-v1"
-CACHE_KEY_FIELDS = ("model_sha256", "slice_sha256", "tokens", "batch_seqs", "kind", "tensor", "scheme",
+GAPS_CACHE_VERSION = "gaps-v2"
+CACHE_KEY_FIELDS = ("model_sha256", "function_sha256", "slice_sha256", "tokens", "batch_seqs", "kind", "tensor", "scheme",
                     "values_sha256", "code_version")
 
 
@@ -73,6 +74,7 @@ class GapSweep:
         self.replay.batch_seqs = self.batch_seqs
         self.cache = JsonCache(cache_dir, CACHE_KEY_FIELDS, GAPS_CACHE_VERSION) if cache_dir else None
         self.model_sha256 = state_dict_sha256(sd)
+        self.function_sha256 = model_function_sha256(model)  # the same weights under another config differ
         self.evaluations = 0  # evaluations actually run (cache misses), for reports and benchmarks
         self.recorded: str | None = None  # which weights the replay recording belongs to
         self._reference: EvalResult | None = None
@@ -80,7 +82,7 @@ class GapSweep:
 
     # -- cache ------------------------------------------------------------------------------
     def _key(self, kind: str, tensor: str, scheme: str, values_sha256: str) -> dict:
-        return {"model_sha256": self.model_sha256, "slice_sha256": self.sl.digest, "tokens": self.sl.n_tokens,
+        return {"model_sha256": self.model_sha256, "function_sha256": self.function_sha256, "slice_sha256": self.sl.digest, "tokens": self.sl.n_tokens,
                 "batch_seqs": self.batch_seqs, "kind": kind, "tensor": tensor, "scheme": scheme,
                 "values_sha256": values_sha256, "code_version": EVAL_CODE_VERSION}
 

@@ -168,6 +168,23 @@ def state_dict_sha256(sd: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
+def model_function_sha256(model: nn.Module) -> str:
+    """Hash of everything besides the weights that decides what a model computes: its module
+    tree, each module's scalar settings (softcap, rope base, ...) and every buffer, persistent
+    or not (rotary frequencies). Two models with equal weights and equal hashes score alike."""
+    h = hashlib.sha256(b"pgolf-fn-v1|" + repr(model).encode())
+    for name, module in model.named_modules():
+        h.update(f"|{name}|{type(module).__module__}.{type(module).__qualname__}|".encode())
+        for attr, value in sorted(vars(module).items()):
+            if not attr.startswith("_") and isinstance(value, (bool, int, float, str, tuple)):
+                h.update(f"{attr}={value!r};".encode())
+    for name, buf in model.named_buffers():
+        t = buf.detach().cpu().contiguous()
+        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 @dataclasses.dataclass(frozen=True)
 class OpenedModel:
     """A loaded input, its inferred architecture (None outside the baseline family) and hash."""

@@ -1,6 +1,8 @@
 """Measured quantization gaps on a checkpoint trained by our trainer on the embedded default."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from pgolf.budget.readers import load_input
 from pgolf.inspect import gaps as gaps_module
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
 from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps, quantize_small
+from pgolf.inspect.load import build_model
 
 pytestmark = pytest.mark.slow  # a shared ~1 minute training run, then ~10 s per sweep
 
@@ -133,3 +136,15 @@ def test_interrupted_sweep_resumes_from_the_cache(trained, tmp_path, monkeypatch
     assert resumed.headline["evaluations"] in (21 - 5, 21 - 4)
     again = measure_gaps(model, plan, sl, cache_dir=tmp_path, **kw)
     assert again.headline["evaluations"] == 0 and again.headline["cache_hits"] == 21
+
+
+@pytest.mark.parametrize("change", [{"logit_softcap": 12.0}, {"rope_base": 500.0}])
+def test_the_same_weights_under_another_config_are_not_served_from_the_cache(trained, tmp_path, change, one_thread):
+    opened, model, sl = trained
+    kw = dict(sd=opened.state_dict, all_but_this=False, proxy=False, verify=False, quiet=True, cache_dir=tmp_path)
+    plan = quantize_small("int5")
+    first = measure_gaps(model, plan, sl, **kw)
+    other = build_model(opened.state_dict, dataclasses.replace(opened.arch, **change))
+    second = measure_gaps(other, plan, sl, **kw)
+    assert second.headline["cache_hits"] == 0
+    assert second.headline["val_bpb_full"] != first.headline["val_bpb_full"]  # measured, not the cached value
