@@ -113,3 +113,35 @@ def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(PgolfInputError, match="was not written by pgolf demo"):
         train_demo(mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["budget", "--baseline", "--cap", "1e999"], "argument --cap: expected a whole number"),
+    (["budget", "--baseline", "--cap", "inf"], "argument --cap: expected a whole number"),
+    (["predict", "--layers", "1000000000000"], "argument --layers: expected a whole number from 1 to 10,000"),
+    (["predict", "--mlp-mult", "nan"], "argument --mlp-mult: expected a finite number"),
+    (["budget", "--baseline", "--plan", "int6:group(1e999)"], "must be a finite number"),
+])
+def test_edge_numbers_are_one_line_exit_2(argv, problem, capsys):
+    try:
+        code = bounded(pgolf, argv)  # a flag's type error exits through argparse, a plan's returns 2
+    except SystemExit as done:
+        code = done.code
+    err = capsys.readouterr().err
+    assert code == 2 and problem in err and "Traceback" not in err
+
+
+def test_fp16_passthrough_overflow_is_refused_not_stored_as_inf(tmp_path, capsys):
+    model = tmp_path / "big.pt"
+    torch.save({"w": torch.randn(10, 10), "big": torch.tensor([1.0, 70_000.0, -3.0])}, model)
+    assert pgolf(["budget", str(model), "--plan", "official-int8"]) == 2
+    err = capsys.readouterr().err
+    assert "tensor 'big' under fp16: 1 value beyond fp16's range (max |w| = 70000)" in err and err.count("\n") == 1
+
+
+def test_a_plan_regex_with_nested_repetition_is_refused_quickly(tmp_path, capsys):
+    plan = tmp_path / "redos.json"
+    plan.write_text(json.dumps({"format": "pgolf-plan-v1", "rules": [
+        {"pattern": r"^((([a-z_.0-9])+)+)+\d$", "scheme": "int6"}]}))
+    assert bounded(pgolf, ["budget", "--baseline", "--plan", str(plan)]) == 2
+    assert "repeats a repetition" in capsys.readouterr().err
