@@ -51,3 +51,20 @@ def positive_float(maximum: float = 1e15):
             raise argparse.ArgumentTypeError(f"expected a finite number above 0 and at most {maximum:g}, got {text!r}")
         return value
     return parse
+
+
+def finite_float():
+    """An argparse `type` for any finite number (learning rates, softcaps, seeds of float kind).
+
+    >>> finite_float()("-0.5")
+    -0.5
+    """
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        return value
+    return parse

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -92,9 +93,19 @@ def _blocks(sd: dict[str, Tensor], path) -> int:
     return n
 
 
-def _config_value(config: dict, key: str, default):
+def _config_value(config: dict, key: str, default, kind=float, positive: bool = True, path=None):
+    """A sidecar setting as `kind`: a finite number (positive where `positive`), else one line."""
     value = config.get(key, default)
-    return default if value is None else value
+    if value is None:
+        return default
+    expected = f"a finite {'positive ' if positive else ''}{'whole ' if kind is int else ''}number"
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number) or (positive and number <= 0) or (kind is int and not number.is_integer()):
+        raise PgolfInputError(path, f"config {key} is {str(value)[:40]!r}; expected {expected}") from None
+    return kind(number)
 
 
 def infer_architecture(sd: dict[str, Tensor], config: dict | None = None, path=None) -> Architecture:
@@ -118,9 +129,11 @@ def infer_architecture(sd: dict[str, Tensor], config: dict | None = None, path=N
     skips = _shape(sd, "skip_weights", path)[0]
     num_layers, unique = n_blocks, None
     if "num_layers" in config or "num_unique_layers" in config:
-        num_layers = int(_config_value(config, "num_layers", n_blocks))
+        num_layers = _config_value(config, "num_layers", n_blocks, int, path=path)
         unique = config.get("num_unique_layers")
-        unique = int(unique) if unique not in (None, 0, num_layers) else None
+        if unique in (0, num_layers):
+            unique = None
+        unique = _config_value(config, "num_unique_layers", None, int, path=path) if unique is not None else None
         if (unique or num_layers) != n_blocks:
             raise PgolfInputError(path, f"sidecar config says {unique or num_layers} stored blocks, the weights "
                                         f"hold {n_blocks}") from None
@@ -134,11 +147,12 @@ def infer_architecture(sd: dict[str, Tensor], config: dict | None = None, path=N
     return Architecture(
         vocab_size=vocab, num_layers=num_layers, model_dim=dim, num_heads=heads, num_kv_heads=kv_rows // head_dim,
         mlp_mult=hidden / dim, tie_embeddings="lm_head.weight" not in sd, num_unique_layers=unique,
-        logit_softcap=float(_config_value(config, "logit_softcap", DEFAULTS["logit_softcap"])),
-        rope_base=float(_config_value(config, "rope_base", DEFAULTS["rope_base"])),
-        qk_gain_init=float(_config_value(config, "qk_gain_init", DEFAULTS["qk_gain_init"])),
-        tied_embed_init_std=float(_config_value(config, "tied_embed_init_std", DEFAULTS["tied_embed_init_std"])),
-        train_seq_len=int(_config_value(config, "train_seq_len", DEFAULTS["train_seq_len"])),
+        logit_softcap=_config_value(config, "logit_softcap", DEFAULTS["logit_softcap"], path=path),
+        rope_base=_config_value(config, "rope_base", DEFAULTS["rope_base"], path=path),
+        qk_gain_init=_config_value(config, "qk_gain_init", DEFAULTS["qk_gain_init"], positive=False, path=path),
+        tied_embed_init_std=_config_value(config, "tied_embed_init_std", DEFAULTS["tied_embed_init_std"],
+                                          positive=False, path=path),
+        train_seq_len=_config_value(config, "train_seq_len", DEFAULTS["train_seq_len"], int, path=path),
         source="sidecar config" if config else "tensor shapes")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path):
     (["predict", "--layers", "1000000000000"], "argument --layers: expected a whole number from 1 to 10,000"),
     (["predict", "--mlp-mult", "nan"], "argument --mlp-mult: expected a finite number"),
     (["budget", "--baseline", "--plan", "int6:group(1e999)"], "must be a finite number"),
+    (["train", "--logit-softcap", "nan", "--out-dir", "never"], "argument --logit-softcap: expected a finite number"),
 ])
 def test_edge_numbers_are_one_line_exit_2(argv, problem, capsys):
     try:
@@ -145,3 +147,23 @@ def test_a_plan_regex_with_nested_repetition_is_refused_quickly(tmp_path, capsys
         {"pattern": r"^((([a-z_.0-9])+)+)+\d$", "scheme": "int6"}]}))
     assert bounded(pgolf, ["budget", "--baseline", "--plan", str(plan)]) == 2
     assert "repeats a repetition" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"logit_softcap": "nan"}, "config logit_softcap is 'nan'; expected a finite positive number"),
+    ({"logit_softcap": float("nan")}, "config logit_softcap is 'nan'"),
+    ({"rope_base": float("inf")}, "config rope_base is 'inf'"),
+    ({"logit_softcap": -1.0}, "config logit_softcap is '-1.0'"),
+    ({"train_seq_len": 0}, "config train_seq_len is '0'; expected a finite positive whole number"),
+    ({"train_seq_len": "two"}, "config train_seq_len is 'two'"),
+    ({"qk_gain_init": [1.5]}, "config qk_gain_init is '[1.5]'; expected a finite number"),
+    ({"num_layers": 10**400}, "config num_layers is"),
+])
+def test_impossible_config_values_are_refused(config, problem):
+    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.inspect.load import infer_architecture
+
+    sd = synthetic_state_dict(baseline_specs(num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1, vocab_size=64))
+    with pytest.raises(PgolfInputError, match=re.escape(f"sidecar.json: {problem}")):
+        infer_architecture(sd, config, "sidecar.json")
+    assert infer_architecture(sd, {"logit_softcap": 12, "train_seq_len": 64.0}).train_seq_len == 64

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.flags import count
+from pgolf.budget.flags import count, finite_float
 from pgolf.budget.report import Report
 from pgolf.trainer.corpus import prepare_default
 from pgolf.trainer.train_gpt import OFFICIAL_DATA_PATH, Hyperparameters
@@ -168,7 +168,7 @@ def register(subparsers) -> None:
     for f in dataclasses.fields(Hyperparameters):
         kind = type(f.default)
         train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=f.name.upper(),
-                           type=_bool if kind is bool else kind,
+                           type=_bool if kind is bool else finite_float() if kind is float else kind,
                            help=f"{f.name.upper()} (default: {getattr(defaults, f.name)!r})")
     train.add_argument("--nproc", type=count(maximum=1024), default=None, help="processes per node: runs torchrun --nproc_per_node N")
     train.add_argument("--plan", metavar="PLAN", help="also export the final weights under PLAN (preset, scheme or "
