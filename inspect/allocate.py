@@ -17,6 +17,7 @@ so the allocation is never worse than a uniform choice of the same candidates.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 from torch import Tensor
@@ -77,6 +78,11 @@ def greedy(options: dict[str, list[Option]], budget: float) -> dict[str, str]:
     """Multiple-choice knapsack: from every tensor's smallest option, repeatedly take the upgrade
     with the best gap reduction per byte that fits; then spend what is left on upgrades that
     cost no predicted BPB (ties), fewest bytes first, preferring precision when the cap allows."""
+    for n, opts in options.items():
+        for o in opts:
+            if math.isnan(o.gap):
+                raise PgolfInputError(None, f"the gap of {n} under {o.scheme} is NaN (its evaluation gave no "
+                                            f"number); nothing can be chosen against it")
     choice = {n: min(opts, key=lambda o: (o.bytes, o.gap)) for n, opts in options.items()}
     used = sum(o.bytes for o in choice.values())
     for ties in (False, True):
@@ -86,7 +92,9 @@ def greedy(options: dict[str, list[Option]], budget: float) -> dict[str, str]:
                 cur = choice[n]
                 for o in opts:
                     extra, gain = o.bytes - cur.bytes, cur.gap - o.gap
-                    if used + extra > budget or gain < 0 or (gain == 0 and (not ties or extra <= 0)):
+                    # written so a NaN gain (inf - inf, a NaN gap) is never a move: every move
+                    # strictly lowers a gap or, among ties, strictly adds bytes, so the loop ends
+                    if used + extra > budget or not (gain > 0 or (gain == 0 and ties and extra > 0)):
                         continue
                     key = (-extra, n) if ties else (float("inf") if extra <= 0 else gain / extra, n)
                     if best_key is None or key > best_key:

@@ -167,3 +167,17 @@ def test_impossible_config_values_are_refused(config, problem):
     with pytest.raises(PgolfInputError, match=re.escape(f"sidecar.json: {problem}")):
         infer_architecture(sd, config, "sidecar.json")
     assert infer_architecture(sd, {"logit_softcap": 12, "train_seq_len": 64.0}).train_seq_len == 64
+
+
+def test_greedy_allocation_ends_with_infinite_and_nan_gaps():
+    from pgolf.inspect.allocate import Option, greedy
+
+    inf = float("inf")
+    options = {"a": [Option("int4", 10, inf), Option("int5", 10, inf), Option("int8", 20, 0.1)],
+               "b": [Option("int4", 10, inf), Option("int6", 15, 0.2), Option("int8", 20, 0.0)]}
+    assert bounded(greedy, options, 20) == {"a": "int4", "b": "int4"}  # int4 -> int5 is inf - inf: no move
+    assert bounded(greedy, options, 35) == {"a": "int8", "b": "int6"}
+    assert bounded(greedy, options, 40) == {"a": "int8", "b": "int8"}
+    options["b"][1] = Option("int6", 15, float("nan"))
+    with pytest.raises(PgolfInputError, match="the gap of b under int6 is NaN"):
+        bounded(greedy, options, 40)
