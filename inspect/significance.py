@@ -145,6 +145,9 @@ def significance(logs: Sequence[str | os.PathLike], vs: Sequence[str | os.PathLi
     """Read the candidate's (and the baseline's) logs and run `welch_test` on `metric`."""
     if (vs is None) == (vs_loss is None):
         raise PgolfInputError(None, "give the baseline as --vs LOG... or --vs-loss X (one of them)")
+    if len(logs) < 2:
+        raise PgolfInputError(logs[0] if logs else None,
+                              f"significance needs at least two seeds' logs, got {len(logs)}")
     cand = log_scores(logs, score)
     if any(v is None for v in cand[metric]):
         bad = cand.loc[cand[metric].isna(), "source"].iloc[0]
@@ -157,6 +160,8 @@ def significance(logs: Sequence[str | os.PathLike], vs: Sequence[str | os.PathLi
             "test": "one-sample t (baseline is one number)" if vs_loss is not None else "Welch two-sample t",
             "kinds": ", ".join(dict.fromkeys(frame["kind"]))}
     notes = [f"H1: baseline - candidate > {min_delta:g} ({metric}, lower is better); pass when p < {alpha:g}"]
+    if metric == "val_loss":
+        notes.append("val_loss is nats per token: across different tokenizers compare val_bpb (--metric val_bpb)")
     if frame["kind"].nunique() > 1:
         notes.append("the logs' scores are of different kinds: compare like with like (--score)")
     return SignificanceReport(title="pgolf significance", headline=head, frame=frame, notes=notes)

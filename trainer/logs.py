@@ -49,11 +49,12 @@ _PARAMS = re.compile(r"^(?:model_)?params:(\d+)(?:\s|$)")
 # `... | params:24,123,456 | ...` and `Params: 24123456` (ternary/binary records)
 _PARAMS_ANY = re.compile(r"(?:\|\s*params:|^Params:\s*)([\d,_]+)(?:\s|$|\|)")
 _BUDGET = re.compile(r"(?:^|\s)budget:(\d+)/16000000(?:\s|$|\()")  # ternary/binary records' total bytes
+_SEED = re.compile(r"^(?:seed|SEED)(?::|=|: +)(\d+)(?:\s|$)")  # `seed:1337`, `  seed: 42` (hyperparameter dumps)
 _STRIDE = re.compile(r"(?:^|\s)(?:stride|eval_stride)[:=](\d+)(?:\s|$)")
 KINDS = ("roundtrip", "sliding", "ttt")  # scores of the quantized model, by how the eval ran
 
 SUMMARY_KEYS = (
-    "source", "params", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
+    "source", "seed", "params", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
     "raw_torch_bytes", "bytes_model_unquantized", "bytes_code_uncompressed", "train_batch_tokens",
     "step", "total_steps", "train_time_ms", "val_loss_full", "val_bpb_full", "val_loss_quantized",
     "val_bpb_quantized", "quant_gap_bpb", "score_kind", "score_label", "score_stride", "val_loss_score",
@@ -243,6 +244,8 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
             continue
         announced, previous_line = _announced(previous_line), line
         last_score, previous_score = previous_score, None
+        if summary["seed"] is None and (m := _SEED.match(line)):
+            summary["seed"] = _int(m.group(1))
         if m := _BUDGET.search(line):
             summary["bytes_total"] = _int(m.group(1))
         if m := _PARAMS_ANY.search(line):
