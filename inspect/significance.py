@@ -153,11 +153,14 @@ def significance(logs: Sequence[str | os.PathLike], vs: Sequence[str | os.PathLi
         bad = cand.loc[cand[metric].isna(), "source"].iloc[0]
         raise PgolfInputError(bad, f"its score line has no {metric}")
     base = log_scores(vs, score) if vs is not None else None
-    result = welch_test(list(cand[metric]), None if base is None else list(base[metric]), vs_loss, min_delta, alpha)
+    if base is not None and len(base) == 1:  # one baseline run: its number is the baseline
+        vs_loss = float(base[metric].iloc[0])
+    result = welch_test(list(cand[metric]), None if base is None or len(base) == 1 else list(base[metric]),
+                        vs_loss, min_delta, alpha)
     frame = pd.concat([cand.assign(role="candidate")] + ([] if base is None else [base.assign(role="baseline")]),
                       ignore_index=True)[["role", "source", "kind", "val_loss", "val_bpb"]]
     head = {"metric": metric, **result,
-            "test": "one-sample t (baseline is one number)" if vs_loss is not None else "Welch two-sample t",
+            "test": "one-sample t (baseline is one number)" if result["n_vs"] == 1 else "Welch two-sample t",
             "kinds": ", ".join(dict.fromkeys(frame["kind"]))}
     notes = [f"H1: baseline - candidate > {min_delta:g} ({metric}, lower is better); pass when p < {alpha:g}"]
     if metric == "val_loss":
