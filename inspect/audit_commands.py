@@ -82,6 +82,16 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the sizes as JSON")
     p.set_defaults(handler=run_wrap)
 
+    p = subparsers.add_parser("decoder", help="the smallest Python that reads a plan's artifacts (its bytes count)",
+                              description="Write a self-contained load(path) -> state dict for artifacts of this "
+                                          "plan and compressor (standard library, torch, numpy and the "
+                                          "compressor's module only), with only the formats the plan uses.")
+    p.add_argument("--plan", required=True, help="preset, scheme or plan .json")
+    p.add_argument("--compressor", default="zlib", help="compressor spec (default zlib)")
+    p.add_argument("--model", metavar="INPUT", help="the model the artifact is built from: only its tensors' schemes")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the decoder here (default: print it)")
+    p.set_defaults(handler=run_decoder)
+
 
 def _emit(report, args) -> None:
     fmt = "json" if args.json else args.format
@@ -154,4 +164,23 @@ def run_wrap(args) -> int:
                  f"{sizes['saving_vs_lzma_base85']:,} bytes"]
         lines += [f"  {name}: {size:,}" for name, size in sorted(result.sizes.items(), key=lambda kv: kv[1])]
         sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def run_decoder(args) -> int:
+    from pgolf.budget.decoder import decoder_source
+    from pgolf.budget.readers import load_input
+
+    sd = load_input(args.model).state_dict if args.model else None
+    source = decoder_source(args.plan, args.compressor, sd)
+    if not source:
+        sys.stdout.write(f"{args.plan} + {args.compressor}: the baseline's own .ptz: no decoder needed (0 bytes); "
+                         f"its script's dequantize_state_dict_int8 reads it\n")
+        return 0
+    if args.output:
+        write_bytes_atomic(args.output, source.encode("utf-8"))
+        sys.stdout.write(f"{args.output}: {len(source.encode()):,} bytes of decoder for {args.plan} + "
+                         f"{args.compressor}; load(path) -> state dict\n")
+    else:
+        sys.stdout.write(source)
     return 0
