@@ -114,11 +114,18 @@ def decoder_source(plan, compressor, sd=None) -> str:
     (its large-matrix schemes assumed used: a model whose tensors all pass through would make an
     official export instead, so give `sd` for such models).
     """
-    plan, comp = resolve_plan(plan), get_compressor(compressor)
+    plan = resolve_plan(plan)
     if sd is None:
         schemes = list(_families(plan).values())
     else:
         schemes = list({i.scheme.name: i.scheme for i in assign(sd, plan, check_finite=False)}.values())
+    return decoder_for(schemes, compressor)
+
+
+def decoder_for(schemes, compressor) -> str:
+    """`decoder_source` from the schemes (objects or names) an artifact's tensors use."""
+    comp = get_compressor(compressor)
+    schemes = [get_scheme(s) if isinstance(s, str) else s for s in schemes]
     export = all(isinstance(s, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for s in schemes)
     plain_ptz = export and comp.codec == "zlib" and comp.level == 9 and not comp.transforms
     if plain_ptz:
@@ -146,3 +153,24 @@ def decoder_source(plan, compressor, sd=None) -> str:
         body += " return _c(b)\n"
     head = f"import {','.join(dict.fromkeys(imports))}\n"
     return head + "".join(parts) + "def load(p):\n" + body
+
+
+def count_decoder(report, script_source: bytes | None) -> int:
+    """Add the decoder a budget report's artifact needs to its bytes_code (and total, headroom).
+
+    `script_source`: the training script's (inner) source; a script that already holds the decoder
+    text adds nothing. Returns the bytes added; the headline gains bytes_code_decoder.
+    """
+    head = report.headline
+    source = decoder_for(sorted(set(report.frame["scheme"])), head["compressor"])
+    included = bool(source) and script_source is not None and \
+        source.split("\n", 1)[1] in script_source.decode("utf-8", "replace")
+    added = 0 if included else len(source.encode("utf-8"))
+    head["bytes_code"] += added
+    head["bytes_total"] += added
+    head["headroom_bytes"] -= added
+    head["bytes_code_decoder"] = added
+    if source:
+        report.notes.append(f"bytes_code includes the {added:,}-byte decoder this artifact needs (pgolf decoder)"
+                            if added else "the script already holds the decoder this artifact needs")
+    return added

@@ -83,3 +83,26 @@ def test_cli(tmp_path, capsys):
     assert f"{out.stat().st_size:,} bytes" in capsys.readouterr().out
     assert main(["decoder", "--plan", "official-int8", "--compressor", "zlib"]) == 0
     assert "no decoder needed" in capsys.readouterr().out
+
+
+def test_budget_counts_the_decoder_unless_the_script_holds_it(tmp_path, capsys):
+    import json
+
+    from conftest import fixture_path
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    sd = torch.load(model, weights_only=True, map_location="cpu")
+    decoder = decoder_source("ternary", "lzma", sd)
+    plain, holding = tmp_path / "plain.py", tmp_path / "holding.py"
+    plain.write_text("print('train')\n" * 50)
+    holding.write_text("print('train')\n" * 50 + decoder)
+    args = ["budget", str(model), "--plan", "ternary", "--compressor", "lzma", "--no-per-tensor", "--quiet", "--json"]
+    heads = []
+    for extra in (["--code", str(plain)], ["--code", str(holding)], ["--code", str(plain), "--decoder-included"]):
+        assert main(args + extra) == 0
+        heads.append(json.loads(capsys.readouterr().out))
+    counted, found, told = heads
+    assert counted["bytes_code_decoder"] == len(decoder.encode()) > 0
+    assert counted["bytes_code"] == 750 + len(decoder.encode()) and counted["bytes_total"] == \
+        counted["bytes_model"] + counted["bytes_code"]
+    assert found["bytes_code_decoder"] == 0 and found["bytes_code"] == 750 + len(decoder.encode())  # shipped inside
+    assert "bytes_code_decoder" not in told and told["bytes_code"] == 750
