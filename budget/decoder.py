@@ -15,10 +15,12 @@ reads: no decoder (empty source). Code bytes count, so the source is terse on pu
 from __future__ import annotations
 
 from pgolf.budget.artifact import assign
+from pgolf.budget.codebytes import unwrap_source
 from pgolf.budget.compressors import get_compressor
 from pgolf.budget.grouped import BinaryScheme, IntScheme, TernaryScheme
 from pgolf.budget.plans import resolve_plan
 from pgolf.budget.schemes import FloatScheme, OfficialInt8Scheme, PassthroughScheme, get_scheme
+from pgolf.budget.wrap import smallest_wrapper
 
 _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`)
     "none": ("", "b"),
@@ -174,3 +176,26 @@ def count_decoder(report, script_source: bytes | None) -> int:
         report.notes.append(f"bytes_code includes the {added:,}-byte decoder this artifact needs (pgolf decoder)"
                             if added else "the script already holds the decoder this artifact needs")
     return added
+
+
+SPLICE_NAME = "pgolf_load"
+
+
+def splice_decoder(script: bytes, decoder: str) -> bytes:
+    """The script with `pgolf_load(path) -> state dict` added before its main guard (else at its end).
+
+    The decoder runs in its own namespace (exec into a fresh dict), so its short names never meet
+    the script's. A wrapped script is unwrapped, spliced and wrapped again (`pgolf wrap`); a script
+    that already holds the decoder, or an empty decoder, leaves it unchanged.
+    """
+    inner = unwrap_source(script)
+    text = (inner.source if inner is not None else script).decode("utf-8")
+    if not decoder or decoder.split("\n", 1)[1] in text:
+        return script
+    if "'''" in decoder or "\\" in decoder:
+        raise ValueError("decoder text cannot sit in a raw triple-quoted string")
+    block = f"{SPLICE_NAME}=(lambda g:(exec(r'''{decoder}''',g),g['load'])[1])({{}})\n"
+    at = max(text.rfind('\nif __name__ == "__main__":'), text.rfind("\nif __name__ == '__main__':"))
+    text = text[:at + 1] + block + text[at + 1:] if at >= 0 else text + ("" if text.endswith("\n") else "\n") + block
+    out = text.encode("utf-8")
+    return smallest_wrapper(out).text.encode("utf-8") if inner is not None else out

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 from pathlib import Path
 
 from pgolf.budget.atomic import write_bytes_atomic
 from pgolf.budget.codebytes import read_code
+from pgolf.budget.decoder import decoder_source
 from pgolf.budget.wrap import smallest_wrapper
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.readers import load_input
 from pgolf.inspect.audit import audit
 from pgolf.inspect.significance import ALPHA, MIN_DELTA, SCORES, record_logs, significance
 
@@ -146,8 +149,6 @@ def run_significance(args) -> int:
 
 
 def run_wrap(args) -> int:
-    import json
-
     source = read_code(args.script)
     if not source.strip():
         raise PgolfInputError(args.script, "nothing to wrap: the script is empty")
@@ -168,9 +169,6 @@ def run_wrap(args) -> int:
 
 
 def run_decoder(args) -> int:
-    from pgolf.budget.decoder import decoder_source
-    from pgolf.budget.readers import load_input
-
     sd = load_input(args.model).state_dict if args.model else None
     source = decoder_source(args.plan, args.compressor, sd)
     if not source:

@@ -106,3 +106,38 @@ def test_budget_counts_the_decoder_unless_the_script_holds_it(tmp_path, capsys):
         counted["bytes_model"] + counted["bytes_code"]
     assert found["bytes_code_decoder"] == 0 and found["bytes_code"] == 750 + len(decoder.encode())  # shipped inside
     assert "bytes_code_decoder" not in told and told["bytes_code"] == 750
+
+
+SCRIPT = '''import sys
+def main():
+    sd = pgolf_load(sys.argv[1])
+    print(len(sd), sorted(sd)[0], repr(float(sum(v.double().sum() for v in sd.values()))))
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle")])
+def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
+    """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
+    import json
+
+    sd = model()
+    weights = tmp_path / "model.pt"
+    torch.save(sd, weights)
+    script = tmp_path / "src" / "train_gpt.py"
+    script.parent.mkdir()
+    script.write_text(SCRIPT)
+    art = tmp_path / "out" / "final_model.ptz"
+    assert main(["export", str(weights), "--plan", plan, "--compressor", comp, "-o", str(art), "--emit-script",
+                 str(script), "--json", "--quiet"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    emitted = tmp_path / "out" / "train_gpt.py"
+    assert head["bytes_code"] == emitted.stat().st_size > len(SCRIPT) + len(decoder_source(plan, comp, sd))
+    assert head["bytes_total"] == head["bytes_code"] + art.stat().st_size
+    run = subprocess.run([sys.executable, "-I", str(emitted), str(art)], capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": ""})
+    assert run.returncode == 0, run.stderr[-1500:]
+    want = read_artifact(art.read_bytes())
+    total = float(sum(v.double().sum() for v in want.values()))
+    assert run.stdout == f"{len(want)} {sorted(want)[0]} {total!r}\n"
