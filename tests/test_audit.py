@@ -148,3 +148,13 @@ def test_bpb_byte_accounting(tmp_path):
 def test_bpb_check_in_the_audit():
     r = audit(record(BASE), tokenizer=fixture_path("tokenizers", "fineweb_1024_bpe.model"), check_luts=True)
     assert rows(r, "BPB byte accounting")["status"].tolist() == ["pass"]
+
+
+@pytest.mark.parametrize("module", ["pgolf.inspect.audit", "pgolf.inspect.significance", "pgolf.budget.wrap",
+                                    "pgolf.budget.decoder", "pgolf.budget.codebytes"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted >= 1
