@@ -118,6 +118,9 @@ def _row(check: str, subject: str, expected: Any, found: Any, ok: bool | None, d
 def _log_rows(name: str, s: dict, code: dict, cap: int) -> list[dict]:
     rows = []
     shipped = code["shipped_bytes"]
+    if s["log_cap"] is not None:
+        rows.append(_row("log cap", name, f"{CAP_BYTES:,}", s["log_cap"], s["log_cap"] == CAP_BYTES,
+                         "" if s["log_cap"] == CAP_BYTES else "the log measures against another cap (MiB?)"))
     if s["bytes_code"] is not None:
         ok = s["bytes_code"] == shipped
         rows.append(_row("log code bytes", name, shipped, s["bytes_code"], ok,

@@ -79,9 +79,11 @@ def test_failures_are_found(copy):
     (folder / "submission.json").write_text(json.dumps(sub))
     log = folder / "train_seed1339.log"
     log.write_text(log.read_text().replace("Code size: 47716 bytes", "Code size: 47000 bytes"))
+    log = folder / "train_seed1338.log"
+    log.write_text(log.read_text() + "budget:15861239/16777216\n")  # a MiB cap in the log
     r = audit(folder)
     failed = r.frame[r.frame["status"] == "fail"]
-    assert sorted(failed["check"]) == ["log code bytes", "submission bytes_code", "submission bytes_total",
+    assert sorted(failed["check"]) == ["log cap", "log code bytes", "submission bytes_code", "submission bytes_total",
                                        "submission under cap", "submission val_loss"]
     assert r.exit_code == 1 and r.headline["verdict"] == "fail"
 

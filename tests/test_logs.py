@@ -282,7 +282,8 @@ def test_budget_line_params_variants_and_utf16(tmp_path):
             "artifact: 15,912,345 bytes budget:15958901/16000000 (99.74%)\n"
             "final_ternary_roundtrip val_loss:2.3100 val_bpb:1.3700\n")
     s = parse_log_summary(text)
-    assert (s["params"], s["bytes_total"]) == (73_621_504, 15_958_901)
+    assert (s["params"], s["bytes_total"], s["log_cap"]) == (73_621_504, 15_958_901, 16_000_000)
+    assert parse_log_summary("step:1/1 val_loss:2 val_bpb:1\nbudget:16500000/16777216\n")["log_cap"] == 16_777_216
     assert parse_log_summary("model: 10L d768 | params:24,117,312 | tied\nstep:1/1 val_loss:2 val_bpb:1\n")[
         "params"] == 24_117_312
     path = tmp_path / "train.log"

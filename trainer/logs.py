@@ -48,13 +48,13 @@ _BATCH_TOKENS_DUMP = re.compile(r"\strain_batch_tokens=(\d+)(?:\s|$)")  # `a=1 t
 _PARAMS = re.compile(r"^(?:model_)?params:(\d+)(?:\s|$)")
 # `... | params:24,123,456 | ...` and `Params: 24123456` (ternary/binary records)
 _PARAMS_ANY = re.compile(r"(?:\|\s*params:|^Params:\s*)([\d,_]+)(?:\s|$|\|)")
-_BUDGET = re.compile(r"(?:^|\s)budget:(\d+)/16000000(?:\s|$|\()")  # ternary/binary records' total bytes
+_BUDGET = re.compile(r"(?:^|\s)budget:(\d+)/(\d+)(?:\s|$|\()")  # ternary/binary records: total/cap
 _SEED = re.compile(r"^(?:seed|SEED)(?::|=|: +)(\d+)(?:\s|$)")  # `seed:1337`, `  seed: 42` (hyperparameter dumps)
 _STRIDE = re.compile(r"(?:^|\s)(?:stride|eval_stride)[:=](\d+)(?:\s|$)")
 KINDS = ("roundtrip", "sliding", "ttt")  # scores of the quantized model, by how the eval ran
 
 SUMMARY_KEYS = (
-    "source", "seed", "params", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
+    "source", "seed", "params", "log_cap", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
     "raw_torch_bytes", "bytes_model_unquantized", "bytes_code_uncompressed", "train_batch_tokens",
     "step", "total_steps", "train_time_ms", "val_loss_full", "val_bpb_full", "val_loss_quantized",
     "val_bpb_quantized", "quant_gap_bpb", "score_kind", "score_label", "score_stride", "val_loss_score",
@@ -247,7 +247,7 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         if summary["seed"] is None and (m := _SEED.match(line)):
             summary["seed"] = _int(m.group(1))
         if m := _BUDGET.search(line):
-            summary["bytes_total"] = _int(m.group(1))
+            summary["bytes_total"], summary["log_cap"] = _int(m.group(1)), _int(m.group(2))
         if m := _PARAMS_ANY.search(line):
             summary["params"] = _int(m.group(1).replace(",", "").replace("_", ""))
         if _BARE_STEP.match(line):
@@ -383,7 +383,7 @@ def parse_log_summary(path_or_text: str | os.PathLike, source: str | None = None
     """The run's headline numbers (None where the log does not state them).
 
     bytes_model/bytes_total/export come from the `Serialized model <export>:` and `Total submission
-    size <export>:` lines (or a `budget:N/16000000` line); bytes_code prefers `Code size (compressed)`;
+    size <export>:` lines (or a `budget:N/CAP` line, log_cap = CAP); bytes_code prefers `Code size (compressed)`;
     val_bpb_full is the last val line of training (or a `pre-quantization` eval).
     scores: every eval of the quantized model as {label, kind, stride, val_loss, val_bpb, exact,
     repeat_of}, kind 'roundtrip', 'sliding' or 'ttt'. A roundtrip label counts as a sliding/TTT score
