@@ -115,6 +115,11 @@ def _row(check: str, subject: str, expected: Any, found: Any, ok: bool | None, d
             "found": "" if found is None else found, "status": status, "detail": detail}
 
 
+def _cell(v) -> str:
+    """expected/found as text: '15,516', '2.80405', '< 16,000,000'."""
+    return v if isinstance(v, str) else f"{v:,}" if isinstance(v, int) else f"{v:.10g}"
+
+
 def _log_rows(name: str, s: dict, code: dict, cap: int) -> list[dict]:
     rows = []
     shipped = code["shipped_bytes"]
@@ -217,7 +222,8 @@ def _artifact_rows(folder: Path, logs: dict[str, dict]) -> list[dict]:
 def _significance_rows(logs: dict[str, dict], vs: str | os.PathLike | None, vs_loss: float | None,
                        min_delta: float, folder: Path, metric: str) -> tuple[list[dict], dict]:
     if vs is None and vs_loss is None:
-        return [_row("significance", "seeds", None, None, None, "no baseline given (--vs RECORD_DIR or --vs-loss X)")], {}
+        why = "no baseline given (--vs RECORD_DIR or --vs-loss X)"
+        return [_row("significance", "seeds", None, None, None, why)], {}
     key = f"{metric}_score"
     values = [s[key] for s in logs.values()]
     if len(values) < 2:
@@ -282,7 +288,7 @@ def audit(folder: str | os.PathLike, vs: str | os.PathLike | None = None, vs_los
     rows += sig_rows
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in ("expected", "found"):
-        frame[col] = frame[col].map(lambda v: v if isinstance(v, str) else f"{v:,}" if isinstance(v, int) else f"{v:.10g}")
+        frame[col] = frame[col].map(_cell)
     counts = frame["status"].value_counts()
     kinds = sorted({describe_score(s) for s in logs.values()})
     head = {"record": str(folder), "verdict": "fail" if counts.get("fail", 0) else "pass",

@@ -92,7 +92,8 @@ def check_bpb_luts(script: str | os.PathLike, tokenizer: str | os.PathLike, max_
     tokens = np.concatenate([read_shard(s, None) for s in shards]).astype(np.int64)[: max_tokens + 1]
     official_bytes, script_bytes = _token_bytes(tokens, official), _token_bytes(tokens, theirs)
     n = min(len(official[0]), len(theirs[0]))
-    differing = sum(int((a[:n].cpu().to(torch.int64) != b[:n].cpu().to(torch.int64)).sum()) for a, b in zip(official, theirs))
+    differing = sum(int((a[:n].cpu().to(torch.int64) != b[:n].cpu().to(torch.int64)).sum())
+                    for a, b in zip(official, theirs))
     factor = script_bytes / official_bytes
     out.update(tokens=len(tokens) - 1, bytes_official=official_bytes, bytes_script=script_bytes, bpb_factor=factor,
                differing_tokens=differing)
