@@ -20,6 +20,7 @@ import bz2
 import importlib
 import lzma
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,16 @@ def read_code(path: str | os.PathLike) -> bytes:
 
 
 def code_bytes(path: str | os.PathLike) -> dict[str, int]:
-    """code_sizes of a file: {"raw": ..., "wrapped": ...}."""
-    return code_sizes(read_code(path))
+    """Code sizes of a file as shipped: {"raw": its bytes, "wrapped": its lzma+base85 wrapper's}.
+
+    A file that already is a self-extracting wrapper counts as shipped both ways and adds
+    "inner": the bytes of the source it runs (read back, never executed).
+    """
+    data = read_code(path)
+    inner = unwrap_source(data, path)
+    if inner is None:
+        return code_sizes(data)
+    return {"raw": len(data), "wrapped": len(data), "inner": inner.inner_bytes}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,8 +153,14 @@ def _evaluate(node: ast.AST, aliases: dict[str, str], layers: list[str]) -> byte
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
         raise _NotAWrapper("exec's argument is not a chain of decode calls")
     func = node.func
-    if func.attr in {"decode", "encode"} and not node.keywords:  # bytes.decode() / str.encode()
+    if func.attr == "encode" and len(node.args) == 1 and isinstance(func.value, ast.Constant) \
+            and isinstance(func.value.value, str) and _literal(node.args[0], aliases) in _LATIN1:
+        layers.append("str.encode(latin1)")
+        return func.value.value.encode("latin-1")
+    if func.attr in {"decode", "encode"} and not node.keywords and not node.args:  # bytes.decode() / str.encode()
         return _evaluate(func.value, aliases, layers)
+    if func.attr == "to_bytes":
+        return _base_n(node, aliases, layers)
     if not isinstance(func.value, ast.Name) or len(node.args) != 1:
         raise _NotAWrapper(f"unknown call {ast.unparse(func)}")
     key = (aliases.get(func.value.id, ""), func.attr)
@@ -159,6 +174,89 @@ def _evaluate(node: ast.AST, aliases: dict[str, str], layers: list[str]) -> byte
         raise _NotAWrapper(f"unknown call {ast.unparse(func)}")
     layers.append(".".join(key))
     return out
+
+
+_LATIN1 = {"latin1", "latin-1", "l1", "iso-8859-1", "iso8859-1"}
+
+
+def mixed_template(a: int, b: int, k1: int, k2: int) -> str:
+    """The fold `pgolf wrap` decodes a mixed one/two-byte number with (right to left; state N, f(k), f(k-1))."""
+    h = f"{a}*P+{b}*Q"
+    return (f"lambda s,c:(lambda N,P,Q,o:(N+(o-{k1})*P,{h},P)if o<128 else"
+            f"(N+{a}*({h})+(o-{k2})*P,{a}*({h})+{b}*P,{h}))(*s,ord(c))")
+
+
+def _mixed_number(node: ast.Call, aliases: dict[str, str], layers: list[str]) -> bytes:
+    """`F.reduce(<fold>, r"digits"[::-1], (0,1,0))[0].to_bytes(LEN, "big")`: pgolf wrap's mixed 1/2-byte number."""
+    sub = node.func.value
+    try:
+        call, digits = sub.value, sub.value.args[1].value
+        ok = (isinstance(sub.slice, ast.Constant) and sub.slice.value == 0 and isinstance(call, ast.Call)
+              and isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
+              and aliases.get(call.func.value.id) == "functools" and call.func.attr == "reduce"
+              and len(call.args) == 3 and not call.keywords and ast.unparse(call.args[2]) == "(0, 1, 0)"
+              and ast.unparse(call.args[1].slice) == "::-1" and isinstance(digits, ast.Constant)
+              and isinstance(digits.value, str))
+        nums = [int(x) for x in re.findall(r"\d+", ast.unparse(call.args[0]))]
+        a, b, k1, k2 = nums[1], nums[2], nums[0], nums[7]
+        template = ast.parse(mixed_template(a, b, k1, k2), mode="eval").body
+        length, order = _literal(node.args[0], aliases), _literal(node.args[1], aliases)
+        ok = ok and ast.dump(template) == ast.dump(call.args[0]) and isinstance(length, int) and order == "big" \
+            and k1 + a <= 128 <= k2 and not node.keywords
+    except (AttributeError, TypeError, ValueError, SyntaxError, IndexError):
+        ok = False
+    if not ok:
+        raise _NotAWrapper(f"unknown call {ast.unparse(node.func)[:60]}")
+    if not 0 <= length <= MAX_INNER_BYTES or len(digits.value) > 2 * MAX_INNER_BYTES:
+        raise _NotAWrapper(f"payload decodes to over {MAX_INNER_BYTES:,} bytes")
+    n, f, g = 0, 1, 0
+    for ch in reversed(digits.value):
+        o = ord(ch)
+        if o < 128:
+            if not 0 <= o - k1 < a:
+                raise ValueError(f"digit {ch!r} outside the one-byte range")
+            n, f, g = n + (o - k1) * f, a * f + b * g, f
+        else:
+            if not 0 <= o - k2 < b:
+                raise ValueError(f"digit {ch!r} outside the two-byte range")
+            h = a * f + b * g
+            n, f, g = n + a * h + (o - k2) * f, a * h + b * f, h
+    layers.append("mixed-number")
+    return n.to_bytes(length, "big")
+
+
+def _base_n(node: ast.Call, aliases: dict[str, str], layers: list[str]) -> bytes:
+    """`F.reduce(lambda n,c:n*B+ord(c)-K, r"digits", 0).to_bytes(LEN, "big")`: a number in base B (pgolf wrap)."""
+    if isinstance(node.func.value, ast.Subscript):
+        return _mixed_number(node, aliases, layers)
+    call = node.func.value
+    try:
+        ok = (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+              and isinstance(call.func.value, ast.Name) and aliases.get(call.func.value.id) == "functools"
+              and call.func.attr == "reduce" and len(call.args) == 3 and not call.keywords)
+        lam, digits, start = call.args if ok else (None, None, None)
+        base, offset = lam.body.left.left.right.value, lam.body.right.value
+        n_arg, c_arg = (a.arg for a in lam.args.args)
+        template = ast.parse(f"lambda {n_arg},{c_arg}:{n_arg}*{base!r}+ord({c_arg})-{offset!r}", mode="eval").body
+        length = _literal(node.args[0], aliases)
+        order = _literal(node.args[1], aliases)
+        ok = (ast.dump(template) == ast.dump(lam) and isinstance(base, int) and isinstance(offset, int)
+              and isinstance(digits, ast.Constant) and isinstance(digits.value, str)
+              and _literal(start, aliases) == 0 and isinstance(length, int) and order == "big" and not node.keywords)
+    except (AttributeError, TypeError, ValueError, SyntaxError):
+        ok = False
+    if not ok:
+        raise _NotAWrapper(f"unknown call {ast.unparse(node.func)[:60]}")
+    if not 0 <= length <= MAX_INNER_BYTES or len(digits.value) > 2 * MAX_INNER_BYTES:
+        raise _NotAWrapper(f"payload decodes to over {MAX_INNER_BYTES:,} bytes")
+    n = 0
+    for ch in digits.value:
+        d = ord(ch) - offset
+        if not 0 <= d < base:
+            raise ValueError(f"digit {ch!r} outside base {base}")
+        n = n * base + d
+    layers.append(f"base{base}")
+    return n.to_bytes(length, "big")  # too long a number: OverflowError, a corrupt payload
 
 
 def unwrap_source(shipped: bytes, path: str | os.PathLike | None = None) -> Unwrapped | None:
@@ -191,7 +289,8 @@ def unwrap_source(shipped: bytes, path: str | os.PathLike | None = None) -> Unwr
             if "payload" in str(exc):
                 raise PgolfInputError(path, f"self-extracting script: {exc}") from None
             break
-        except (ValueError, TypeError, LookupError, lzma.LZMAError, zlib.error, OSError, EOFError) as exc:
+        except (ValueError, TypeError, LookupError, OverflowError, lzma.LZMAError, zlib.error, OSError,
+                EOFError) as exc:
             raise PgolfInputError(path, f"self-extracting script with a corrupt payload ({exc})") from None
     if not layers:
         return None

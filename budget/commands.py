@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-per-tensor", action="store_true",
                    help="skip compressing each tensor alone (faster with slow compressors)")
     p.add_argument("--write-artifact", metavar="PATH", help="also write the built artifact to PATH")
+    p.add_argument("--decoder-included", action="store_true",
+                   help="the --code script already reads this artifact: add no decoder bytes (found by itself "
+                        "when the script holds `pgolf decoder`'s text)")
     p.add_argument("--estimate", action="store_true",
                    help="fast estimate: compress a ~1%% sample and scale it up instead of compressing everything "
                         "(reports say which numbers are estimated); measure without it")
@@ -132,6 +135,13 @@ def run_budget(args) -> int:
             write_bytes_atomic(args.write_artifact, report.artifact)
     except PgolfInputError as exc:
         raise _with_path(exc, args.input) from None
+    if args.code and not args.decoder_included:
+        from pgolf.budget.codebytes import read_code, unwrap_source
+        from pgolf.budget.decoder import count_decoder
+
+        shipped = read_code(args.code)
+        inner = unwrap_source(shipped, args.code)
+        count_decoder(report, inner.source if inner is not None else shipped)
     _print(report, args.json)
     return 0
 

@@ -81,6 +81,17 @@ COLUMNS: dict[str, str] = {
     "tokens": "training tokens seen",
     "train_loss": "training loss in nats",
     "train_time_ms": "wall-clock training time in milliseconds",
+    "score_kind": "kind of a log's headline score: roundtrip, sliding (window, with score_stride) or ttt",
+    "val_loss_score": "val_loss of a log's headline score (the last eval of the quantized model, any kind)",
+    "val_bpb_score": "val_bpb of a log's headline score",
+    # code bytes and review (audit, significance, wrap, decoder)
+    "bytes_code_inner": "bytes of the source a self-extracting script runs (the counted bytes stay as shipped)",
+    "bytes_code_decoder": "bytes of the decoder the artifact needs, counted in bytes_code (0: the script has it)",
+    "check": "one item of the reviewer's checklist (pgolf audit)",
+    "status": "pass | fail | not checked",
+    "improvement": "mean(baseline) - mean(candidate) in the metric's units (lower loss is better)",
+    "min_delta": "improvement the significance test must show (default 0.005 nats)",
+    "verdict": "pass when p < alpha for H1: improvement > min_delta",
 }
 
 

@@ -112,7 +112,7 @@ def code_sizes_for(code) -> dict[str, int]:
     if code is None:
         return {}
     if isinstance(code, dict):
-        return {"raw": int(code["raw"]), "wrapped": int(code["wrapped"])}
+        return {k: int(code[k]) for k in ("raw", "wrapped", "inner") if k in code}
     return code_bytes(code)
 
 
@@ -160,9 +160,14 @@ def _report(frame, plan_name, comp, built, code, code_wrapped, cap, exact, sourc
             "artifact": built.kind, "roundtrip_exact": exact}
     if code:
         head.update(bytes_code_raw=code["raw"], bytes_code_wrapped=code["wrapped"])
+        if "inner" in code:  # the script ships wrapped: counted as shipped, its source is larger
+            head["bytes_code_inner"] = code["inner"]
     notes = []
     if not code:
         notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
+    elif "inner" in code:
+        notes.append(f"the code is a self-extracting wrapper: counted as shipped ({code['raw']:,} bytes), "
+                     f"{code['inner']:,} bytes of source inside")
     if head["headroom_bytes"] < 0:
         notes.append(f"over the cap by {-head['headroom_bytes']:,} bytes")
     measured = frame["compressed_bytes"] >= 0

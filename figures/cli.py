@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "pgolf.budget.predict_commands",
     "pgolf.trainer.commands",
     "pgolf.inspect.commands",
+    "pgolf.inspect.audit_commands",
     "pgolf.figures.commands",
     "pgolf.figures.demo_commands",
 )

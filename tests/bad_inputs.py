@@ -272,3 +272,52 @@ def _touch(path: Path) -> Path:
 def build_all(root: Path) -> None:
     for bad in CATALOGUE:
         bad.build(root)
+
+
+# --- record folders for `pgolf audit` / `pgolf significance` / `pgolf wrap` -----------------------
+
+BASELINE_RECORD = ("records", "2026-03-17_NaiveBaseline")
+
+
+def _record(root: Path, name: str, submission: bytes | None = b"", log: bytes | None = b"",
+            script: bytes | None = b"") -> Path:
+    """A copy of the baseline record folder in `root/name`, with parts replaced (b"": copied, None: left out)."""
+    src = fixture_path(*BASELINE_RECORD)
+    folder = root / name
+    folder.mkdir(parents=True)
+    parts = {"submission.json": submission, "train.log": log, "train_gpt.py": script}
+    for part, replacement in parts.items():
+        data = (src / part).read_bytes() if replacement == b"" else replacement
+        if data is not None:
+            (folder / part).write_bytes(data)
+    return folder
+
+
+def _no_roundtrip_log() -> bytes:
+    text = fixture_path(*BASELINE_RECORD, "train.log").read_text()
+    return "".join(line for line in text.splitlines(True) if "roundtrip" not in line).encode()
+
+
+def build_records(root: Path) -> None:
+    """The inputs of AUDIT_CASES under `root`."""
+    _record(root, "no-submission", submission=None)
+    _record(root, "bad-json", submission=b'{"val_loss": 2.07, "bytes_code": ')
+    _record(root, "no-roundtrip", log=_no_roundtrip_log())
+    _record(root, "corrupt-wrapper",
+            script=b'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("VPa!sWoBpKb8u2")))\n')
+    _record(root, "one-seed")
+    log = fixture_path(*BASELINE_RECORD, "train.log").read_bytes()
+    (root / "seed1.log").write_bytes(log)
+    (root / "empty.py").write_bytes(b"")
+
+
+AUDIT_CASES = [  # (arguments after `pgolf`, what it is)
+    (["audit", "no-submission"], "a record folder without submission.json"),
+    (["audit", "bad-json"], "a submission.json cut off mid-object"),
+    (["audit", "no-roundtrip"], "a log without a final roundtrip line (the baseline's, those lines removed)"),
+    (["audit", "corrupt-wrapper"], "a train_gpt.py wrapper whose lzma payload is corrupt"),
+    (["audit", "one-seed", "--vs-loss", "2.0727"], "significance asked of a record with one seed's log"),
+    (["significance", "seed1.log", "--vs-loss", "2.0727"], "significance over fewer than two seeds"),
+    (["significance", "seed1.log", "seed1.log"], "significance without a baseline"),
+    (["wrap", "empty.py", "-o", "out.py"], "wrapping an empty script"),
+]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import bad_inputs
-from bad_inputs import CATALOGUE, MARKER
+from bad_inputs import AUDIT_CASES, CATALOGUE, MARKER
 from conftest import ROOT, fixture_path
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
@@ -94,7 +94,7 @@ def cell(text: str) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
-def render(cli_rows, plan_rows, lib_rows, export_rows) -> str:
+def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=()) -> str:
     lines = [
         "# Bad inputs and what pgolf says about them",
         "",
@@ -121,6 +121,10 @@ def render(cli_rows, plan_rows, lib_rows, export_rows) -> str:
               "`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind.", "",
               "| ARGS | what it is | stderr |", "|---|---|---|"]
     lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in export_rows]
+    lines += ["", "## Record folders, logs and scripts: `pgolf audit` / `significance` / `wrap`", "",
+              "Record folders are copies of the baseline record fixture with one part broken.", "",
+              "| ARGS | what it is | stderr |", "|---|---|---|"]
+    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in audit_rows]
     lines += ["", "## Readers other commands use (`pgolf.budget.readers`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]
@@ -177,7 +181,15 @@ def test_errors_doc_is_current(inputs):
         code, out, err = run_cli(["export", *args, "--quiet"], inputs, {})
         export_rows.append((" ".join(args), what, check_one_line(code, out, err, " ".join(args))))
         assert sorted(p.name for p in inputs.iterdir()) == before, f"export {args}: left a file behind"
-    text = render(cli_rows, plan_rows, lib_rows, export_rows)
+    audit_rows = []
+    records = inputs / "records"
+    records.mkdir(exist_ok=True)
+    bad_inputs.build_records(records)
+    for args, what in AUDIT_CASES:
+        code, out, err = run_cli(args, records, {})
+        audit_rows.append((" ".join(args), what, check_one_line(code, out, err, " ".join(args))))
+    assert not (records / "out.py").exists(), "wrap left a file behind"
+    text = render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows)
     if REGEN:
         write_text_atomic(DOC, text)
     assert DOC.exists(), "docs/errors.md is missing: run with PGOLF_REGEN_DOCS=1"

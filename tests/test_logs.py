@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.trainer.logs import STEP_COLUMNS, SUMMARY_KEYS, parse_log, parse_log_summary
+from pathlib import Path
+
+from pgolf.trainer.logs import STEP_COLUMNS, SUMMARY_KEYS, describe_score, parse_log, parse_log_summary
 
 # A log in the official layout: torchrun warnings, the script's own source pasted in, hyperparameter
 # lines, train/val step lines (a train and a val line share step 400), the export sentences.
@@ -78,7 +80,7 @@ def test_official_style_golden_rows():
 def test_official_style_golden_summary():
     s = parse_log_summary(OFFICIAL_STYLE, source="ours")
     assert set(s) == set(SUMMARY_KEYS) | {"format"}
-    assert s["format"] == "pgolf-log-parse-v1"
+    assert s["format"] == "pgolf-log-parse-v2"
     expected = {
         "params": 1_234_567, "export": "int8+zlib", "bytes_model": 1_187_406, "bytes_code": 47_211,
         "bytes_total": 1_234_617, "payload_bytes": 1_305_588, "raw_torch_bytes": 1_311_017,
@@ -218,3 +220,90 @@ def test_any_text_parses_or_raises_input_error(lines):
         return
     assert list(frame.columns) == list(STEP_COLUMNS)
     assert all(math.isfinite(v) for v in frame[["train_loss", "val_loss", "val_bpb"]].stack())
+
+
+# --- score kinds: every score of the quantized model kept with its kind; the headline names it ---
+
+RECORDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "records"
+needs_records = pytest.mark.skipif(not RECORDS.is_dir(), reason=f"record fixtures absent: {RECORDS}")
+
+
+def _kinds(s):
+    return [(x["label"], x["kind"], x["stride"], x["repeat_of"]) for x in s["scores"]]
+
+
+def test_sliding_score_after_roundtrip_is_the_headline_not_the_roundtrip():
+    s = parse_log_summary(LATER_STYLE)
+    assert _kinds(s) == [("quantized", "roundtrip", None, None), ("quantized_sliding_window", "sliding", None, None)]
+    assert (s["score_kind"], s["val_loss_score"], s["val_bpb_score"]) == ("sliding", 2.80405024, 1.08553523)
+    assert s["val_loss_quantized"] == 2.84757723
+    assert describe_score(s) == "sliding window"
+
+
+def test_repeated_compatibility_line_printed_last_is_the_sliding_score():
+    text = ("step:9/9 val_loss:2.30 val_bpb:1.36\n"
+            "final_int6_roundtrip val_loss:2.3100 val_bpb:1.3700 eval_time:900ms\n"
+            "final_int6_roundtrip_exact val_loss:2.31004567 val_bpb:1.36998765\n"
+            "final_int6_sliding_window val_loss:2.2500 val_bpb:1.3300 stride:64 eval_time:80000ms\n"
+            "final_int8_zlib_roundtrip_exact val_loss:2.25001234 val_bpb:1.33004321\n")
+    s = parse_log_summary(text)
+    assert s["val_loss_quantized"] == 2.31004567 and s["val_bpb_quantized"] == 1.36998765
+    assert s["quant_gap_bpb"] == pytest.approx(1.36998765 - 1.36, abs=1e-12)  # positive, as it must be
+    assert _kinds(s)[-1] == ("final_int8_zlib_roundtrip_exact", "sliding", 64, "final_int6_sliding_window")
+    assert (s["score_kind"], s["score_stride"], s["val_bpb_score"]) == ("sliding", 64, 1.3300)
+    assert describe_score(s) == "sliding window (stride 64)"
+
+
+def test_sliding_eval_announced_on_the_line_before_a_roundtrip_label():
+    text = ("step:9/9 val_loss:2.30 val_bpb:1.36\n"
+            "final_eval_mode:sliding_window stride:256 seq_len:2048\n"
+            "final_int8_zlib_roundtrip val_loss:2.2600 val_bpb:1.3400 eval_time:70000ms\n"
+            "final_int8_zlib_roundtrip_exact val_loss:2.26001111 val_bpb:1.34002222\n")
+    s = parse_log_summary(text)
+    assert [k[1:3] for k in _kinds(s)] == [("sliding", 256), ("sliding", 256)]
+    assert s["val_loss_quantized"] is None and s["quant_gap_bpb"] is None
+    assert (s["score_kind"], s["score_stride"], s["val_loss_score"]) == ("sliding", 256, 2.26001111)
+
+
+def test_stride_or_eval_mode_on_a_roundtrip_line_and_ttt():
+    text = ("step:9/9 val_loss:2.30 val_bpb:1.36\n"
+            "final_int8_zlib_roundtrip val_loss:2.3200 val_bpb:1.3710\n"
+            "final_int8_zlib_roundtrip val_loss:2.2700 val_bpb:1.3450 stride:64\n"
+            "ttt:start lr=0.002 epochs=3 chunk=32768\n"
+            "final_int8_zlib_roundtrip val_loss:2.2400 val_bpb:1.3300 eval_mode:ttt\n")
+    s = parse_log_summary(text)
+    assert [k[1:3] for k in _kinds(s)] == [("roundtrip", None), ("sliding", 64), ("ttt", None)]
+    assert s["val_bpb_quantized"] == 1.3710
+    assert (s["score_kind"], s["val_bpb_score"], describe_score(s)) == ("ttt", 1.33, "test-time training")
+
+
+def test_budget_line_params_variants_and_utf16(tmp_path):
+    text = ("Params: 73,621,504\nstep:9/9 val_loss:2.30 val_bpb:1.36\n"
+            "artifact: 15,912,345 bytes budget:15958901/16000000 (99.74%)\n"
+            "final_ternary_roundtrip val_loss:2.3100 val_bpb:1.3700\n")
+    s = parse_log_summary(text)
+    assert (s["params"], s["bytes_total"], s["log_cap"]) == (73_621_504, 15_958_901, 16_000_000)
+    assert parse_log_summary("step:1/1 val_loss:2 val_bpb:1\nbudget:16500000/16777216\n")["log_cap"] == 16_777_216
+    assert parse_log_summary("model: 10L d768 | params:24,117,312 | tied\nstep:1/1 val_loss:2 val_bpb:1\n")[
+        "params"] == 24_117_312
+    path = tmp_path / "train.log"
+    path.write_bytes("\ufeff".encode("utf-16-le") + text.replace("\n", "\r\n").encode("utf-16-le"))
+    assert parse_log_summary(path)["bytes_total"] == 15_958_901
+    assert parse_log(path)["val_bpb"].tolist() == [1.36]
+
+
+@needs_records
+@pytest.mark.parametrize("folder, log, kind, roundtrip, score, params, total", [
+    ("2026-03-17_NaiveBaseline", "train.log", "roundtrip", 2.07269931, 2.07269931, 17_059_912, 15_863_489),
+    ("2026-03-18_LongContextSeq2048", "train_seed1339.log", "roundtrip", 2.03823779, 2.03823779, 17_059_912,
+     15_861_752),
+    ("2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2", "train_seed1.log", "sliding", 2.84757723, 2.80405024,
+     35_943_512, 15_987_547),
+    ("2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2", "train_seed42.log", "sliding", 2.85032574, 2.80691494,
+     35_943_512, 15_988_983),
+])
+def test_record_logs(folder, log, kind, roundtrip, score, params, total):
+    s = parse_log_summary(RECORDS / folder / log)
+    assert (s["score_kind"], s["val_loss_quantized"], s["val_loss_score"]) == (kind, roundtrip, score)
+    assert (s["params"], s["bytes_total"]) == (params, total)
+    assert s["quant_gap_bpb"] > 0

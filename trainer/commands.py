@@ -140,9 +140,28 @@ def run_export(args: argparse.Namespace) -> int:
         from pgolf.budget.codebytes import read_code
 
         code = len(read_code(args.code))
+    spliced = None
+    if args.emit_script:
+        from pgolf.budget.codebytes import read_code
+        from pgolf.budget.decoder import decoder_source, splice_decoder
+        from pgolf.trainer.plan_export import open_source
+
+        decoder = decoder_source(plan, comp, open_source(args.input).state_dict)
+        spliced = splice_decoder(read_code(args.emit_script), decoder)
+        code = len(spliced)
     report = export_with_plan(args.input, plan, comp, output=args.output, score=args.score, data_path=args.data,
                               tokenizer_path=args.tokenizer, device=args.device, code_bytes=code,
                               log=not args.no_log, quiet=args.quiet)
+    if spliced is not None:
+        from pgolf.budget.atomic import write_bytes_atomic
+
+        target = Path(report.headline["artifact_path"]).with_name(Path(args.emit_script).name)
+        if target.resolve() == Path(args.emit_script).resolve():
+            target = target.with_name(f"{target.stem}.with_decoder{target.suffix}")
+        write_bytes_atomic(target, spliced)
+        report.headline["script_path"] = str(target)
+        report.notes.append(f"{target}: the script with the decoder spliced in, {len(spliced):,} bytes; counted "
+                            f"total with the artifact {report.headline['bytes_total']:,} bytes")
     _print_export(report, args)
     return 0
 
@@ -200,6 +219,8 @@ def register(subparsers) -> None:
                      "else the run's TOKENIZER_PATH)")
     exp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="evaluation device (default: the run's DEVICE)")
     exp.add_argument("--code", metavar="FILE", help="count this script's bytes (default: the run's own code_bytes)")
+    exp.add_argument("--emit-script", metavar="SCRIPT", help="also write SCRIPT with the artifact's decoder spliced in "
+                     "(pgolf_load(path) -> state dict) beside the artifact; its bytes are the counted code bytes")
     exp.add_argument("--no-log", action="store_true", help="leave the run's train.log and results.json unchanged")
     exp.add_argument("--json", action="store_true", help="print the report as JSON")
     exp.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
 
-LOG_FORMAT = "pgolf-log-parse-v1"
+LOG_FORMAT = "pgolf-log-parse-v2"
 MAX_LOG_BYTES = 256 * 1_000_000  # records' logs are a few MB; refuse anything absurd
 STEP_COLUMNS = (
     "source", "step", "total_steps", "tokens", "train_loss", "val_loss", "val_bpb",
@@ -46,12 +46,19 @@ _CODE = re.compile(r"^Code size(?: \((compressed|uncompressed)\))?: (\d+) bytes\
 _BATCH_TOKENS = re.compile(r"^train_batch_tokens[:=] *(\d+)(?:\s|$)")
 _BATCH_TOKENS_DUMP = re.compile(r"\strain_batch_tokens=(\d+)(?:\s|$)")  # `a=1 train_batch_tokens=N ...`
 _PARAMS = re.compile(r"^(?:model_)?params:(\d+)(?:\s|$)")
+# `... | params:24,123,456 | ...` and `Params: 24123456` (ternary/binary records)
+_PARAMS_ANY = re.compile(r"(?:\|\s*params:|^Params:\s*)([\d,_]+)(?:\s|$|\|)")
+_BUDGET = re.compile(r"(?:^|\s)budget:(\d+)/(\d+)(?:\s|$|\()")  # ternary/binary records: total/cap
+_SEED = re.compile(r"^(?:seed|SEED)(?::|=|: +)(\d+)(?:\s|$)")  # `seed:1337`, `  seed: 42` (hyperparameter dumps)
+_STRIDE = re.compile(r"(?:^|\s)(?:stride|eval_stride)[:=](\d+)(?:\s|$)")
+KINDS = ("roundtrip", "sliding", "ttt")  # scores of the quantized model, by how the eval ran
 
 SUMMARY_KEYS = (
-    "source", "params", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
+    "source", "seed", "params", "log_cap", "export", "bytes_model", "bytes_code", "bytes_total", "payload_bytes",
     "raw_torch_bytes", "bytes_model_unquantized", "bytes_code_uncompressed", "train_batch_tokens",
     "step", "total_steps", "train_time_ms", "val_loss_full", "val_bpb_full", "val_loss_quantized",
-    "val_bpb_quantized", "quant_gap_bpb", "evals", "exports",
+    "val_bpb_quantized", "quant_gap_bpb", "score_kind", "score_label", "score_stride", "val_loss_score",
+    "val_bpb_score", "scores", "evals", "exports",
 )
 EXPORT_KEYS = ("bytes_model", "bytes_total", "payload_bytes", "serialized_bytes")
 
@@ -98,9 +105,21 @@ def read_log_text(path: str | os.PathLike) -> str:
         raise PgolfInputError(p, "no such file") from None
     except OSError as exc:
         raise PgolfInputError(p, f"cannot read: {exc.strerror or exc}") from None
+    return decode_text(data, p)
+
+
+def decode_text(data: bytes, path: str | os.PathLike | None = None) -> str:
+    """Bytes of a text file -> str: UTF-8 (BOM or not), or UTF-16 with its BOM (Windows PowerShell's
+    `>` writes that); NUL bytes without a UTF-16 BOM -> PgolfInputError (binary).
+
+    >>> decode_text("\ufeffstep:1".encode("utf-16-le"))
+    'step:1'
+    """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", errors="replace").lstrip("\ufeff")
     if b"\x00" in data[:65536]:
-        raise PgolfInputError(p, "binary file (NUL bytes), expected text")
-    return data.decode("utf-8", errors="replace")
+        raise PgolfInputError(path, "binary file (NUL bytes), expected text")
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
 def _resolve(path_or_text: str | os.PathLike, source: str | None) -> tuple[str, str, str | None]:
@@ -140,8 +159,8 @@ def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
     rows.append(row)
 
 
-def _eval_line(line: str) -> tuple[str, dict[str, float | None]] | None:
-    """`final_int8_zlib_roundtrip_exact val_loss:2.07 val_bpb:1.22` -> (label, numbers)."""
+def _eval_line(line: str) -> tuple[str, dict[str, float | None], dict[str, str]] | None:
+    """`final_int8_zlib_roundtrip_exact val_loss:2.07 val_bpb:1.22` -> (label, numbers, tokens)."""
     words = line.split()
     first = next((i for i, w in enumerate(words) if _TOKEN.match(w)), None)
     if not first:
@@ -151,16 +170,86 @@ def _eval_line(line: str) -> tuple[str, dict[str, float | None]] | None:
     bpb = _number(toks.get("val_bpb", ""))
     if bpb is None or not _LABEL.match(label):
         return None
-    return label, {"val_loss": _number(toks.get("val_loss", "")), "val_bpb": bpb}
+    return label, {"val_loss": _number(toks.get("val_loss", "")), "val_bpb": bpb}, toks
+
+
+def _decimals(text: str | None) -> int:
+    m = _NUMBER.match(text or "")
+    return len(m.group(0).partition(".")[2]) if m and "." in m.group(0) else 0
+
+
+def _announced(line: str) -> tuple[str, int | None] | None:
+    """A line that announces the next eval's kind: `final_eval_mode:sliding_window stride:64` -> ('sliding', 64)."""
+    low = line.lower()
+    stride = _STRIDE.search(line)
+    if "sliding" in low:
+        return "sliding", _int(stride.group(1)) if stride else None
+    if re.search(r"(?<![a-z])ttt(?![a-z])", low) or "test-time" in low or "test_time" in low:
+        return "ttt", None
+    return None
+
+
+def _score(label: str, numbers: dict, toks: dict[str, str], announced, previous: dict | None,
+           scores: list[dict]) -> dict | None:
+    """Classify one eval line of the quantized model: roundtrip, sliding (with its stride) or ttt.
+
+    A roundtrip label is only believed when nothing says otherwise: a `stride:` or `eval_mode:` token
+    on the line, an announcement on the line before, or values equal to an earlier sliding/TTT score
+    (the compatibility `final_int8_zlib_roundtrip_exact` line some scripts repeat last).
+    """
+    low, mode = label.lower(), toks.get("eval_mode", "").lower()
+    if "pre-quant" in low or "prequant" in low:
+        return None
+    stride = _int(toks.get("stride") or toks.get("eval_stride"))
+    score = {"label": label, "kind": None, "stride": stride, **numbers, "exact": low.endswith("_exact"),
+             "repeat_of": None, "decimals": min(_decimals(toks.get("val_loss")) or 99, _decimals(toks.get("val_bpb")))}
+    roundtrip_label = "roundtrip" in low or low.endswith("quantized") or low.startswith("quantized")
+    if "ttt" in low or "ttt" in mode:
+        score["kind"] = "ttt"
+    elif "sliding" in low or "sliding" in mode or stride is not None:
+        score["kind"] = "sliding"
+    elif not roundtrip_label:
+        return None
+    elif previous is not None and score["exact"] and previous["label"] == label[:-len("_exact")]:
+        score["kind"], score["stride"] = previous["kind"], previous["stride"]  # the rounded twin's kind
+    elif announced:
+        score["kind"], score["stride"] = announced[0], announced[1] if stride is None else stride
+    else:
+        score["kind"] = "roundtrip"
+    if score["kind"] == "roundtrip":
+        for earlier in reversed(scores):
+            if earlier["kind"] != "roundtrip" and _same_values(earlier, score):
+                score.update(kind=earlier["kind"], stride=earlier["stride"], repeat_of=earlier["label"])
+                break
+    return score
+
+
+def _same_values(a: dict, b: dict) -> bool:
+    """Equal to the printed precision of the coarser line (a `.4f` line vs its `.8f` repeat)."""
+    tol = 0.5 * 10.0 ** -min(a["decimals"], b["decimals"]) + 1e-12
+    pairs = [(a["val_bpb"], b["val_bpb"])] + ([(a["val_loss"], b["val_loss"])]
+                                             if a["val_loss"] is not None and b["val_loss"] is not None else [])
+    return all(abs(x - y) <= tol for x, y in pairs)
 
 
 def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {k: None for k in SUMMARY_KEYS}
-    summary["source"], summary["evals"], summary["exports"] = source, {}, {}
+    summary["source"], summary["evals"], summary["exports"], summary["scores"] = source, {}, {}, []
+    previous_line, previous_score = "", None
     export_seen = False  # a scheme-less `Total submission size` after `Serialized model <export>` is its total
     for raw in text.splitlines():
         line = _STAMP.sub("", raw.strip(), count=1).lstrip()
+        if not line:
+            continue
+        announced, previous_line = _announced(previous_line), line
+        last_score, previous_score = previous_score, None
+        if summary["seed"] is None and (m := _SEED.match(line)):
+            summary["seed"] = _int(m.group(1))
+        if m := _BUDGET.search(line):
+            summary["bytes_total"], summary["log_cap"] = _int(m.group(1)), _int(m.group(2))
+        if m := _PARAMS_ANY.search(line):
+            summary["params"] = _int(m.group(1).replace(",", "").replace("_", ""))
         if _BARE_STEP.match(line):
             line = "step:" + line
         if line.startswith("step:"):
@@ -199,6 +288,10 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         elif found := _eval_line(line):
             summary["evals"].pop(found[0], None)  # a repeated label moves to the end: the newest eval wins
             summary["evals"][found[0]] = found[1]
+            if score := _score(*found, announced, last_score, summary["scores"]):
+                summary["scores"].append(score)
+                previous_score = score
+            previous_line = ""  # an eval line announces nothing
     frame = pd.DataFrame(rows, columns=[c for c in STEP_COLUMNS if c not in ("source", "tokens")])
     frame.insert(0, "source", source)
     frame["step"] = frame["step"].astype("int64")
@@ -213,9 +306,9 @@ def _parse(text: str, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return frame, summary
 
 
-def _pick(evals: dict[str, dict], wanted, unwanted=("sliding", "ttt")) -> dict | None:
+def _pick(evals: dict[str, dict], wanted) -> dict | None:
     """The last matching eval, an `_exact` (8-decimal) line winning over its rounded twin."""
-    names = [k for k in evals if wanted(k.lower()) and not any(u in k.lower() for u in unwanted)]
+    names = [k for k in evals if wanted(k.lower())]
     names = [k for k in names if k.endswith("_exact")] or names
     return evals[names[-1]] if names else None
 
@@ -235,10 +328,38 @@ def _finish_summary(summary: dict[str, Any], frame: pd.DataFrame) -> None:
     # Records with EMA evaluate the averaged weights before quantizing: that is the unquantized score.
     if full := _pick(evals, lambda k: "pre-quant" in k):
         summary["val_loss_full"], summary["val_bpb_full"] = full["val_loss"], full["val_bpb"]
-    if quant := _pick(evals, lambda k: "roundtrip" in k or k.endswith("quantized")):
+    scores = [s for s in summary["scores"] if s["repeat_of"] is None]
+    if quant := _last(scores, "roundtrip"):
         summary["val_loss_quantized"], summary["val_bpb_quantized"] = quant["val_loss"], quant["val_bpb"]
         if summary["val_bpb_full"] is not None:
             summary["quant_gap_bpb"] = quant["val_bpb"] - summary["val_bpb_full"]
+    if scores:
+        final = _last(scores, scores[-1]["kind"], scores[-1]["stride"])
+        summary.update(score_kind=final["kind"], score_label=final["label"], score_stride=final["stride"],
+                       val_loss_score=final["val_loss"], val_bpb_score=final["val_bpb"])
+
+
+def _last(scores: list[dict], kind: str, stride: int | None = None) -> dict | None:
+    """The newest score of that kind (and stride), an `_exact` line winning over its rounded twin."""
+    same = [s for s in scores if s["kind"] == kind and (kind == "roundtrip" or s["stride"] == stride)]
+    if not same:
+        return None
+    tail = same[-1]
+    twin = [s for s in same[-2:] if s["exact"] and (s is tail or s["label"] == tail["label"] + "_exact")]
+    return twin[-1] if twin else tail
+
+
+def describe_score(summary: dict[str, Any]) -> str:
+    """The headline score's kind in words: 'sliding window (stride 64)', 'quantized roundtrip', 'test-time training'.
+
+    >>> describe_score({"score_kind": "sliding", "score_stride": 64})
+    'sliding window (stride 64)'
+    """
+    kind = summary.get("score_kind")
+    if kind == "sliding":
+        stride = summary.get("score_stride")
+        return "sliding window" + (f" (stride {stride})" if stride else "")
+    return {"roundtrip": "quantized roundtrip", "ttt": "test-time training"}.get(kind, "no score")
 
 
 def parse_log(path_or_text: str | os.PathLike, source: str | None = None) -> pd.DataFrame:
@@ -262,10 +383,14 @@ def parse_log_summary(path_or_text: str | os.PathLike, source: str | None = None
     """The run's headline numbers (None where the log does not state them).
 
     bytes_model/bytes_total/export come from the `Serialized model <export>:` and `Total submission
-    size <export>:` lines; bytes_code prefers `Code size (compressed)`; val_bpb_full is the last
-    val line of training (or a `pre-quantization` eval), val_bpb_quantized the `*roundtrip_exact`
-    line (else its rounded twin, else a `... quantized` line); sliding-window and TTT evals are
-    left in `evals` only, since they change the evaluation, not the weights;
+    size <export>:` lines (or a `budget:N/CAP` line, log_cap = CAP); bytes_code prefers `Code size (compressed)`;
+    val_bpb_full is the last val line of training (or a `pre-quantization` eval).
+    scores: every eval of the quantized model as {label, kind, stride, val_loss, val_bpb, exact,
+    repeat_of}, kind 'roundtrip', 'sliding' or 'ttt'. A roundtrip label counts as a sliding/TTT score
+    when the line carries `stride:`/`eval_mode:`, the line before announces it, or it repeats an
+    earlier sliding/TTT score's values (repeat_of names that score). val_*_quantized is the last true
+    roundtrip (`_exact` over its rounded twin); val_*_score/score_kind/score_stride/score_label the
+    last score of any kind: what the run claims (`describe_score` says it in words).
     evals holds every `<label> val_loss:.. val_bpb:..` line by label (`final_int8_zlib_roundtrip_exact`,
     `pre-quantization post-ema`, ...); exports every `Serialized model <export>` by export (`int8+zlib`,
     `int6+zlib` from `pgolf export`, ...): {bytes_model, bytes_total, payload_bytes, serialized_bytes}.
