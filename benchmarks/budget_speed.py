@@ -37,11 +37,11 @@ import zlib
 
 import torch
 
-from pgolf.budget.artifact import assign, build, build_artifact, export_object, quantize_item, serialize
-from pgolf.budget.compressors import get_compressor
-from pgolf.budget.measure import measure_budget
-from pgolf.budget.plans import PRESETS
-from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
+from pgolf.budget.exact.build import assign, build, build_artifact, export_object, quantize_item, serialize
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import PRESETS
+from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict
 
 SLOW = ("zstd", "lzma", "brotli")
 

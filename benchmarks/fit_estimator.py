@@ -31,16 +31,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pgolf.budget import calibration, sampled
-from pgolf.budget.artifact import build_artifact
+from pgolf.budget.forecast import calibration, sampled
+from pgolf.budget.exact.build import build_artifact
 from pgolf.budget.atomic import write_text_atomic
-from pgolf.budget.compressors import get_compressor
-from pgolf.budget.container import frame_header
-from pgolf.budget.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.exact.container import frame_header
+from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
                                    whole_compressed)
-from pgolf.budget.plans import PRESETS
+from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "budget" / "data"
@@ -192,7 +192,7 @@ def versions() -> dict:
 
 # --- weight statistics ----------------------------------------------------------------------------
 def stats_sources(checkpoints: list[str]) -> list[tuple[str, dict]]:
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
     out = []
     for model in ("sp1024-2L-d64", "sp1024-3L-d128"):
         path = FIXTURES / model / "final_model.pt"

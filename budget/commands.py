@@ -18,12 +18,12 @@ import sys
 import pandas as pd
 
 from pgolf.budget.atomic import write_bytes_atomic
-from pgolf.budget.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
+from pgolf.budget.files.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import PRESETS, resolve_plan
-from pgolf.budget.report import Report, _frame_text, _jsonable
-from pgolf.budget.schemes import SCHEMES
+from pgolf.budget.quant.plans import PRESETS, resolve_plan
+from pgolf.budget.report_base import Report, _frame_text, _jsonable
+from pgolf.budget.quant.schemes import SCHEMES
 
 
 def _positive_int(text: str) -> int:
@@ -88,12 +88,12 @@ def _state_source(args):
     if args.baseline and args.input:
         raise PgolfInputError(None, "give either INPUT or --baseline, not both")
     if args.baseline:
-        from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+        from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
         return synthetic_state_dict(baseline_specs(), seed=0), None, "baseline-shaped 9x512 vocab-1024 (seed 0)"
     if not args.input:
         raise PgolfInputError(None, "no INPUT given: pass a model file, or --baseline for a baseline-shaped model")
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
 
     loaded = load_input(args.input)
     return loaded.state_dict, loaded, str(args.input)
@@ -108,7 +108,7 @@ def _print(report: Report, as_json: bool) -> None:
 
 
 def run_budget(args) -> int:
-    from pgolf.budget.measure import measure_budget, measure_input
+    from pgolf.budget.exact.measure import measure_budget, measure_input
 
     plan = None if args.plan is None else resolve_plan(args.plan)
     comp = None if args.compressor is None else get_compressor(args.compressor)
@@ -117,12 +117,12 @@ def run_budget(args) -> int:
     kw = dict(code=args.code, code_wrapped=args.code_wrapped, cap=args.cap, per_tensor=not args.no_per_tensor,
               quiet=args.quiet)
     if args.code:
-        from pgolf.budget.codebytes import code_bytes
+        from pgolf.budget.files.codebytes import code_bytes
 
         kw["code"] = code_bytes(args.code)
     sd, loaded, source = _state_source(args)
     if args.estimate:
-        from pgolf.budget.estimate import estimate_budget
+        from pgolf.budget.forecast.estimate import estimate_budget
 
         if args.write_artifact:
             raise PgolfInputError(None, "--write-artifact needs a measured artifact: drop --estimate")
@@ -150,7 +150,7 @@ def _split(text: str, what: str) -> list[str]:
 
 
 def run_compare(args) -> int:
-    from pgolf.budget.compare import compare, compare_input
+    from pgolf.budget.exact.compare import compare, compare_input
 
     plans = [resolve_plan(p) for p in _split(args.plans, "plans")]
     comps = [get_compressor(c) for c in _split(args.compressors, "compressors")]
@@ -158,7 +158,7 @@ def run_compare(args) -> int:
         c.require()
     kw = dict(code=args.code, code_wrapped=args.code_wrapped, cap=args.cap, quiet=args.quiet)
     if args.code:
-        from pgolf.budget.codebytes import code_bytes
+        from pgolf.budget.files.codebytes import code_bytes
 
         kw["code"] = code_bytes(args.code)
     sd, loaded, source = _state_source(args)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pgolf.budget.compare import CompareReport, compare
+from pgolf.budget.exact.compare import CompareReport, compare
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.measure import BudgetReport, measure_budget
+from pgolf.budget.exact.measure import BudgetReport, measure_budget
 from pgolf.budget.progress import progress
 from pgolf.figures import demo_steps as steps
 from pgolf.figures.demo_config import FULL, QUICK, DemoConfig

@@ -9,7 +9,7 @@ import argparse
 import json
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.report import format_value
+from pgolf.budget.report_base import format_value
 
 SUMMARY_KEYS = ("model", "params", "steps", "val_bpb", "official_int8_roundtrip_val_bpb", "cap", "cap_rule",
                 "best_plan_under_cap", "allocated_bytes_model", "allocated_val_bpb")

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget.compare import CompareReport
+from pgolf.budget.exact.compare import CompareReport
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import fake_quantize, measure_budget
-from pgolf.budget.plans import Plan
+from pgolf.budget.exact.measure import fake_quantize, measure_budget
+from pgolf.budget.quant.plans import Plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import EvalSlice, evaluate_bpb, load_slice, load_weights
 from pgolf.inspect.gaps import quantize_small

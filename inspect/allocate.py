@@ -21,13 +21,13 @@ import dataclasses
 import pandas as pd
 from torch import Tensor
 
-from pgolf.budget.codebytes import code_bytes
+from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import build_artifact, fake_quantize, measure_budget, read_artifact
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.measure import build_artifact, fake_quantize, measure_budget, read_artifact
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 from pgolf.inspect.gaps import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, allocatable, alone_bytes, precision, with_scheme
 from pgolf.inspect.reports import AllocationReport

@@ -16,7 +16,7 @@ import sys
 
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import PRESETS
+from pgolf.budget.quant.plans import PRESETS
 
 
 def _positive_int(text: str) -> int:
@@ -131,7 +131,7 @@ def _split(text: str, flag: str) -> tuple[str, ...]:
     parts = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     if not parts:
         raise PgolfInputError(None, f"{flag} is empty: give a comma-separated list of schemes")
-    from pgolf.budget.schemes import get_scheme
+    from pgolf.budget.quant.schemes import get_scheme
 
     for s in parts:
         get_scheme(s)
@@ -158,7 +158,7 @@ def _evaluation(args, opened):
 
 
 def _plan(args):
-    from pgolf.budget.plans import resolve_plan
+    from pgolf.budget.quant.plans import resolve_plan
     from pgolf.inspect.gaps import quantize_small
 
     plan = resolve_plan(args.plan)
@@ -210,7 +210,7 @@ def run_allocate(args) -> int:
     from pgolf.inspect.headroom import GapOracle
     from pgolf.inspect.load import open_model
 
-    from pgolf.budget.plans import resolve_plan
+    from pgolf.budget.quant.plans import resolve_plan
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)

@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget import official
-from pgolf.budget.artifact import roundtrip_mismatches
-from pgolf.budget.cache import JsonCache
-from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact, tensor_table
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.quant import official
+from pgolf.budget.exact.build import roundtrip_mismatches
+from pgolf.budget.files.cache import JsonCache
+from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact, tensor_table
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,
                                     load_weights, set_tensor)

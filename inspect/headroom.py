@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import build_artifact, measure_budget, tensor_table
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.measure import build_artifact, measure_budget, tensor_table
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 from pgolf.inspect.evaluate import EvalSlice
 from pgolf.inspect.gaps import GapSweep
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps

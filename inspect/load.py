@@ -5,7 +5,7 @@ safetensors, official `.ptz`, pgolf artifacts) and infers the architecture; `bui
 turns a state dict into the trainer's `GPT` loaded with `strict=True`, so a participant's
 checkpoint can be evaluated without its script. A checkpoint sidecar's config wins over shapes.
 
->>> from pgolf.budget.shapes import baseline_specs
+>>> from pgolf.budget.forecast.shapes import baseline_specs
 >>> sd = {s.name: torch.zeros(s.shape, dtype=s.dtype) for s in baseline_specs()}
 >>> arch = infer_architecture(sd)
 >>> arch.num_layers, arch.model_dim, arch.num_heads, arch.num_kv_heads, arch.tie_embeddings
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import LoadedInput, load_input
+from pgolf.budget.exact.inputs import LoadedInput, load_input
 
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
 BLOCK_TENSORS = ("attn_scale", "mlp_scale", "resid_mix", "attn.q_gain", "attn.c_q.weight", "attn.c_k.weight",
@@ -210,7 +210,7 @@ def inspect_summary(opened: OpenedModel, plan=None, compressor: str = "zlib", co
     from collections import Counter
 
     from pgolf.budget.glossary import CAP_BYTES
-    from pgolf.budget.measure import measure_input
+    from pgolf.budget.exact.measure import measure_input
     from pgolf.inspect.metrics import weight_metrics
     from pgolf.inspect.reports import InspectReport
 

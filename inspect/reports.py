@@ -14,7 +14,7 @@ import dataclasses
 
 import pandas as pd
 
-from pgolf.budget.report import Report, _frame_text, _jsonable
+from pgolf.budget.report_base import Report, _frame_text, _jsonable
 
 EVAL_NOTE = ("evaluated in fp32 on CPU over whole windows of the slice; the official scorer runs bf16 "
              "autocast on GPU over the full validation split, so absolute val_bpb differs slightly")

@@ -23,7 +23,7 @@ from bad_inputs import CATALOGUE, MARKER
 from conftest import ROOT, fixture_path
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import read_json, read_shard, read_tokenizer
+from pgolf.budget.exact.inputs import read_json, read_shard, read_tokenizer
 from pgolf.figures.cli import main
 
 DOC = ROOT / "docs" / "errors.md"
@@ -121,7 +121,7 @@ def render(cli_rows, plan_rows, lib_rows, export_rows) -> str:
               "`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind.", "",
               "| ARGS | what it is | stderr |", "|---|---|---|"]
     lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in export_rows]
-    lines += ["", "## Readers other commands use (`pgolf.budget.readers`)", "",
+    lines += ["", "## Readers other commands use (`pgolf.budget.exact.inputs`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]
     lines += [f"| `{call}` | `{name}` | {what} | {cell(msg)} |" for call, name, what, msg in lib_rows]

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
-from pgolf.budget.artifact import roundtrip_mismatches
-from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact
-from pgolf.budget.readers import load_input
+from pgolf.budget.exact.build import roundtrip_mismatches
+from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact
+from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect import gaps as gaps_module
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
 from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps, quantize_small

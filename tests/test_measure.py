@@ -13,17 +13,17 @@ import pytest
 import torch
 
 from conftest import FIXTURE_MODELS, fixture_path
-from pgolf.budget import official
-from pgolf.budget.artifact import assign, build, export_object, quantize_item
-from pgolf.budget.codebytes import code_bytes, code_sizes, wrap_source
-from pgolf.budget.compare import compare, compare_input
-from pgolf.budget.container import frame
+from pgolf.budget.quant import official
+from pgolf.budget.exact.build import assign, build, export_object, quantize_item
+from pgolf.budget.files.codebytes import code_bytes, code_sizes, wrap_source
+from pgolf.budget.exact.compare import compare, compare_input
+from pgolf.budget.exact.container import frame
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.measure import (build_artifact, fake_quantize, measure_budget, measure_input, read_artifact,
+from pgolf.budget.exact.measure import (build_artifact, fake_quantize, measure_budget, measure_input, read_artifact,
                                   symbol_stats, tensor_table)
-from pgolf.budget.plans import PRESETS
-from pgolf.budget.readers import load_input
-from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
+from pgolf.budget.quant.plans import PRESETS
+from pgolf.budget.exact.inputs import load_input
+from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict
 
 
 HEADLINE = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
@@ -113,7 +113,7 @@ def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
     assert built.blob == zlib.compress(ref, 9)
 
 def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(mini, monkeypatch):
-    from pgolf.budget import artifact
+    from pgolf.budget.exact import build as artifact
 
     made = artifact._placeholder
 
@@ -131,7 +131,7 @@ def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(m
 
 
 def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkeypatch):
-    from pgolf.budget import artifact, exportzip
+    from pgolf.budget.exact import build as artifact, exportzip
 
     def refuse(*args, **kwargs):
         raise exportzip.LayoutError("test: unknown layout")
@@ -144,7 +144,7 @@ def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkey
 def test_layout_sink_keeps_headers_and_reads_skipped_data_as_zeros():
     import ctypes
 
-    from pgolf.budget.exportzip import _LayoutSink
+    from pgolf.budget.exact.exportzip import _LayoutSink
 
     hole = bytearray(b"\x07" * 6)  # a placeholder's data: recognised by its address and length
     sink = _LayoutSink({ctypes.addressof((ctypes.c_char * 6).from_buffer(hole)): ("k", 6)})
@@ -198,7 +198,7 @@ def test_per_tensor_rows(mini):
 
 
 def read_payload(t, spec):
-    from pgolf.budget.schemes import get_scheme
+    from pgolf.budget.quant.schemes import get_scheme
 
     s = get_scheme(spec)
     values, scales = s.pack(s.quantize(t))
@@ -357,7 +357,7 @@ def test_background_worker_ends_when_its_consumer_is_dropped_unstarted():
     import gc
     import threading
 
-    from pgolf.budget.threads import background
+    from pgolf.budget.exact.threads import background
 
     before = {t for t in threading.enumerate() if t.name == "pgolf-quantize"}
     stream = background(lambda: iter(range(2)), depth=2)  # the items fill the queue: the end marker waits

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pgolf.budget.compare import compare
-from pgolf.budget.measure import measure_budget
+from pgolf.budget.exact.compare import compare
+from pgolf.budget.exact.measure import measure_budget
 from pgolf.figures.demo_steps import small_plans
 from pgolf.figures.report_md import DemoReport, Figure, Link, Section, Table, render_markdown
 

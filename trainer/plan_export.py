@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 
 from pgolf.budget.atomic import write_bytes_atomic, write_text_atomic
-from pgolf.budget.compressors import Compressor, get_compressor
+from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import measure_budget
-from pgolf.budget.plans import Plan, resolve_plan
-from pgolf.budget.readback import DEFAULT_MAX_OUTPUT, read_artifact
-from pgolf.budget.readers import load_input, newest_checkpoint, read_json
-from pgolf.budget.report import Report
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact
+from pgolf.budget.exact.inputs import load_input, newest_checkpoint, read_json
+from pgolf.budget.report_base import Report
 
 CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
 FRAME_COLUMNS = ["name", "shape", "numel", "dtype", "scheme", "storage", "bits_per_value", "payload_bytes", "tied_to"]

@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pgolf.budget.artifact import artifact_kind
-from pgolf.budget.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.exact.build import artifact_kind
+from pgolf.budget.forecast.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
+from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import resolve_plan
-from pgolf.budget.report import Report
-from pgolf.budget.schemes import get_scheme
-from pgolf.budget.shapes import TensorSpec, baseline_specs, synthetic_state_dict
+from pgolf.budget.quant.plans import resolve_plan
+from pgolf.budget.report_base import Report
+from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.forecast.shapes import TensorSpec, baseline_specs, synthetic_state_dict
 
 PREDICT_SAMPLE_VALUES = 1 << 15  # values drawn per distinct (role, shape, scheme)
 # Our calibration runs are short (at most 300 steps) and their weights grow at every step we
@@ -130,7 +130,7 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     scale floor binds; the interval reaches down to the calibrated scale) or "calibrated" (the
     scale our short calibration runs reached).
     """
-    from pgolf.budget.measure import _code_sizes
+    from pgolf.budget.exact.measure import _code_sizes
 
     stats, fit = stats or load_weight_stats(), fit or load_fit()
     plan, comp = resolve_plan(plan), get_compressor(compressor)

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from pgolf.budget.storage import pack, storage_bytes, unpack
+from pgolf.budget.quant.packing import pack, storage_bytes, unpack
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 

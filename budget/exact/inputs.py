@@ -31,8 +31,8 @@ from torch import Tensor
 from pgolf.budget.atomic import is_temp_litter
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.official import dequantize_state_dict_int8
-from pgolf.budget.validate import (describe, env_int, one_line, parse_json_bytes, read_file_bytes,
+from pgolf.budget.quant.official import dequantize_state_dict_int8
+from pgolf.budget.files.validate import (describe, env_int, one_line, parse_json_bytes, read_file_bytes,
                                    read_json, read_shard, read_tokenizer, validate_export,
                                    validate_state_dict)
 
@@ -208,9 +208,9 @@ def _decode_safetensors(data: bytes, path) -> tuple[dict[str, Tensor], dict]:
 def _pgolf_container():
     """helper A's container module, or None while it does not exist."""
     try:
-        return importlib.import_module("pgolf.budget.container")
+        return importlib.import_module("pgolf.budget.exact.container")
     except ModuleNotFoundError as exc:
-        if exc.name != "pgolf.budget.container":
+        if exc.name != "pgolf.budget.exact.container":
             raise
         return None
 
@@ -220,7 +220,7 @@ def _decode_pgolf_artifact(data: bytes, path, limit: int):
     detect = getattr(container, "is_artifact", None)
     if container is None or detect is None or not detect(data):
         return None
-    from pgolf.budget.measure import read_artifact
+    from pgolf.budget.exact.measure import read_artifact
 
     try:
         sd = read_artifact(data, max_output_bytes=limit)

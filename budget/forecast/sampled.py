@@ -27,7 +27,7 @@ import lzma
 import math
 from typing import Callable
 
-from pgolf.budget.compressors import ZSTD_WINDOW_LOG, Compressor, get_compressor
+from pgolf.budget.files.compressors import ZSTD_WINDOW_LOG, Compressor, get_compressor
 
 SAMPLE_FRACTION = 0.01
 SAMPLE_MIN_BYTES = 1 << 17

@@ -12,19 +12,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pgolf.budget import container, official
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.exact import container
+
+from pgolf.budget.quant import official
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.schemes import get_scheme
-from pgolf.budget.threads import one_torch_thread
+from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.exact.threads import one_torch_thread
 
 DEFAULT_MAX_OUTPUT = 4 * CAP_BYTES
 
 
 def _decode_export(raw: bytes, limit: int) -> dict[str, Tensor]:
-    from pgolf.budget.readers import torch_load_bytes
-    from pgolf.budget.validate import validate_export
+    from pgolf.budget.exact.inputs import torch_load_bytes
+    from pgolf.budget.files.validate import validate_export
 
     try:
         obj = torch_load_bytes(raw, None, limit)

@@ -13,11 +13,11 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from pgolf.budget import official
-from pgolf.budget.grouping import (SCALE_DTYPE, clip_values, dequantize_groups, layout, quantize_groups,
+from pgolf.budget.quant import official
+from pgolf.budget.quant.grouping import (SCALE_DTYPE, clip_values, dequantize_groups, layout, quantize_groups,
                                    to_groups)
-from pgolf.budget.scheme_base import QTensor, Scheme, _num, _require_finite_float, _storage_words
-from pgolf.budget.storage import unpack
+from pgolf.budget.quant.scheme_base import QTensor, Scheme, _num, _require_finite_float, _storage_words
+from pgolf.budget.quant.packing import unpack
 
 DEFAULT_PERCENTILE = official.CLIP_PERCENTILE
 CLIP_RULES = ("percentile", "amax", "sdclip", "mse")

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import torch
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 
 MAGIC = b"PGOLF"
 FRAME_VERSION = 2

@@ -23,15 +23,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.artifact import (DEFAULT_MAX_OUTPUT, Built, Item, assign, build, build_artifact, dequantized,
+from pgolf.budget.exact.build import (DEFAULT_MAX_OUTPUT, Built, Item, assign, build, build_artifact, dequantized,
                                    fake_quantize, one_torch_thread, quantize_item, read_artifact,
                                    roundtrip_mismatches)
-from pgolf.budget.codebytes import code_bytes
-from pgolf.budget.compressors import Compressor, get_compressor
+from pgolf.budget.files.codebytes import code_bytes
+from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import Plan, resolve_plan
-from pgolf.budget.report import Report
-from pgolf.budget.stored import items_from_export, stored_form
+from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.report_base import Report
+from pgolf.budget.exact.stored import items_from_export, stored_form
 
 __all__ = ["measure_budget", "measure_input", "tensor_table", "fake_quantize", "build_artifact", "read_artifact",
            "BudgetReport", "symbol_stats", "items_from_export", "ROW_COLUMNS"]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.official import FORMAT_TAG
+from pgolf.budget.quant.official import FORMAT_TAG
 
 FLOAT_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 EXPORT_KEYS = ("quantized", "scales", "dtypes", "passthrough")

@@ -47,7 +47,7 @@ def tensor_kind(name: str) -> str:
     >>> tensor_kind("blocks.3.mlp.fc.weight"), tensor_kind("blocks.0.attn.q_gain")
     ('mlp', 'control')
     """
-    from pgolf.budget.official import is_control_tensor
+    from pgolf.budget.quant.official import is_control_tensor
 
     if is_control_tensor(name) or name.endswith(("bigram.scale", "smear.gate", "skip_gates")):
         return "control"

@@ -29,12 +29,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget import sampled
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.forecast import sampled
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.plans import resolve_plan
-from pgolf.budget.schemes import get_scheme
-from pgolf.budget.threads import one_torch_thread
+from pgolf.budget.quant.plans import resolve_plan
+from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.exact.threads import one_torch_thread
 
 FIT_FORMAT = "pgolf-estimate-fit-v3"  # v3: overhead_whole (small artifacts compressed whole)
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
@@ -233,7 +233,7 @@ def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict
 def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values: int | None = SAMPLE_VALUES,
                      quiet: bool = True) -> tuple[pd.DataFrame, list[Stream], str, str]:
     """(per-tensor rows, streams, artifact kind, plan name) for a state dict under a plan."""
-    from pgolf.budget.artifact import artifact_kind, assign
+    from pgolf.budget.exact.build import artifact_kind, assign
     from pgolf.budget.progress import progress
 
     plan = resolve_plan(plan)
@@ -258,7 +258,7 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
 def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
                          ) -> tuple[float, dict[str, float]]:
     """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
-    from pgolf.budget.container import frame_header
+    from pgolf.budget.exact.container import frame_header
 
     fit = fit or load_fit()
     comp = get_compressor(compressor)
@@ -288,7 +288,7 @@ ESTIMATED_HEADLINE = ("bytes_model", "bytes_total", "headroom_bytes", "bits_per_
 
 
 def _report_class():
-    from pgolf.budget.measure import BudgetReport
+    from pgolf.budget.exact.measure import BudgetReport
 
     @dataclasses.dataclass(repr=False)
     class EstimateReport(BudgetReport):
@@ -307,7 +307,7 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     are sampled, entropy_bytes. bytes_model_low/high spread the fit's worst whole-artifact error.
     """
     from pgolf.budget.glossary import CAP_BYTES
-    from pgolf.budget.measure import _code_sizes
+    from pgolf.budget.exact.measure import _code_sizes
 
     cap = CAP_BYTES if cap is None else int(cap)
     fit = fit or load_fit()

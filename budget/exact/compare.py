@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pandas as pd
 
-from pgolf.budget.artifact import (DEFAULT_MAX_OUTPUT, Item, assign, dequantized, one_torch_thread, package,
+from pgolf.budget.exact.build import (DEFAULT_MAX_OUTPUT, Item, assign, dequantized, one_torch_thread, package,
                                    read_artifact, roundtrip_mismatches, serialize)
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import WORKERS, code_sizes_for
-from pgolf.budget.plans import resolve_plan
+from pgolf.budget.exact.measure import WORKERS, code_sizes_for
+from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.progress import progress
-from pgolf.budget.report import Report, _frame_text
-from pgolf.budget.stored import Stored, stored_form
+from pgolf.budget.report_base import Report, _frame_text
+from pgolf.budget.exact.stored import Stored, stored_form
 
 PAIR_COLUMNS = ("plan", "compressor", "bytes_model", "bits_per_param", "bytes_total", "headroom_bytes",
                 "serialized_bytes", "artifact", "roundtrip_exact")

@@ -24,17 +24,19 @@ from typing import Callable, Collection, Iterable, Iterator
 import torch
 from torch import Tensor
 
-from pgolf.budget import container, official
-from pgolf.budget.compressors import Compressor, get_compressor
+from pgolf.budget.exact import container
+
+from pgolf.budget.quant import official
+from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exportzip import LayoutError, stream_export
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.exportzip import LayoutError, stream_export
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 # read_artifact and the bitwise comparison live in readback.py; importable from here as before
-from pgolf.budget.readback import DEFAULT_MAX_OUTPUT, bits_equal, read_artifact, roundtrip_mismatches
-from pgolf.budget.schemes import (FloatScheme, OfficialInt8Scheme, PassthroughScheme, QTensor, Scheme, all_finite,
+from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, bits_equal, read_artifact, roundtrip_mismatches
+from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, PassthroughScheme, QTensor, Scheme, all_finite,
                                   get_scheme)
-from pgolf.budget.threads import background, one_torch_thread
+from pgolf.budget.exact.threads import background, one_torch_thread
 
 __all__ = ["Item", "Built", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
            "build", "serialize", "build_artifact", "dequantized", "fake_quantize", "read_artifact", "bits_equal",

@@ -27,11 +27,11 @@ import re
 import torch
 from torch import Tensor
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.grouped import CLIP_RULES, DEFAULT_PERCENTILE, BinaryScheme, IntScheme, TernaryScheme
-from pgolf.budget.scheme_base import QTensor, Scheme, _int_view, _require_finite_float, all_finite
-from pgolf.budget.storage import unpack
+from pgolf.budget.quant.grouped_schemes import CLIP_RULES, DEFAULT_PERCENTILE, BinaryScheme, IntScheme, TernaryScheme
+from pgolf.budget.quant.scheme_base import QTensor, Scheme, _int_view, _require_finite_float, all_finite
+from pgolf.budget.quant.packing import unpack
 
 __all__ = ["QTensor", "Scheme", "FloatScheme", "PassthroughScheme", "OfficialInt8Scheme", "IntScheme",
            "TernaryScheme", "BinaryScheme", "SCHEMES", "ALIASES", "get_scheme", "all_finite", "CLIP_RULES",

@@ -7,8 +7,8 @@ IS bytes_model. An official export (a `.ptz`, or pgolf's frame around a torch.sa
 counts as plan official-int8: the baseline's format, whatever its tensors were stored as.
 
 >>> import torch, tempfile, pathlib
->>> from pgolf.budget.artifact import build_artifact
->>> from pgolf.budget.readers import load_input
+>>> from pgolf.budget.exact.build import build_artifact
+>>> from pgolf.budget.exact.inputs import load_input
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.pgolf"
 >>> _ = path.write_bytes(build_artifact({"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}, "int5", "zstd"))
 >>> s = stored_form(load_input(path))
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from pgolf.budget import container
-from pgolf.budget.artifact import Built, Item
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.exact import container
+from pgolf.budget.exact.build import Built, Item
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.schemes import QTensor, get_scheme
+from pgolf.budget.quant.schemes import QTensor, get_scheme
 
 OFFICIAL_PLAN = "official-int8"
 
@@ -90,8 +90,8 @@ def stored_form(loaded) -> Stored | None:
     """The Stored form of a `readers.LoadedInput` artifact; None for plain weights (.pt, checkpoints)."""
     if loaded.format not in ("official-ptz", "pgolf-artifact"):
         return None
-    from pgolf.budget.readers import resolve_limit, torch_load_bytes
-    from pgolf.budget.validate import validate_export
+    from pgolf.budget.exact.inputs import resolve_limit, torch_load_bytes
+    from pgolf.budget.files.validate import validate_export
 
     path, limit = Path(loaded.path), resolve_limit(None)
     blob = path.read_bytes()

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from torch import Tensor
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 
 PLAN_FORMAT = "pgolf-plan-v1"
 MAX_PLAN_BYTES = 1_000_000
