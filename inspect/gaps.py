@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.budget.quant import official
-from pgolf.budget.exact.build import roundtrip_mismatches
+from pgolf.budget.exact.decode import roundtrip_mismatches
 from pgolf.budget.files.cache import JsonCache
 from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact, tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan

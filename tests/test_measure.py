@@ -269,22 +269,22 @@ def test_container_golden_bytes():
     (b"\x78\x9c" + b"garbage", "corrupt zlib stream"),
 ])
 def test_read_artifact_refuses_bad_input_in_one_line(blob, problem):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(PgolfInputError) as info:
         read_artifact(blob)
     assert problem in str(info.value) and "\n" not in str(info.value)
 
 
 def test_read_artifact_checks_sizes_and_bounds(mini):
     blob = build_artifact(mini, "int6", "none")
-    with pytest.raises(ValueError, match="exceeds limit of 1000 bytes"):
+    with pytest.raises(PgolfInputError, match="exceeds limit of 1000 bytes"):
         read_artifact(frame(0, "zlib", zlib.compress(blob[12:])), max_output_bytes=1000)
     (n,) = struct.unpack("<I", blob[-4:])
     data_end = len(blob) - 4 - n  # container v2: data, then the n-byte JSON header, then n
-    with pytest.raises(ValueError, match="header length .* exceeds the data"):
+    with pytest.raises(PgolfInputError, match="header length .* exceeds the data"):
         read_artifact(blob[:-10])
-    with pytest.raises(ValueError, match="data cut off"):
+    with pytest.raises(PgolfInputError, match="data cut off"):
         read_artifact(blob[:data_end - 10] + blob[data_end:])
-    with pytest.raises(ValueError, match="1 bytes between the last tensor and the header"):
+    with pytest.raises(PgolfInputError, match="1 bytes between the last tensor and the header"):
         read_artifact(blob[:data_end] + b"\x00" + blob[data_end:])
 
 

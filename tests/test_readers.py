@@ -23,7 +23,8 @@ from conftest import FIXTURE_MODELS, fixture_path
 from pgolf.budget.files.cache import CACHE_FORMAT, JsonCache
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.quant.official import dequantize_state_dict_int8
-from pgolf.budget.exact.inputs import (DEFAULT_LIMIT, decompress_zlib_bounded, load_bytes, load_input, read_json,
+from pgolf.budget.files.safeload import DEFAULT_LIMIT, decompress_zlib_bounded
+from pgolf.budget.exact.inputs import (load_bytes, load_input, read_json,
                                   read_shard, read_tokenizer)
 from pgolf.budget.files.validate import validate_state_dict
 

@@ -1,4 +1,4 @@
-"""Build the real artifact of a plan in memory (readback.py reads any artifact back to tensors).
+"""Build the real artifact of a plan in memory (decode.py reads any artifact back to tensors).
 
 `build_artifact(sd, plan, compressor)` quantizes every tensor, serializes and compresses:
 - plans whose schemes the official export can hold (int8_clean_per_row_v1, float and raw
@@ -6,10 +6,11 @@
   torch.save writes (exportzip.py); with plain zlib-9 the artifact is the baseline's `.ptz`,
   any other compressor gets pgolf's frame (container.py) around it;
 - every other plan gives pgolf's tensor container, framed.
-`read_artifact(blob)` inverts either. Quantization runs in a worker thread that feeds the
+`decode.read_artifact(blob)` inverts either. Quantization runs in a worker thread that feeds the
 compressor tensor by tensor, so quantizing and compressing overlap.
 
 >>> import torch
+>>> from pgolf.budget.exact.decode import read_artifact
 >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
 >>> blob = build_artifact(sd, "int6", "zstd")
 >>> blob[:5], torch.equal(read_artifact(blob)["w"], fake_quantize(sd, "int6")["w"])
@@ -32,15 +33,12 @@ from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.exportzip import LayoutError, stream_export
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
-# read_artifact and the bitwise comparison live in readback.py; importable from here as before
-from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, bits_equal, read_artifact, roundtrip_mismatches
 from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, PassthroughScheme, QTensor, Scheme, all_finite,
                                   get_scheme)
 from pgolf.budget.exact.threads import background, one_torch_thread
 
 __all__ = ["Item", "Built", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
-           "build", "serialize", "build_artifact", "dequantized", "fake_quantize", "read_artifact", "bits_equal",
-           "roundtrip_mismatches", "DEFAULT_MAX_OUTPUT", "one_torch_thread"]
+           "build", "serialize", "build_artifact", "dequantized", "fake_quantize"]
 
 
 @dataclasses.dataclass

@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pandas as pd
 
-from pgolf.budget.exact.build import (DEFAULT_MAX_OUTPUT, Item, assign, dequantized, one_torch_thread, package,
-                                   read_artifact, roundtrip_mismatches, serialize)
+from pgolf.budget.exact.build import Item, assign, dequantized, package, serialize
+from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, Stored, read_artifact, roundtrip_mismatches, stored_form
+from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.exact.measure import WORKERS, code_sizes_for
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.budget.report_base import Report, _frame_text
-from pgolf.budget.exact.stored import Stored, stored_form
 
 PAIR_COLUMNS = ("plan", "compressor", "bytes_model", "bits_per_param", "bytes_total", "headroom_bytes",
                 "serialized_bytes", "artifact", "roundtrip_exact")
@@ -110,4 +110,4 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
 def compare_input(loaded, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), **kw) -> CompareReport:
     """`compare` for a readers.LoadedInput: an artifact's own plan keeps its stored tensors."""
     kw.setdefault("source", str(loaded.path))
-    return compare(loaded.state_dict, plans, compressors, stored=stored_form(loaded), **kw)
+    return compare(loaded.state_dict, plans, compressors, stored=stored_form(loaded.artifact), **kw)

@@ -1,51 +1,44 @@
-"""Read any model file pgolf accepts, detected by content, validated, never executing code.
+"""Open any model file pgolf accepts, detected by content, validated, never executing code.
 
 Formats (the `format` field): "state-dict-pt" (torch.save of a state dict, zip or legacy),
 "safetensors", "pgolf-checkpoint" (step_NNNNNN.safetensors + .json sidecar, or their folder),
 "official-ptz" (zlib over torch.save of an int8_clean_per_row_v1 export) and "pgolf-artifact"
-(pgolf's own container, read by pgolf.budget.measure.read_artifact). Pickles are only ever
-loaded with torch.load(weights_only=True, map_location="cpu"); decompression is bounded by
+(pgolf's own frame). Artifacts go through the one decoder (decode.py), once: the LoadedInput keeps
+the decoded form for `stored_form`. Pickles are only ever loaded with
+torch.load(weights_only=True, map_location="cpu"); decompression is bounded by
 `max_decompressed_bytes` (default DEFAULT_LIMIT, or env PGOLF_MAX_DECOMPRESSED).
 
->>> li = load_input("../shared/fixtures/artifacts/sp1024-2L-d64/final_model.int8.ptz")  # doctest: +SKIP
->>> li.format, li.raw_bytes, len(li.state_dict)                                          # doctest: +SKIP
-('official-ptz', 146938, 22)
+>>> load_bytes(b"", "x.pt")
+Traceback (most recent call last):
+...
+pgolf.budget.errors.PgolfInputError: x.pt: empty file
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
 import json
 import re
 import struct
-import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from pgolf.budget.atomic import is_temp_litter
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.quant.official import dequantize_state_dict_int8
-from pgolf.budget.files.validate import (describe, env_int, one_line, parse_json_bytes, read_file_bytes,
-                                   read_json, read_shard, read_tokenizer, validate_export,
-                                   validate_state_dict)
+from pgolf.budget.exact import container
+from pgolf.budget.exact.decode import Decoded, decode_artifact
+from pgolf.budget.files.safeload import is_pickle, is_zip, resolve_limit, torch_load_bytes
+from pgolf.budget.files.validate import (describe, one_line, parse_json_bytes, read_file_bytes, read_json, read_shard,
+                                         read_tokenizer, validate_state_dict)
 
-__all__ = ["DEFAULT_LIMIT", "LoadedInput", "load_input", "load_bytes", "load_checkpoint_bytes",
-           "decompress_zlib_bounded", "read_json", "read_shard", "read_tokenizer", "FORMATS"]
+__all__ = ["LoadedInput", "load_input", "load_bytes", "load_checkpoint_bytes", "read_json", "read_shard",
+           "read_tokenizer", "FORMATS"]
 
-DEFAULT_LIMIT = 64 * CAP_BYTES  # 1.024 GB: far above any real artifact, far below a bomb
-LIMIT_ENV = "PGOLF_MAX_DECOMPRESSED"
 CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
 FORMATS = ("pgolf-checkpoint", "state-dict-pt", "safetensors", "official-ptz", "pgolf-artifact")
 SIDECAR_KEYS = ("config", "step")
 STEP_RE = re.compile(r"step_(\d+)\.safetensors")
-_CHUNK = 1 << 20  # inflate 1 MB at a time when measuring a zlib stream
 _SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own header limit
 
 
@@ -58,29 +51,15 @@ class LoadedInput:
     raw_bytes: int
     metadata: dict = field(default_factory=dict)
     export: dict | None = field(default=None, repr=False)
+    artifact: Decoded | None = field(default=None, repr=False)  # artifacts: decoded once, for stored_form
 
-
-def resolve_limit(max_decompressed_bytes: int | None) -> int:
-    if max_decompressed_bytes is None:
-        return env_int(LIMIT_ENV, DEFAULT_LIMIT)
-    if int(max_decompressed_bytes) <= 0:
-        raise PgolfInputError(None, f"max_decompressed_bytes must be positive, got {max_decompressed_bytes}") from None
-    return int(max_decompressed_bytes)
 
 
 # --- content sniffing -------------------------------------------------------------------------
 
-def _is_zip(data: bytes) -> bool:
-    return data[:4] in (b"PK\x03\x04", b"PK\x05\x06")
-
-
 def _is_zlib(data: bytes) -> bool:
     # RFC 1950: CM = 8 (deflate), window <= 32 KB, and the 16-bit header is a multiple of 31
     return len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7 and ((data[0] << 8) | data[1]) % 31 == 0
-
-
-def _is_pickle(data: bytes) -> bool:
-    return len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5
 
 
 def _looks_safetensors(data: bytes) -> bool:
@@ -94,91 +73,6 @@ def _first_bytes(data: bytes) -> str:
 
 
 # --- decoders ---------------------------------------------------------------------------------
-
-def decompress_zlib_bounded(data: bytes, limit: int, path=None) -> bytes:
-    """Inflate a zlib stream, refusing it once the output would pass `limit` bytes.
-
-    A first pass inflates 1 MB at a time and keeps nothing, so a bomb costs time, not memory;
-    only a stream known to fit is then inflated into memory.
-
-    >>> decompress_zlib_bounded(zlib.compress(b"x" * 10), limit=100)
-    b'xxxxxxxxxx'
-    """
-    d = zlib.decompressobj()
-    total, pending = 0, data
-    try:
-        while pending and not d.eof:
-            total += len(d.decompress(pending, _CHUNK))
-            if total > limit:
-                raise PgolfInputError(path, f"decompressed size exceeds {limit:,} bytes (decompression bomb? "
-                                            f"raise the limit with {LIMIT_ENV})") from None
-            pending = d.unconsumed_tail
-        if not d.eof:
-            total += len(d.flush())
-    except zlib.error as exc:
-        raise PgolfInputError(path, f"corrupt zlib stream ({one_line(exc)})") from None
-    if not d.eof:
-        raise PgolfInputError(path, f"truncated zlib stream (ends after {total:,} decompressed bytes)") from None
-    if d.unused_data:
-        raise PgolfInputError(path, f"{len(d.unused_data):,} unexpected bytes after the end of the zlib stream") from None
-    return zlib.decompress(data, bufsize=max(total, 1))
-
-
-def _check_zip(data: bytes, path, limit: int) -> None:
-    """Structure and total unpacked size of a torch zip, before torch touches it."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-            total = sum(i.file_size for i in infos)
-            if total > limit:
-                raise PgolfInputError(path, f"decompressed size exceeds {limit:,} bytes (zip entries total {total:,})") from None
-            if not any(i.filename.endswith("/data.pkl") or i.filename == "data.pkl" for i in infos):
-                raise PgolfInputError(path, "zip archive without data.pkl: not a torch.save file") from None
-            # torch does not check the CRC-32s it writes; without this a flipped bit in a weight loads silently
-            bad = zf.testzip()
-    except PgolfInputError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
-            zlib.error, NotImplementedError, RuntimeError) as exc:
-        raise PgolfInputError(path, f"corrupt or truncated torch zip archive ({one_line(exc, 80)})") from None
-    if bad is not None:
-        raise PgolfInputError(path, f"corrupt torch zip archive: CRC-32 mismatch in entry {bad[:80]!r}") from None
-
-
-def _unpickle_problem(exc: Exception) -> str:
-    text = str(exc)
-    if "Weights only load failed" in text or "WeightsUnpickler" in text or "Unsupported" in text:
-        m = re.search(r"(?:unsupported GLOBAL|Unsupported global:)\s*(?:GLOBAL\s*)?([\w.]+)", text)
-        what = f"global {m.group(1)}" if m else one_line(
-            next((ln for ln in text.splitlines() if "Unsupported" in ln), "a disallowed pickle opcode"), 80)
-        return (f"refused to unpickle {what}: only tensors and plain containers are loaded "
-                f"(weights_only=True), never code")
-    if "PytorchStreamReader" in text or "zip archive" in text:
-        return f"corrupt torch zip archive ({one_line(text, 100)})"
-    return f"cannot load torch file: {one_line(f'{type(exc).__name__}: {text}', 160)}"
-
-
-def torch_load_bytes(data: bytes, path, limit: int):
-    """torch.load(weights_only=True, map_location='cpu') of in-memory bytes, errors as one line."""
-    if _is_zip(data):
-        _check_zip(data, path, limit)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # protocol/storage notices would break the one-line rule
-            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as exc:  # pickle, zip, EOF and torch errors alike: the file is bad, say how
-        raise PgolfInputError(path, _unpickle_problem(exc)) from None
-
-
-def _decode_export(payload: bytes, path, limit: int) -> tuple[dict[str, Tensor], dict]:
-    obj = torch_load_bytes(payload, path, limit)
-    validate_export(obj, path)
-    try:
-        sd = dequantize_state_dict_int8(obj)
-    except Exception as exc:  # validated above; a residual mismatch still must not escape
-        raise PgolfInputError(path, f"cannot dequantize the int8 export ({one_line(exc, 120)})") from None
-    return validate_state_dict(sd, path, "dequantized state dict"), obj
-
 
 def _decode_safetensors(data: bytes, path) -> tuple[dict[str, Tensor], dict]:
     from safetensors.torch import load as st_load
@@ -205,49 +99,22 @@ def _decode_safetensors(data: bytes, path) -> tuple[dict[str, Tensor], dict]:
     return validate_state_dict(sd, path), meta
 
 
-def _pgolf_container():
-    """helper A's container module, or None while it does not exist."""
-    try:
-        return importlib.import_module("pgolf.budget.exact.container")
-    except ModuleNotFoundError as exc:
-        if exc.name != "pgolf.budget.exact.container":
-            raise
-        return None
-
-
-def _decode_pgolf_artifact(data: bytes, path, limit: int):
-    container = _pgolf_container()
-    detect = getattr(container, "is_artifact", None)
-    if container is None or detect is None or not detect(data):
-        return None
-    from pgolf.budget.exact.measure import read_artifact
-
-    try:
-        sd = read_artifact(data, max_output_bytes=limit)
-    except PgolfInputError as exc:
-        raise PgolfInputError(path, exc.problem) from None
-    except ValueError as exc:  # read_artifact's contract: a one-line problem
-        raise PgolfInputError(path, one_line(exc)) from None
-    return validate_state_dict(sd, path, "dequantized state dict")
+def _artifact_input(data: bytes, name, limit: int, fmt: str, meta: dict) -> LoadedInput:
+    decoded = decode_artifact(data, name, limit)
+    sd = validate_state_dict(decoded.state_dict, name, "dequantized state dict")
+    return LoadedInput(Path(str(name)), fmt, sd, len(data), meta, decoded.export, decoded)
 
 
 def load_bytes(data: bytes, name="<bytes>", max_decompressed_bytes: int | None = None,
                metadata: dict | None = None) -> LoadedInput:
-    """Detect, decode and validate one model file held in memory (`name` is used in messages).
-
-    >>> load_bytes(b"", "x.pt")
-    Traceback (most recent call last):
-    ...
-    pgolf.budget.errors.PgolfInputError: x.pt: empty file
-    """
+    """Detect, decode and validate one model file held in memory (`name` is used in messages)."""
     limit = resolve_limit(max_decompressed_bytes)
-    path, export, meta = Path(str(name)), None, dict(metadata or {})
+    path, meta = Path(str(name)), dict(metadata or {})
     if not data:
         raise PgolfInputError(name, "empty file") from None
-    artifact = _decode_pgolf_artifact(data, name, limit)
-    if artifact is not None:
-        return LoadedInput(path, "pgolf-artifact", artifact, len(data), meta, None)
-    if _is_zip(data) or _is_pickle(data):
+    if container.is_artifact(data):
+        return _artifact_input(data, name, limit, "pgolf-artifact", meta)
+    if is_zip(data) or is_pickle(data):
         obj = torch_load_bytes(data, name, limit)
         if isinstance(obj, dict) and "__quant_format__" in obj:
             raise PgolfInputError(name, "holds an uncompressed int8 export; pgolf reads exports as the "
@@ -257,12 +124,7 @@ def load_bytes(data: bytes, name="<bytes>", max_decompressed_bytes: int | None =
         sd, _ = _decode_safetensors(data, name)
         return LoadedInput(path, "safetensors", sd, len(data), meta, None)
     if _is_zlib(data):
-        payload = decompress_zlib_bounded(data, limit, name)
-        if not (_is_zip(payload) or _is_pickle(payload)):
-            raise PgolfInputError(name, f"zlib stream does not hold a torch.save file (first bytes "
-                                        f"{_first_bytes(payload) or 'none'})") from None
-        sd, export = _decode_export(payload, name, limit)
-        return LoadedInput(path, "official-ptz", sd, len(data), meta, export)
+        return _artifact_input(data, name, limit, "official-ptz", meta)
     if len(data) < 8:
         raise PgolfInputError(name, f"truncated: only {len(data)} bytes (first bytes {_first_bytes(data)})") from None
     raise PgolfInputError(name, f"unknown format (first bytes {_first_bytes(data)}): expected a torch .pt, "

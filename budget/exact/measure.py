@@ -1,7 +1,7 @@
 """The exact byte budget: per-tensor rows and the real artifact's compressed size, with headroom.
 
 `measure_budget(sd, plan, compressor, code, cap)` quantizes, builds the real artifact in memory
-(artifact.py), compresses it whole, reads it back and checks that every tensor decodes bit for
+(build.py), compresses it whole, reads it back and checks that every tensor decodes bit for
 bit to the in-memory `fake_quantize`; the totals are that artifact's length plus the code bytes.
 Each row also gives the tensor's payload compressed alone, its distinct levels and the order-0
 entropy of its stored symbols (a floor no symbol-by-symbol coder can beat).
@@ -23,15 +23,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.exact.build import (DEFAULT_MAX_OUTPUT, Built, Item, assign, build, build_artifact, dequantized,
-                                   fake_quantize, one_torch_thread, quantize_item, read_artifact,
-                                   roundtrip_mismatches)
+from pgolf.budget.exact.build import (Built, Item, assign, build, build_artifact, dequantized, fake_quantize,
+                                      quantize_item)
+from pgolf.budget.exact.decode import (DEFAULT_MAX_OUTPUT, items_from_export, read_artifact, roundtrip_mismatches,
+                                       stored_form)
+from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.report_base import Report
-from pgolf.budget.exact.stored import items_from_export, stored_form
 
 __all__ = ["measure_budget", "measure_input", "tensor_table", "fake_quantize", "build_artifact", "read_artifact",
            "BudgetReport", "symbol_stats", "items_from_export", "ROW_COLUMNS"]
@@ -194,7 +195,7 @@ def measure_input(loaded, plan: str | Plan | None = None, compressor: str | Comp
     """Budget of a `readers.LoadedInput`. An artifact measured under its own plan keeps its stored
     tensors (no requantization), and with its own compressor its file bytes ARE bytes_model;
     `None` means "as stored" (official-int8 + zlib for plain weights)."""
-    stored = stored_form(loaded)
+    stored = stored_form(loaded.artifact)
     plan = resolve_plan(plan if plan is not None else stored.plan if stored else "official-int8")
     comp = get_compressor(compressor if compressor is not None else stored.compressor if stored else "zlib")
     kw.setdefault("source", str(loaded.path))
