@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from pgolf.budget.quant import official
 from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.exact.build import tie_key
 from pgolf.budget.exact.measure import build_artifact, measure_budget, tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
@@ -76,7 +77,7 @@ def allocatable(sd: dict[str, Tensor], plan: Plan) -> list[str]:
     not tied to an earlier entry)."""
     seen, out = set(), []
     for n, t in sd.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)) if t.numel() else None
+        key = tie_key(t)
         tied = key is not None and key in seen
         seen.add(key)
         if t.is_floating_point() and not tied and not official.is_control_tensor(n) \

@@ -27,7 +27,7 @@ import torch
 from pgolf.budget.atomic import write_bytes_atomic, write_text_atomic
 from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.exact.measure import measure_budget
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact
@@ -227,11 +227,11 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
     if on_disk != budget.artifact:  # measure_budget checked those bytes decode bit for bit to fake_quantize
         raise RuntimeError(f"{out}: the file read back differs from the artifact written")
     h = budget.headline
+    t = totals(len(on_disk), code or 0, h["params"], cap)
     head = {"source": str(src.path), "plan": plan.name, "compressor": comp.name, "artifact_path": str(out),
             "artifact": h["artifact"], "params": h["params"], "payload_bytes": h["payload_bytes"],
             "serialized_bytes": h["serialized_bytes"], "bytes_model": len(on_disk), "bytes_code": code or 0,
-            "bytes_total": len(on_disk) + (code or 0), "cap": int(cap),
-            "headroom_bytes": int(cap) - len(on_disk) - (code or 0), "roundtrip_exact": True}
+            "bytes_total": t.bytes_total, "cap": int(cap), "headroom_bytes": t.headroom_bytes, "roundtrip_exact": True}
     notes = [] if code is not None else ["bytes_code = 0: the input carries no code size (--code FILE adds one)"]
     result = None
     if scorer is not None:

@@ -37,7 +37,7 @@ from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, Passthr
                                   get_scheme)
 from pgolf.budget.exact.threads import background, one_torch_thread
 
-__all__ = ["Item", "Built", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
+__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
            "build", "serialize", "build_artifact", "dequantized", "fake_quantize"]
 
 
@@ -66,7 +66,13 @@ class Built:
     raw: bytes | None = None  # the serialized bytes, when asked for (benchmarks)
 
 
-def _storage_key(t: Tensor):
+def tie_key(t: Tensor) -> tuple | None:
+    """Tensors with equal keys are one tensor stored once (a tie): same storage, offset, view and dtype.
+
+    >>> w = torch.ones(2, 3)
+    >>> tie_key(w) == tie_key(w.view(2, 3)), tie_key(w) == tie_key(w.t()), tie_key(torch.ones(0))
+    (True, False, None)
+    """
     if t.numel() == 0:
         return None
     return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
@@ -98,7 +104,7 @@ def assign(sd: dict[str, Tensor], plan: str | Plan, check_finite: bool = True) -
     items, seen = [], {}
     for name, t in sd.items():
         t = _check_tensor(str(name), t, check_finite)
-        key = _storage_key(t)
+        key = tie_key(t)
         if key is not None and key in seen:
             src = seen[key]
             items.append(Item(str(name), None, src.scheme, src.shape, src.dtype, tied_to=src.name))

@@ -21,7 +21,7 @@ from pgolf.budget.exact.build import Item, assign, dequantized, package, seriali
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, Stored, read_artifact, roundtrip_mismatches, stored_form
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
-from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.exact.measure import WORKERS, code_sizes_for
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.progress import progress
@@ -92,10 +92,10 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
         for fut in progress(as_completed(jobs), desc="compress", total=len(jobs), quiet=quiet):
             plan_name, comp_name, nraw, kind = jobs[fut]
             blob, exact = fut.result()
+            t = totals(len(blob), bytes_code, params, cap)
             rows[(plan_name, comp_name)] = {
                 "plan": plan_name, "compressor": comp_name, "bytes_model": len(blob),
-                "bits_per_param": round(8 * len(blob) / params, 4) if params else float("nan"),
-                "bytes_total": len(blob) + bytes_code, "headroom_bytes": int(cap) - len(blob) - bytes_code,
+                "bits_per_param": t.bits_per_param, "bytes_total": t.bytes_total, "headroom_bytes": t.headroom_bytes,
                 "serialized_bytes": nraw, "artifact": kind, "roundtrip_exact": exact}
     ordered = [rows[(p.name, c.name)] for p in plan_objs for c in comps]
     frame = pd.DataFrame(ordered, columns=list(PAIR_COLUMNS))

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact import container
-from pgolf.budget.exact.build import Built, Item, dequantized
+from pgolf.budget.exact.build import Built, Item, dequantized, tie_key
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.files.safeload import decompress_zlib_bounded, is_zip, torch_load_bytes
@@ -64,7 +64,7 @@ class Stored:
 
 def _export_item(name: str, qt: QTensor, seen: dict) -> Item:
     scheme = get_scheme(qt.scheme)
-    key = (qt.symbols.untyped_storage().data_ptr(), qt.symbols.storage_offset(), qt.shape) if qt.symbols.numel() else None
+    key = tie_key(qt.symbols)
     if key in seen:
         return Item(name, None, scheme, qt.shape, qt.dtype, tied_to=seen[key])
     if key is not None:

@@ -30,7 +30,7 @@ from pgolf.budget.exact.decode import (DEFAULT_MAX_OUTPUT, items_from_export, re
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.files.compressors import Compressor, get_compressor
-from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.report_base import Report
 
@@ -117,9 +117,6 @@ def code_sizes_for(code) -> dict[str, int]:
     return code_bytes(code)
 
 
-_code_sizes = code_sizes_for  # the earlier private name, still imported by estimate.py and predict.py
-
-
 @one_torch_thread()
 def measure_items(items: list[Item], plan_name: str, compressor: str | Compressor = "zlib", *, code=None,
                   code_wrapped: bool = False, cap: int = CAP_BYTES, per_tensor: bool = True, verify: bool = True,
@@ -153,10 +150,10 @@ def _report(frame, plan_name, comp, built, code, code_wrapped, cap, exact, sourc
     params = int(frame.loc[frame["tied_to"] == "", "numel"].sum())
     bytes_code = code.get("wrapped" if code_wrapped else "raw", 0)
     bytes_model = len(built.blob)
+    t = totals(bytes_model, bytes_code, params, cap)
     head = {"params": params, "plan": plan_name, "compressor": comp.name, "bytes_model": bytes_model,
-            "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code, "cap": int(cap),
-            "headroom_bytes": int(cap) - bytes_model - bytes_code,
-            "bits_per_param": round(8 * bytes_model / params, 4) if params else float("nan"),
+            "bytes_code": bytes_code, "bytes_total": t.bytes_total, "cap": int(cap),
+            "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param,
             "payload_bytes": int(frame["payload_bytes"].sum()), "serialized_bytes": built.serialized_bytes,
             "artifact": built.kind, "roundtrip_exact": exact}
     if code:

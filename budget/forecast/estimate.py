@@ -29,12 +29,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.forecast import sampled
-from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.exact.build import artifact_kind, assign
+from pgolf.budget.exact.container import frame_header
+from pgolf.budget.exact.measure import BudgetReport, code_sizes_for
+from pgolf.budget.exact.threads import one_torch_thread
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.forecast import sampled
+from pgolf.budget.glossary import CAP_BYTES, totals
+from pgolf.budget.progress import progress
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.quant.schemes import get_scheme
-from pgolf.budget.exact.threads import one_torch_thread
 
 FIT_FORMAT = "pgolf-estimate-fit-v3"  # v3: overhead_whole (small artifacts compressed whole)
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
@@ -233,9 +238,6 @@ def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict
 def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values: int | None = SAMPLE_VALUES,
                      quiet: bool = True) -> tuple[pd.DataFrame, list[Stream], str, str]:
     """(per-tensor rows, streams, artifact kind, plan name) for a state dict under a plan."""
-    from pgolf.budget.exact.build import artifact_kind, assign
-    from pgolf.budget.progress import progress
-
     plan = resolve_plan(plan)
     items = assign(sd, plan)
     stored = sum(sum(i.scheme.payload_bytes(i.shape, i.dtype)) for i in items if i.tied_to is None)
@@ -258,8 +260,6 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
 def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
                          ) -> tuple[float, dict[str, float]]:
     """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
-    from pgolf.budget.exact.container import frame_header
-
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     _, entry = fit_entry(fit, comp.name)
@@ -287,13 +287,9 @@ ESTIMATED_HEADLINE = ("bytes_model", "bytes_total", "headroom_bytes", "bits_per_
                       "bytes_model_high")
 
 
-def _report_class():
-    from pgolf.budget.exact.measure import BudgetReport
-
-    @dataclasses.dataclass(repr=False)
-    class EstimateReport(BudgetReport):
-        """A BudgetReport whose model bytes are estimated (headline `estimated`: True)."""
-    return EstimateReport
+@dataclasses.dataclass(repr=False)
+class EstimateReport(BudgetReport):
+    """A BudgetReport whose model bytes are estimated (headline `estimated`: True)."""
 
 
 @one_torch_thread()
@@ -306,9 +302,6 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     derives from it), per-tensor compressed_bytes (its share inside the artifact) and, when rows
     are sampled, entropy_bytes. bytes_model_low/high spread the fit's worst whole-artifact error.
     """
-    from pgolf.budget.glossary import CAP_BYTES
-    from pgolf.budget.exact.measure import _code_sizes
-
     cap = CAP_BYTES if cap is None else int(cap)
     fit = fit or load_fit()
     comp = get_compressor(compressor)
@@ -319,15 +312,15 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
     frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
     frame["tied_to"] = frame["tied_to"].fillna("")
-    code_sizes = _code_sizes(code)
+    code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
     bytes_model = int(round(total))
     params = int(frame.loc[frame["tied_to"] == "", "numel"].sum())
     err = float(entry.get("artifact_rel_err_max", 0.0))
+    t = totals(bytes_model, bytes_code, params, cap)
     head = {"params": params, "plan": plan_name, "compressor": comp.name, "bytes_model": bytes_model,
-            "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code, "cap": cap,
-            "headroom_bytes": cap - bytes_model - bytes_code,
-            "bits_per_param": round(8 * bytes_model / params, 4) if params else float("nan"),
+            "bytes_code": bytes_code, "bytes_total": t.bytes_total, "cap": cap,
+            "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param,
             "payload_bytes": int(frame["payload_bytes"].sum()), "artifact": kind, "estimated": True,
             "bytes_model_low": int(bytes_model * (1 - err)), "bytes_model_high": int(math.ceil(bytes_model * (1 + err)))}
     if code_sizes:
@@ -348,4 +341,4 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     if not code_sizes:
         notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
     title = f"pgolf budget --estimate: {source}" if source else "pgolf budget --estimate"
-    return _report_class()(title=title, headline=head, frame=frame, notes=notes)
+    return EstimateReport(title=title, headline=head, frame=frame, notes=notes)

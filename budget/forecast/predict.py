@@ -30,7 +30,8 @@ from pgolf.budget.forecast.calibration import ROLES, STAT_NAMES, load_weight_sta
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
-from pgolf.budget.glossary import CAP_BYTES
+from pgolf.budget.exact.measure import code_sizes_for
+from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.report_base import Report
 from pgolf.budget.quant.schemes import get_scheme
@@ -130,8 +131,6 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     scale floor binds; the interval reaches down to the calibrated scale) or "calibrated" (the
     scale our short calibration runs reached).
     """
-    from pgolf.budget.exact.measure import _code_sizes
-
     stats, fit = stats or load_weight_stats(), fit or load_fit()
     plan, comp = resolve_plan(plan), get_compressor(compressor)
     key, entry = fit_entry(fit, comp.name)
@@ -164,16 +163,16 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     low, high = low * (1 - err), high * (1 + err)
     frame = pd.DataFrame(rows)
     frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
-    code_sizes = _code_sizes(code)
+    code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
     params = int(frame["numel"].sum())
     bytes_model = int(round(central))
+    t = totals(bytes_model, bytes_code, params, cap)
     head = {"params": params, "plan": plan.name, "compressor": comp.name, "bytes_model": bytes_model,
             "bytes_model_low": int(math.floor(low)), "bytes_model_high": int(math.ceil(high)),
-            "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code,
-            "bytes_total_high": int(math.ceil(high)) + bytes_code, "cap": int(cap),
-            "headroom_bytes": int(cap) - bytes_model - bytes_code,
-            "bits_per_param": round(8 * bytes_model / params, 4), "payload_bytes": int(frame["payload_bytes"].sum()),
+            "bytes_code": bytes_code, "bytes_total": t.bytes_total,
+            "bytes_total_high": totals(math.ceil(high), bytes_code, params, cap).bytes_total, "cap": int(cap),
+            "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param, "payload_bytes": int(frame["payload_bytes"].sum()),
             "artifact": kind, "estimated": True, "scale": scale}
     notes = [f"PREDICTED (no weights): bytes_model and its interval, bytes_total, headroom_bytes, compressed_bytes "
              f"come from seeded samples with the trained-weight statistics of weight_stats.json "

@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor
 
+from pgolf.budget.quant.official import is_control_tensor
+
 # Roles drive the synthetic magnitudes and the calibration groups (embedding / attention / MLP).
 KINDS = ("embedding", "attention", "mlp", "head", "control")
 
@@ -47,8 +49,6 @@ def tensor_kind(name: str) -> str:
     >>> tensor_kind("blocks.3.mlp.fc.weight"), tensor_kind("blocks.0.attn.q_gain")
     ('mlp', 'control')
     """
-    from pgolf.budget.quant.official import is_control_tensor
-
     if is_control_tensor(name) or name.endswith(("bigram.scale", "smear.gate", "skip_gates")):
         return "control"
     if name.startswith(("tok_emb", "bigram.")):
