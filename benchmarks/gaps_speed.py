@@ -23,7 +23,8 @@ import torch
 from pgolf.budget.exact.measure import fake_quantize
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.inspect.evaluate import evaluate_bpb, load_slice
-from pgolf.inspect.gaps import GapSweep, changed_tensors, quantize_small
+from pgolf.budget.quant.plans import quantize_small
+from pgolf.inspect.gaps import GapSweep, changed_tensors
 from pgolf.inspect.load import build_model, infer_architecture, open_model
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps, spearman
 

@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "pgolf.trainer.commands",
     "pgolf.inspect.commands",
     "pgolf.figures.commands",
-    "pgolf.figures.demo_commands",
+    "pgolf.figures.demo.commands",
 )
 
 

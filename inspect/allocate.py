@@ -28,7 +28,7 @@ from pgolf.budget.exact.measure import build_artifact, fake_quantize, measure_bu
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.budget.quant.schemes import get_scheme
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, allocatable, alone_bytes, precision, with_scheme
 from pgolf.inspect.reports import AllocationReport
 

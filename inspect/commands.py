@@ -159,7 +159,7 @@ def _evaluation(args, opened):
 
 def _plan(args):
     from pgolf.budget.quant.plans import resolve_plan
-    from pgolf.inspect.gaps import quantize_small
+    from pgolf.budget.quant.plans import quantize_small
 
     plan = resolve_plan(args.plan)
     return quantize_small(plan) if getattr(args, "quantize_small", False) else plan

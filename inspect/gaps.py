@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget.quant import official
 from pgolf.budget.exact.decode import roundtrip_mismatches
 from pgolf.budget.files.cache import JsonCache
 from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact, tensor_table
@@ -205,28 +203,6 @@ def gap_frame_rows(names: list[str], schemes: dict[str, str], ref: EvalResult, q
 
 
 # --- plans and the whole measurement ------------------------------------------------------------
-
-CONTROL_REGEX = "|".join(re.escape(p) for p in official.CONTROL_TENSOR_NAME_PATTERNS)
-
-
-def quantize_small(plan: str | Plan) -> Plan:
-    """The plan with the official small-tensor passthrough switched off: float tensors of
-    <= 65,536 values follow the plan's rules too, control tensors (by name) stay fp32.
-
-    Plans keep the official rule by default, so on small models (the fixtures' 128-wide blocks)
-    only the embedding would be quantized; this is how their block matrices get measured.
-
-    >>> p = quantize_small("int4")
-    >>> p.scheme_for("blocks.0.attn.c_q.weight", torch.zeros(128, 128)), p.scheme_for("blocks.0.attn_scale", torch.zeros(128))
-    ('int4', 'fp32')
-    """
-    plan = resolve_plan(plan)
-    if plan.keep_float_max_numel == 0:
-        return plan
-    return Plan(name=f"{plan.name}+small", rules=((CONTROL_REGEX, "fp32"),) + plan.rules, default=plan.default,
-                keep_float_max_numel=0, description=(plan.description + "; " if plan.description else "")
-                + "small float tensors quantized too (control tensors fp32)")
-
 
 def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> tuple[EvalResult, int, bool]:
     """Evaluate the real artifact path: build -> bytes -> read -> evaluate, never from the cache."""

@@ -29,10 +29,10 @@ from pgolf.budget.exact.compare import compare  # noqa: E402
 from pgolf.budget.exact.measure import measure_budget, tensor_table  # noqa: E402
 from pgolf.budget.quant.plans import PRESETS  # noqa: E402
 from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict  # noqa: E402
-from pgolf.figures.demo_steps import half_fp16_cap, plan_points  # noqa: E402
+from pgolf.inspect.checkpoints import half_fp16_cap, plan_points  # noqa: E402
 from pgolf.figures.labels import renderer_of  # noqa: E402
 from pgolf.figures.plots import PLOTS  # noqa: E402
-from pgolf.inspect.gaps import quantize_small  # noqa: E402
+from pgolf.budget.quant.plans import quantize_small  # noqa: E402
 from pgolf.inspect.headroom import alone_bytes, roundtrip  # noqa: E402
 from pgolf.trainer.logs import parse_log  # noqa: E402
 

@@ -13,7 +13,7 @@ from pgolf.figures.cli import main
 from pgolf.inspect import allocate as allocate_module
 from pgolf.inspect.allocate import Option, allocate, greedy, monotone
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, headroom, ladder_steps, with_scheme
 
 

@@ -11,7 +11,7 @@ from inspect_fixtures import one_thread  # noqa: F401 (fixture)
 from pgolf.budget.exact.measure import build_artifact
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.figures.cli import main
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import with_scheme
 
 TOKENIZER = ("tokenizers", "fineweb_1024_bpe.model")

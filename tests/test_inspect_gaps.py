@@ -10,7 +10,8 @@ from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artif
 from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect import gaps as gaps_module
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
-from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps, quantize_small
+from pgolf.budget.quant.plans import quantize_small
+from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps
 
 pytestmark = pytest.mark.slow  # a shared ~1 minute training run, then ~10 s per sweep
 

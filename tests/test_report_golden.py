@@ -15,7 +15,7 @@ import torch
 
 from pgolf.budget.exact.compare import compare
 from pgolf.budget.exact.measure import measure_budget
-from pgolf.figures.demo_steps import small_plans
+from pgolf.inspect.checkpoints import small_plans
 from pgolf.figures.report_md import DemoReport, Figure, Link, Section, Table, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from pgolf.trainer.train_gpt import quantile_rows as script_quantile_rows
+from pgolf.budget.quant.official import quantile_rows as script_quantile_rows
 
 SCALE_DTYPE = torch.float16
 # Scales live in fp16: floor at its smallest subnormal so an all-zero group keeps a finite,
@@ -52,7 +52,7 @@ def has_padding(x: Tensor) -> bool:
 def quantile_rows(a: Tensor, q: float, ignore_nan: bool = False) -> Tensor:
     """torch.quantile(a, q, dim=1) bit for bit; torch.nanquantile with `ignore_nan`.
 
-    The fast top-k path is the trainer script's own (the official int8 rule lives there); this
+    The fast top-k path is the official rule block's own (official.py, verbatim from the script); this
     adds NaN-padded groups and row chunks, since torch.quantile refuses inputs over 2**24 values.
     """
     step = max(1, _QUANTILE_MAX_NUMEL // max(1, a.shape[1]))

@@ -156,3 +156,23 @@ PRESETS: dict[str, Plan] = {p.name: p for p in (
     Plan("ternary", ((_EMB, "fp8_e4m3"),), default="ternary",
          description="ternary absmean per group of 128, base-3 packed; fp8 e4m3 embeddings (ternary records)"),
 )}
+
+
+def quantize_small(plan: str | Plan) -> Plan:
+    """The plan with the official small-tensor passthrough switched off: float tensors of
+    <= 65,536 values follow the plan's rules too, control tensors (by name) stay fp32.
+
+    Plans keep the official rule by default, so on small models (the fixtures' 128-wide blocks)
+    only the embedding would be quantized; this is how their block matrices get measured.
+
+    >>> import torch
+    >>> p = quantize_small("int4")
+    >>> p.scheme_for("blocks.0.attn.c_q.weight", torch.zeros(128, 128)), p.scheme_for("blocks.0.attn_scale", torch.zeros(128))
+    ('int4', 'fp32')
+    """
+    plan = resolve_plan(plan)
+    if plan.keep_float_max_numel == 0:
+        return plan
+    return Plan(name=f"{plan.name}+small", rules=((official.CONTROL_REGEX, "fp32"),) + plan.rules, default=plan.default,
+                keep_float_max_numel=0, description=(plan.description + "; " if plan.description else "")
+                + "small float tensors quantized too (control tensors fp32)")

@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 
 from pgolf.budget.progress import progress
-from pgolf.figures.demo_config import QUICK, DemoConfig
+from pgolf.figures.demo.config import QUICK, DemoConfig
 from pgolf.trainer.commands import SCRIPT
 from pgolf.trainer.corpus import DataInfo, default_cache_dir, prepare_default
 from pgolf.trainer.train_gpt import Hyperparameters

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from pgolf.figures.demo import run_demo
+    from pgolf.figures.demo.run import run_demo
 
     if args.cap is not None and args.cap <= 0:
         raise PgolfInputError(None, f"--cap {args.cap}: must be a positive number of bytes")

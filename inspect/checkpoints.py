@@ -4,7 +4,7 @@ function takes.
 
 On the demo's small models the official passthrough rule (floats of <= 65,536 values stay fp16)
 would keep every block matrix unquantized; the demo's plans therefore go through
-`inspect.gaps.quantize_small` (same rules, small matrices quantized too, control tensors fp32)
+`budget.quant.plans.quantize_small` (same rules, small matrices quantized too, control tensors fp32)
 and carry a "+small" suffix in their names.
 
 >>> [p.name for p in small_plans(["int6", "official-int8"])]
@@ -24,7 +24,7 @@ from pgolf.budget.exact.measure import fake_quantize, measure_budget
 from pgolf.budget.quant.plans import Plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import EvalSlice, evaluate_bpb, load_slice, load_weights
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.load import OpenedModel, build_model, open_model
 
 

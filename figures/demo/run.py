@@ -25,10 +25,10 @@ from pgolf.budget.exact.compare import CompareReport, compare
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.measure import BudgetReport, measure_budget
 from pgolf.budget.progress import progress
-from pgolf.figures import demo_steps as steps
-from pgolf.figures.demo_config import FULL, QUICK, DemoConfig
-from pgolf.figures.demo_report import build_report, write_outputs
-from pgolf.figures.demo_train import DemoRun, train_demo
+from pgolf.inspect import checkpoints as steps
+from pgolf.figures.demo.config import FULL, QUICK, DemoConfig
+from pgolf.figures.demo.report import build_report, write_outputs
+from pgolf.figures.demo.train import DemoRun, train_demo
 from pgolf.figures.export import export_plot
 from pgolf.figures.report_md import DemoReport, Figure
 from pgolf.inspect.allocate import allocate
