@@ -58,7 +58,13 @@ def _frame_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclasses.dataclass
 class Report:
-    """Base report: subclasses set `title`, fill `headline` and `frame`, and may add `notes`."""
+    """Base report: subclasses set `title`, fill `headline` and `frame`, and may add `notes`.
+
+    >>> import pandas as pd
+    >>> r = Report(title="demo", headline={"bytes_total": 1234567}, frame=pd.DataFrame({"a": [1]}))
+    >>> r.to_dict()
+    {'bytes_total': 1234567, 'tensors': [{'a': 1}]}
+    """
 
     title: str = ""
     headline: dict[str, Any] = dataclasses.field(default_factory=dict)

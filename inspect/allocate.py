@@ -129,6 +129,10 @@ def allocate(sd: dict[str, Tensor], cap: int = CAP_BYTES, *, oracle: GapOracle, 
     `oracle`: a GapOracle (its slice also measures val_bpb), or any object with `label` and
     `gaps(pairs, desc) -> {(name, scheme): gap}` (no `sweep`: no val_bpb reported). Raises
     CapTooSmall when even the smallest uniform candidate plan does not fit.
+
+    >>> allocation = allocate(sd, cap, oracle=oracle)  # doctest: +SKIP
+    >>> allocation.headline["bytes_total"] < cap  # doctest: +SKIP
+    True
     """
     base = quantize_small(resolve_plan(base))
     names = allocatable(sd, base)

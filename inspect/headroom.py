@@ -93,7 +93,12 @@ def roundtrip(t: Tensor, spec: str) -> Tensor:
 
 
 class GapOracle:
-    """Only-this gaps of (tensor, scheme) pairs, measured by replayed evaluations or by the proxy."""
+    """Only-this gaps of (tensor, scheme) pairs, measured by replayed evaluations or by the proxy.
+
+    >>> oracle = GapOracle(model, sd, sl, method="proxy")  # doctest: +SKIP
+    >>> oracle.method  # doctest: +SKIP
+    'proxy'
+    """
 
     def __init__(self, model: nn.Module, sd: dict[str, Tensor], sl: EvalSlice, method: str = "proxy",
                  cache_dir=None, quiet: bool = False, calib_tokens: int | None = None):
@@ -175,7 +180,12 @@ def exchange_rates(sd: dict[str, Tensor], plan: str | Plan, oracle: GapOracle | 
 def headroom(sd: dict[str, Tensor], plan: str | Plan = "official-int8", *, compressor: str = "zlib", code=None,
              cap: int = CAP_BYTES, oracle: GapOracle | None = None, ladder: tuple[str, ...] = DEFAULT_LADDER,
              delta_bytes: str = "whole", quiet: bool = False, source: str = "") -> HeadroomReport:
-    """Headroom of `sd` under `plan` and the exchange rates of every tensor's next step."""
+    """Headroom of `sd` under `plan` and the exchange rates of every tensor's next step.
+
+    >>> room = headroom(sd, small_plans(["int6"])[0], cap=cap, oracle=oracle)  # doctest: +SKIP
+    >>> room.headline["headroom_bytes"] > 0  # doctest: +SKIP
+    True
+    """
     plan = resolve_plan(plan)
     budget = measure_budget(sd, plan, compressor, code=code, cap=cap, per_tensor=False)
     head = {k: budget.headline[k] for k in ("params", "plan", "compressor", "bytes_model", "bytes_code",

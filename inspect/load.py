@@ -192,7 +192,17 @@ class OpenedModel:
 
 
 def open_model(path: str | Path) -> OpenedModel:
-    """Load any input and infer its architecture (a non-baseline model still opens, arch=None)."""
+    """Load any input and infer its architecture (a non-baseline model still opens, arch=None).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "w.pt"
+    >>> torch.save(sd, path)
+    >>> m = open_model(path)
+    >>> m.loaded.format, m.arch is None
+    ('state-dict-pt', True)
+    """
     loaded = load_input(path)
     config = loaded.metadata.get("config") if isinstance(loaded.metadata, dict) else None
     try:

@@ -29,7 +29,8 @@ from pgolf.budget.exact.compare import compare  # noqa: E402
 from pgolf.budget.exact.measure import measure_budget, tensor_table  # noqa: E402
 from pgolf.budget.quant.plans import PRESETS  # noqa: E402
 from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict  # noqa: E402
-from pgolf.inspect.checkpoints import half_fp16_cap, plan_points  # noqa: E402
+from pgolf.budget.exact.measure import half_fp16_cap  # noqa: E402
+from pgolf.figures.frames import plan_points  # noqa: E402
 from pgolf.figures.labels import renderer_of  # noqa: E402
 from pgolf.figures.plots import PLOTS  # noqa: E402
 from pgolf.budget.quant.plans import quantize_small  # noqa: E402

@@ -288,7 +288,13 @@ def serialize(items: list[Item], plan_name: str, quiet: bool = True) -> tuple[st
 @one_torch_thread()
 def build_artifact(sd: dict[str, Tensor], plan: str | Plan = "official-int8", compressor: str | Compressor = "zlib",
                    quiet: bool = True) -> bytes:
-    """The exact artifact bytes of `sd` under `plan` and `compressor`."""
+    """The exact artifact bytes of `sd` under `plan` and `compressor`.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> build_artifact(sd, "int6", "zstd")[:5], build_artifact(sd, "official-int8", "zlib")[:1]
+    (b'PGOLF', b'x')
+    """
     plan = resolve_plan(plan)
     return build(assign(sd, plan, check_finite=False), plan.name, compressor, quiet).blob
 
@@ -303,7 +309,14 @@ def dequantized(items: list[Item]) -> dict[str, Tensor]:
 
 @one_torch_thread()
 def fake_quantize(sd: dict[str, Tensor], plan: str | Plan = "official-int8") -> dict[str, Tensor]:
-    """quantize -> dequantize in memory: what the artifact decodes to, in the input's dtypes."""
+    """quantize -> dequantize in memory: what the artifact decodes to, in the input's dtypes.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> w = fake_quantize(sd, "int6")["w"]
+    >>> w.dtype, w[0].unique().numel() <= 63
+    (torch.float32, True)
+    """
     items = assign(sd, plan)
     for item in items:
         quantize_item(item)

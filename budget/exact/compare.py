@@ -16,14 +16,15 @@ import math
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pandas as pd
+from torch import Tensor
 
 from pgolf.budget.exact.build import Item, assign, dequantized, package, serialize
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, Stored, read_artifact, roundtrip_mismatches, stored_form
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.glossary import CAP_BYTES, totals
-from pgolf.budget.exact.measure import WORKERS, code_sizes_for
-from pgolf.budget.quant.plans import resolve_plan
+from pgolf.budget.exact.measure import WORKERS, code_sizes_for, measure_budget
+from pgolf.budget.quant.plans import resolve_plan, small_plans
 from pgolf.budget.progress import progress
 from pgolf.budget.report_base import Report, _frame_text
 
@@ -34,7 +35,14 @@ MATRIX_VALUES = ("bytes_model", "bits_per_param", "headroom_bytes")
 
 @dataclasses.dataclass(repr=False)
 class CompareReport(Report):
-    """One row per (plan, compressor); text shows one plan x compressor matrix per value."""
+    """One row per (plan, compressor); text shows one plan x compressor matrix per value.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = compare(sd, ["int6"], ["zlib"])
+    >>> type(r).__name__, r.headline["best"]
+    ('CompareReport', 'int6 + zlib')
+    """
 
     rows_key: str = "pairs"
 
@@ -70,6 +78,12 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
 
     With `stored` (an artifact's stored form, stored.py) its own plan keeps the stored tensors,
     and its own plan + compressor pair is the file itself.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = compare(sd, ["int6", "int4"], ["zlib", "none"])
+    >>> r.frame[["plan", "compressor"]].values.tolist()
+    [['int6', 'zlib'], ['int6', 'none'], ['int4', 'zlib'], ['int4', 'none']]
     """
     plan_objs = [resolve_plan(p) for p in plans]
     comps = [get_compressor(c) for c in compressors]
@@ -108,6 +122,34 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
 
 
 def compare_input(loaded, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), **kw) -> CompareReport:
-    """`compare` for a readers.LoadedInput: an artifact's own plan keeps its stored tensors."""
+    """`compare` for a readers.LoadedInput: an artifact's own plan keeps its stored tensors.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> import tempfile, pathlib
+    >>> from pgolf.budget.exact.build import build_artifact
+    >>> from pgolf.budget.exact.inputs import load_input
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.pgolf"
+    >>> _ = path.write_bytes(build_artifact(sd, "int5", "zstd"))
+    >>> compare_input(load_input(path), ["int5"], ["zstd"]).frame["bytes_model"].tolist() == [path.stat().st_size]
+    True
+    """
     kw.setdefault("source", str(loaded.path))
     return compare(loaded.state_dict, plans, compressors, stored=stored_form(loaded.artifact), **kw)
+
+
+def compressor_frame(sd: dict[str, Tensor], schemes, compressors, quiet: bool = True) -> pd.DataFrame:
+    """Per-tensor rows of `measure_budget` for each uniform scheme x compressor (only the tensors
+    stored in that scheme): scheme, compressor, compressed_bytes (alone), entropy_bytes.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> compressor_frame(sd, ["int6"], ["zlib", "lzma"])[["plan", "compressor"]].values.tolist()
+    [['int6+small', 'zlib'], ['int6+small', 'lzma']]
+    """
+    frames = []
+    pairs = [(p, c) for p in small_plans(schemes) for c in compressors]
+    for plan, comp in progress(pairs, desc="schemes x compressors", quiet=quiet):
+        frame = measure_budget(sd, plan, comp).to_dataframe()
+        frames.append(frame[frame["scheme"] == plan.default].assign(plan=plan.name, compressor=comp))
+    return pd.concat(frames, ignore_index=True)

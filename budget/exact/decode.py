@@ -148,7 +148,14 @@ def decode_artifact(blob: bytes, path=None, max_output_bytes: int = DEFAULT_MAX_
 
 
 def read_artifact(blob: bytes, max_output_bytes: int = DEFAULT_MAX_OUTPUT) -> dict[str, Tensor]:
-    """Dequantized tensors of an artifact (pgolf-framed, or an official zlib `.ptz`)."""
+    """Dequantized tensors of an artifact (pgolf-framed, or an official zlib `.ptz`).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> from pgolf.budget.exact.build import build_artifact
+    >>> read_artifact(build_artifact(sd, "int6", "zstd"))["w"].shape
+    torch.Size([100, 700])
+    """
     return decode_artifact(blob, None, max_output_bytes).state_dict
 
 

@@ -31,7 +31,7 @@ from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.glossary import CAP_BYTES, totals
-from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.quant.plans import Plan, quantize_small, resolve_plan
 from pgolf.budget.report_base import Report
 
 __all__ = ["measure_budget", "measure_input", "tensor_table", "fake_quantize", "build_artifact", "read_artifact",
@@ -47,6 +47,12 @@ class BudgetReport(Report):
     """Headline totals (params ... headroom_bytes, then details) and one row per tensor.
 
     `artifact` holds the measured artifact's bytes (not rendered), e.g. to write it to a file.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = measure_budget(sd, "int6", "zlib")
+    >>> type(r).__name__, r.to_dataframe().loc[0, "scheme"]
+    ('BudgetReport', 'int6')
     """
 
     artifact: bytes | None = dataclasses.field(default=None, repr=False)
@@ -181,6 +187,12 @@ def measure_budget(sd: dict[str, Tensor], plan: str | Plan = "official-int8", co
 
     `code`: a script path (or {"raw", "wrapped"} sizes); `code_wrapped` counts its lzma+base85
     wrapper instead of its raw bytes. `per_tensor=False` skips compressing each tensor alone.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = measure_budget(sd, "int6", "zlib")
+    >>> r.headline["params"], r.headline["roundtrip_exact"]
+    (70000, True)
     """
     plan = resolve_plan(plan)
     return measure_items(assign(sd, plan), plan.name, compressor, code=code, code_wrapped=code_wrapped, cap=cap,
@@ -191,7 +203,17 @@ def measure_input(loaded, plan: str | Plan | None = None, compressor: str | Comp
                   **kw) -> BudgetReport:
     """Budget of a `readers.LoadedInput`. An artifact measured under its own plan keeps its stored
     tensors (no requantization), and with its own compressor its file bytes ARE bytes_model;
-    `None` means "as stored" (official-int8 + zlib for plain weights)."""
+    `None` means "as stored" (official-int8 + zlib for plain weights).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> import tempfile, pathlib
+    >>> from pgolf.budget.exact.inputs import load_input
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.pgolf"
+    >>> _ = path.write_bytes(build_artifact(sd, "int5", "zstd"))
+    >>> measure_input(load_input(path)).headline["bytes_model"] == path.stat().st_size
+    True
+    """
     stored = stored_form(loaded.artifact)
     plan = resolve_plan(plan if plan is not None else stored.plan if stored else "official-int8")
     comp = get_compressor(compressor if compressor is not None else stored.compressor if stored else "zlib")
@@ -200,3 +222,17 @@ def measure_input(loaded, plan: str | Plan | None = None, compressor: str | Comp
         return measure_budget(loaded.state_dict, plan, comp, **kw)
     built = stored.built if comp.name == stored.compressor else None
     return measure_items(stored.items, plan.name, comp, built=built, **kw)
+
+
+def half_fp16_cap(sd: dict[str, Tensor], compressor: str = "zlib") -> tuple[int, int]:
+    """(cap, fp16 bytes): half the exact artifact bytes of the model stored all in fp16 (control
+    tensors fp32) with `compressor`: full precision cannot fit, 8 bits per weight only just.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> cap, fp16 = half_fp16_cap(sd)
+    >>> cap == fp16 // 2 > 0
+    True
+    """
+    fp16 = measure_budget(sd, quantize_small("fp16"), compressor, per_tensor=False).headline["bytes_model"]
+    return int(fp16) // 2, int(fp16)

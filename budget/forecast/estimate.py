@@ -289,7 +289,13 @@ ESTIMATED_HEADLINE = ("bytes_model", "bytes_total", "headroom_bytes", "bits_per_
 
 @dataclasses.dataclass(repr=False)
 class EstimateReport(BudgetReport):
-    """A BudgetReport whose model bytes are estimated (headline `estimated`: True)."""
+    """A BudgetReport whose model bytes are estimated (headline `estimated`: True).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> type(estimate_budget(sd, "int6", "zlib")).__name__
+    'EstimateReport'
+    """
 
 
 @one_torch_thread()
@@ -301,6 +307,12 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     Exact: params, payload/values/scales bytes, bytes_code. Estimated: bytes_model (and what
     derives from it), per-tensor compressed_bytes (its share inside the artifact) and, when rows
     are sampled, entropy_bytes. bytes_model_low/high spread the fit's worst whole-artifact error.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = estimate_budget(sd, "int6", "zlib")
+    >>> r.headline["estimated"], r.headline["params"]
+    (True, 70000)
     """
     cap = CAP_BYTES if cap is None else int(cap)
     fit = fit or load_fit()

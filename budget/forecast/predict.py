@@ -51,7 +51,11 @@ DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
 
 @dataclasses.dataclass(repr=False)
 class PredictReport(Report):
-    """Predicted bytes for a config: headline with interval, one row per tensor."""
+    """Predicted bytes for a config: headline with interval, one row per tensor.
+
+    >>> type(predict(layers=2, dim=128, plan="int6")).__name__
+    'PredictReport'
+    """
 
 
 def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024, untied=False,
@@ -130,6 +134,10 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     `scale`: "long" (a record-length run: weights LONG_RUN_STD_GAIN x the calibrated scale, no
     scale floor binds; the interval reaches down to the calibrated scale) or "calibrated" (the
     scale our short calibration runs reached).
+
+    >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="int6", compressor="zstd")
+    >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
+    (17059912, True)
     """
     stats, fit = stats or load_weight_stats(), fit or load_fit()
     plan, comp = resolve_plan(plan), get_compressor(compressor)

@@ -111,7 +111,13 @@ def plan_from_dict(obj: object, source: str | os.PathLike | None = None) -> Plan
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
-    """Read a plan JSON file written by `Plan.save` (or by hand)."""
+    """Read a plan JSON file written by `Plan.save` (or by hand).
+
+    >>> import tempfile, pathlib
+    >>> path = resolve_plan("int5-mlp-int6-attn").save(pathlib.Path(tempfile.mkdtemp()) / "plan.json")
+    >>> load_plan(path).name
+    'int5-mlp-int6-attn'
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -126,7 +132,11 @@ def load_plan(path: str | os.PathLike) -> Plan:
 
 
 def resolve_plan(spec: str | Plan) -> Plan:
-    """A Plan from a preset name, a bare scheme spec, or a path to a plan JSON file."""
+    """A Plan from a preset name, a bare scheme spec, or a path to a plan JSON file.
+
+    >>> resolve_plan("int6").default, resolve_plan("official-int8").keep_float_max_numel
+    ('int6', 65536)
+    """
     if isinstance(spec, Plan):
         return spec
     text = str(spec).strip()
@@ -176,3 +186,12 @@ def quantize_small(plan: str | Plan) -> Plan:
     return Plan(name=f"{plan.name}+small", rules=((official.CONTROL_REGEX, "fp32"),) + plan.rules, default=plan.default,
                 keep_float_max_numel=0, description=(plan.description + "; " if plan.description else "")
                 + "small float tensors quantized too (control tensors fp32)")
+
+
+def small_plans(names) -> list[Plan]:
+    """Presets or scheme names as plans that also quantize small matrices (`quantize_small`).
+
+    >>> [p.name for p in small_plans(["int6", "official-int8"])]
+    ['int6+small', 'official-int8+small']
+    """
+    return [quantize_small(n) for n in names]

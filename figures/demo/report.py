@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pgolf.budget.atomic import write_text_atomic
+from pgolf.figures.demo.measured import Measured
 from pgolf.figures.demo.train import DemoRun
 from pgolf.figures.report_html import render_html
 from pgolf.figures.report_md import DemoReport, Figure, Link, Section, Table, render_markdown
-
-if TYPE_CHECKING:
-    from pgolf.figures.demo.run import Measured
 
 DEMO_FORMAT = "pgolf-demo-v1"
 

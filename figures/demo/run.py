@@ -19,52 +19,29 @@ import dataclasses
 import time
 from pathlib import Path
 
-import pandas as pd
+import torch
 
-from pgolf.budget.exact.compare import CompareReport, compare
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exact.measure import BudgetReport, measure_budget
+from pgolf.budget.exact.compare import compare, compressor_frame
+from pgolf.budget.exact.measure import half_fp16_cap, measure_budget
 from pgolf.budget.progress import progress
-from pgolf.inspect import checkpoints as steps
+from pgolf.budget.quant.plans import small_plans
 from pgolf.figures.demo.config import FULL, QUICK, DemoConfig
+from pgolf.figures.demo.measured import Measured
 from pgolf.figures.demo.report import build_report, write_outputs
 from pgolf.figures.demo.train import DemoRun, train_demo
 from pgolf.figures.export import export_plot
+from pgolf.figures.frames import plan_points
 from pgolf.figures.report_md import DemoReport, Figure
 from pgolf.inspect.allocate import allocate
+from pgolf.inspect.checkpoints import checkpoint_frame, eval_slice, open_checkpoint, plan_bpb
 from pgolf.inspect.gaps import measure_gaps
 from pgolf.inspect.headroom import GapOracle, headroom
-from pgolf.inspect.reports import AllocationReport, GapsReport, HeadroomReport
 from pgolf.trainer.corpus import prepare_default
 from pgolf.trainer.logs import parse_log
 
 STAGES = ("prepare data", "train", "budget", "plan BPB", "compressors", "gaps", "headroom", "allocate",
           "checkpoints", "figures", "report")
-
-
-@dataclasses.dataclass
-class Measured:
-    """Everything the demo measured on the final checkpoint (and across the checkpoints)."""
-
-    cap: int
-    cap_rule: str
-    eval_tokens: int
-    compared: CompareReport
-    plan_bpb: pd.DataFrame  # plan, val_bpb (roundtrip; "none" = unquantized)
-    points: pd.DataFrame  # compare rows + val_bpb: the headroom plot's input
-    compressor_rows: pd.DataFrame
-    gaps: list[GapsReport]
-    headroom: HeadroomReport
-    allocation: AllocationReport
-    allocation_path: Path  # the allocated plan, saved (pgolf budget --plan reads it)
-    allocated_budget: BudgetReport
-    checkpoints: pd.DataFrame
-
-    def gap_rows(self) -> pd.DataFrame:
-        """Per-tensor gap rows of every scheme, only the tensors each plan stores in its scheme
-        (control tensors stay fp32 under every plan and have gap 0)."""
-        return pd.concat([r.to_dataframe().query("scheme == @r.headline['plan'].removesuffix('+small')")
-                          for r in self.gaps], ignore_index=True)
 
 
 @dataclasses.dataclass
@@ -104,31 +81,31 @@ class _Stages:
 def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages: _Stages,
             quiet: bool = True) -> Measured:
     """Every measurement of the demo on `run`'s final checkpoint (stages "budget" .. "checkpoints")."""
-    opened, model = steps.open_checkpoint(run.final_checkpoint)
+    opened, model = open_checkpoint(run.final_checkpoint)
     sd, source = opened.state_dict, run.final_checkpoint.name
-    sl = steps.eval_slice(opened, config.val_tokens)
+    sl = eval_slice(opened, config.val_tokens)
 
     stages.start("budget")
     cap_rule = "given with --cap"
     if cap is None:
-        cap, fp16_bytes = steps.half_fp16_cap(sd)
+        cap, fp16_bytes = half_fp16_cap(sd)
         cap_rule = f"half of the model's fp16 artifact ({fp16_bytes:,} bytes, fp16+small + zlib)"
-    plans = steps.small_plans(config.plans)
+    plans = small_plans(config.plans)
     compared = compare(sd, plans, config.compressors, cap=cap, quiet=quiet)
     stages.start("plan BPB")
-    bpb = steps.plan_bpb(model, sd, plans, sl, quiet=quiet)
+    bpb = plan_bpb(model, sd, plans, sl, quiet=quiet)
     stages.start("compressors")
-    compressor_rows = steps.compressor_frame(sd, config.compressor_schemes, config.compressors, quiet=quiet)
+    compressor_rows = compressor_frame(sd, config.compressor_schemes, config.compressors, quiet=quiet)
 
     stages.start("gaps")
     cache = out / "cache"  # evaluations shared by the gap sweeps, headroom and allocation
     gaps = [measure_gaps(model, plan, sl, sd=sd, quiet=quiet, calib_tokens=config.calib_tokens,
                          all_but_this=config.all_but_this, cache_dir=cache, source=source)
-            for plan in steps.small_plans(config.gap_schemes)]
+            for plan in small_plans(config.gap_schemes)]
     stages.start("headroom")
     oracle = GapOracle(model, sd, sl, method=config.gap_method, cache_dir=cache, quiet=quiet,
                        calib_tokens=config.calib_tokens)
-    room = headroom(sd, steps.small_plans([config.headroom_plan])[0], cap=cap, oracle=oracle, quiet=quiet,
+    room = headroom(sd, small_plans([config.headroom_plan])[0], cap=cap, oracle=oracle, quiet=quiet,
                     source=source)
     stages.start("allocate")
     try:
@@ -141,8 +118,8 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     allocated_budget = measure_budget(sd, allocation.plan, "zlib", cap=cap, source=source)
 
     stages.start("checkpoints")
-    ckpts = steps.checkpoint_frame(run.checkpoints, sl, "official-int8", "zlib", cap=cap, quiet=quiet)
-    points = steps.plan_points(compared, bpb, config.headroom_compressors)
+    ckpts = checkpoint_frame(run.checkpoints, sl, "official-int8", "zlib", cap=cap, quiet=quiet)
+    points = plan_points(compared, bpb, config.headroom_compressors)
     return Measured(cap, cap_rule, sl.n_tokens, compared, bpb, points, compressor_rows,
                     gaps, room, allocation, plan_path, allocated_budget, ckpts)
 
@@ -173,7 +150,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, cap: int | None
     config = config or (QUICK if quick else FULL)
     out = Path(out)
     stages = _Stages(quiet)
-    steps.threads(config.torch_threads())
+    torch.set_num_threads(max(1, int(config.torch_threads())))  # small matrices gain nothing from more
     stages.start("prepare data")
     data = prepare_default(quiet=True)
     stages.start("train")

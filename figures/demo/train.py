@@ -112,7 +112,12 @@ def _cache_key(config: DemoConfig, data: DataInfo) -> str:
 def demo_run(cache: bool = True, config: DemoConfig = QUICK, quiet: bool = True,
              cache_dir: str | os.PathLike | None = None) -> DemoRun:
     """The small model trained on the embedded default, reused from the cache when this config,
-    script and dataset were trained before (cache=False always trains, into a temp folder)."""
+    script and dataset were trained before (cache=False always trains, into a temp folder).
+
+    >>> run = demo_run()  # doctest: +SKIP
+    >>> run.final_checkpoint.suffix  # doctest: +SKIP
+    '.safetensors'
+    """
     data = prepare_default(quiet=quiet)
     if not cache:
         return train_demo(Path(tempfile.mkdtemp(prefix="pgolf-demo-")) / "run", config, data, quiet)
@@ -140,5 +145,9 @@ def demo_run(cache: bool = True, config: DemoConfig = QUICK, quiet: bool = True,
 
 
 def demo_checkpoint(cache: bool = True, config: DemoConfig = QUICK, quiet: bool = True) -> Path:
-    """Path of the demo model's final checkpoint (step_NNNNNN.safetensors with its JSON sidecar)."""
+    """Path of the demo model's final checkpoint (step_NNNNNN.safetensors with its JSON sidecar).
+
+    >>> demo_checkpoint().name  # doctest: +SKIP
+    'step_000200.safetensors'
+    """
     return demo_run(cache=cache, config=config, quiet=quiet).final_checkpoint
