@@ -1,7 +1,7 @@
 """`pgolf budget`, `pgolf compare`, `pgolf schemes`: the budget engine on the command line.
 
 Flags map one-to-one onto `measure_budget` / `compare` keyword arguments. INPUT is any file
-`readers.load_input` reads (checkpoint, .pt, .safetensors, official .ptz, pgolf artifact);
+`exact.inputs.load_input` reads (checkpoint, .pt, .safetensors, official .ptz, pgolf artifact);
 `--baseline` measures a seeded baseline-shaped model (9x512, vocab 1024) instead.
 
     pgolf budget --baseline

@@ -25,11 +25,7 @@ COMMAND_MODULES = (
 
 def _load_command_modules():
     for name in COMMAND_MODULES:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency must not pass silently
-                raise
+        yield importlib.import_module(name)
 
 
 def build_parser() -> argparse.ArgumentParser:

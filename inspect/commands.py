@@ -1,7 +1,7 @@
 """`pgolf inspect`, `pgolf gaps`, `pgolf headroom`, `pgolf allocate` on the command line.
 
 Flags map onto the keyword arguments of `inspect_summary`, `measure_gaps`, `headroom` and
-`allocate`. INPUT is anything `pgolf.budget.readers.load_input` reads; evaluations need the
+`allocate`. INPUT is anything `pgolf.budget.exact.inputs.load_input` reads; evaluations need the
 baseline GPT family (architecture inferred from the tensors, or a checkpoint's sidecar).
 
     pgolf inspect final_model.int8.ptz

@@ -1,6 +1,6 @@
 """Open any model file pgolf reads, and infer the baseline-family architecture from its tensors.
 
-`open_model(path)` loads through `pgolf.budget.readers.load_input` (our checkpoints, `.pt`,
+`open_model(path)` loads through `pgolf.budget.exact.inputs.load_input` (our checkpoints, `.pt`,
 safetensors, official `.ptz`, pgolf artifacts) and infers the architecture; `build_model`
 turns a state dict into the trainer's `GPT` loaded with `strict=True`, so a participant's
 checkpoint can be evaluated without its script. A checkpoint sidecar's config wins over shapes.

@@ -1,6 +1,6 @@
 """Report objects of the inspect area: summary, gaps, headroom, allocation.
 
-Each is a `pgolf.budget.report.Report` (text for the CLI, HTML for Jupyter, markdown, JSON) with a
+Each is a `pgolf.budget.report_base.Report` (text for the CLI, HTML for Jupyter, markdown, JSON) with a
 tidy DataFrame in the glossary's columns underneath; building one never prints.
 
 >>> r = GapsReport.build({"val_bpb_full": 1.5, "val_bpb_quantized": 1.52, "quant_gap_bpb": 0.02},

@@ -79,7 +79,7 @@ def is_run_dir(path: Path) -> bool:
 
 def open_source(path: str | Path) -> ExportSource:
     """A run folder (final_model.pt, else its newest checkpoint; config from the newest sidecar),
-    a pgolf checkpoint, or any model file `pgolf.budget.readers.load_input` reads."""
+    a pgolf checkpoint, or any model file `pgolf.budget.exact.inputs.load_input` reads."""
     p = Path(path)
     if not p.exists():
         raise PgolfInputError(p, "no such file or folder")

@@ -76,7 +76,7 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
             source: str = "", stored: Stored | None = None) -> CompareReport:
     """Measure every plan x compressor pair of `sd` (see module docstring).
 
-    With `stored` (an artifact's stored form, stored.py) its own plan keeps the stored tensors,
+    With `stored` (an artifact's stored form, decode.py) its own plan keeps the stored tensors,
     and its own plan + compressor pair is the file itself.
 
     >>> import torch
@@ -122,7 +122,7 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
 
 
 def compare_input(loaded, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), **kw) -> CompareReport:
-    """`compare` for a readers.LoadedInput: an artifact's own plan keeps its stored tensors.
+    """`compare` for an inputs.LoadedInput: an artifact's own plan keeps its stored tensors.
 
     >>> import torch
     >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}

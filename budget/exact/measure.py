@@ -201,7 +201,7 @@ def measure_budget(sd: dict[str, Tensor], plan: str | Plan = "official-int8", co
 
 def measure_input(loaded, plan: str | Plan | None = None, compressor: str | Compressor | None = None,
                   **kw) -> BudgetReport:
-    """Budget of a `readers.LoadedInput`. An artifact measured under its own plan keeps its stored
+    """Budget of an `inputs.LoadedInput`. An artifact measured under its own plan keeps its stored
     tensors (no requantization), and with its own compressor its file bytes ARE bytes_model;
     `None` means "as stored" (official-int8 + zlib for plain weights).
 

@@ -125,7 +125,7 @@ def save_weight_stats(stats: dict, path: str | Path) -> None:
 
 
 def load_weight_stats(path: str | Path | None = None) -> dict:
-    """The shipped statistics (budget/data/weight_stats.json) or a file of the same format."""
+    """The shipped statistics (budget/forecast/data/weight_stats.json) or a file of the same format."""
     if path is None:
         path = DATA_DIR / "weight_stats.json"  # namespace package: importlib.resources cannot see it
     where = str(path)

@@ -6,7 +6,7 @@ the full tensor would) and packs them in the scheme's storage: each tensor gives
 scales stream with exact full byte counts. sampled.py groups alike streams, compresses a middle
 chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
 settings, and scales each group up with a correction fitted on our own measurements
-(budget/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
+(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
 fitted constant plus a per-stream term. An artifact of at most sampled.WHOLE_MAX_BYTES stored
 bytes (one largest sample) is quantized whole and all its stored bytes, in artifact order, are
 compressed as one stream (whole_payload), with an overhead fitted for that case. Raw payload
@@ -166,7 +166,7 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
 
 # --- the fitted correction ----------------------------------------------------------------------
 def load_fit(path: str | Path | None = None) -> dict:
-    """The shipped correction (budget/data/estimate_fit.json) or a file of the same format."""
+    """The shipped correction (budget/forecast/data/estimate_fit.json) or a file of the same format."""
     # the namespace package hides its data from importlib.resources: read beside this file
     where = str(Path(__file__).resolve().parent / "data" / "estimate_fit.json" if path is None else path)
     try:

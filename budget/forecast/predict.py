@@ -1,7 +1,7 @@
 """Predict artifact bytes from a config before any weights exist, and the largest config that fits.
 
 `predict(...)` lists the baseline family's tensors for the config (shapes.py), gives each matrix
-the trained-weight statistics of its role (budget/data/weight_stats.json: overall RMS, tail shape,
+the trained-weight statistics of its role (budget/forecast/data/weight_stats.json: overall RMS, tail shape,
 row-scale spread, with the range seen across calibration checkpoints), draws seeded rows with
 those statistics, quantizes and packs them under the plan, and turns them into compressed bytes
 the way the fast estimator does (estimate.py: the real codec on a sample, scaled up with the

@@ -3,7 +3,7 @@
 The rule block below is a verbatim copy of trainer/train_gpt.py's, kept identical by
 tests/test_official_copy.py. The script stays the reference, because its own bytes are what the
 challenge counts and it cannot import pgolf; a copy rather than an import keeps budget/ below the
-trainer (importing a scheme used to run the whole training script's imports) and still cannot drift.
+trainer (an import would run the whole training script's imports for every scheme) and cannot drift.
 Rules (shared/reference/official_format.md §2): per-row clip at the 99.99984th percentile of |w|,
 scale = clip/127 floored at 1/127 stored as fp16, values in [-127, 127]; float tensors with
 <= 65,536 values pass through (control tensors as fp32, other fp32/bf16 as fp16 with the original

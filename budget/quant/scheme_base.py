@@ -1,8 +1,8 @@
 """Scheme building blocks: the stored form of a tensor (QTensor) and the base class of every scheme.
 
 A scheme turns a tensor into integer `symbols` (plus scales) and back; the base class owns
-packing through a storage (storage.py) and `payload_bytes(shape, dtype)`, the one function that
-derives bytes for (shape, scheme). Families live in schemes.py and grouped.py.
+packing through a storage (packing.py) and `payload_bytes(shape, dtype)`, the one function that
+derives bytes for (shape, scheme). Families live in schemes.py and grouped_schemes.py.
 
 >>> QTensor(torch.zeros(2, dtype=torch.int8), None, (2,), torch.float32, "int6").shape
 (2,)

@@ -4,7 +4,7 @@ A scheme turns a float tensor into integer `symbols` (plus fp16 `scales`) and ba
 primary: `.bits` is the stored bits per value (storage included, scales excluded) and
 `payload_bytes(shape, dtype)` is the one function that derives bytes for (shape, scheme).
 This module holds the float, passthrough and official families, the registry and the spec
-parser; intN / ternary / binary live in grouped.py, the base class in scheme_base.py.
+parser; intN / ternary / binary live in grouped_schemes.py, the base class in scheme_base.py.
 
 Spec strings name variants: `base[:modifier]...`, e.g. `int6`, `int6:sdclip(12.85)`,
 `int5:mse:group(64):packed`, `ternary:packed`, `binary:byte`. Modifiers: clip rules
@@ -117,7 +117,7 @@ class PassthroughScheme(Scheme):
 
 @dataclasses.dataclass(frozen=True)
 class OfficialInt8Scheme(Scheme):
-    """The baseline's int8_clean_per_row_v1 (reuses budget/official.py, bit-exact)."""
+    """The baseline's int8_clean_per_row_v1 (reuses quant/official.py, bit-exact)."""
 
     storage: str = "byte"
     name = official.FORMAT_TAG
