@@ -1,4 +1,4 @@
-"""`pgolf demo [--out DIR] [--quick] [--cap N]`: the main job on the embedded default (see demo.py).
+"""`pgolf demo [--out DIR] [--quick] [--cap N]`: the main job on the embedded default (see run.py).
 
     pgolf demo                      # runs/demo/: report.md, report.html, figures/, train/ (~10 min)
     pgolf demo --quick --out /tmp/d # the CI-sized run (under two minutes on 2 cores)
