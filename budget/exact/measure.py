@@ -79,15 +79,25 @@ def symbol_stats(symbols: Tensor) -> tuple[int, float]:
     return int(counts.size), max(0.0, float(bits)) / 8
 
 
+def tensor_row(name: str, shape: tuple[int, ...], dtype: torch.dtype, scheme, tied: bool = False) -> dict:
+    """The columns every per-tensor row starts with; a tied entry stores no bytes of its own.
+
+    >>> from pgolf.budget.quant.schemes import get_scheme
+    >>> tensor_row("w", (4, 8), torch.float32, get_scheme("int8"))["payload_bytes"]
+    40
+    """
+    nv, ns = (0, 0) if tied else scheme.payload_bytes(tuple(shape), dtype)
+    return {"name": name, "shape": tuple(shape), "numel": math.prod(shape), "dtype": str(dtype).removeprefix("torch."),
+            "scheme": scheme.name, "storage": scheme.storage, "values_bytes": int(nv), "scales_bytes": int(ns),
+            "payload_bytes": int(nv + ns)}
+
+
 def _row(item: Item, src: Item, compressed: int | None) -> dict:
     tied = item.tied_to is not None
-    nv, ns = (0, 0) if tied else src.scheme.payload_bytes(src.shape, src.dtype)
     levels, entropy = (0, 0.0) if tied else symbol_stats(src.q.symbols)
-    return {"name": item.name, "shape": tuple(item.shape), "numel": math.prod(item.shape),
-            "dtype": str(item.dtype).removeprefix("torch."), "scheme": src.scheme.name, "storage": src.scheme.storage,
+    return {**tensor_row(item.name, item.shape, item.dtype, src.scheme, tied),
             "kind": "quantized" if src.scheme.kind == "quantized" else "passthrough",
-            "bits_per_value": src.scheme.bits_for(src.dtype), "values_bytes": nv, "scales_bytes": ns,
-            "payload_bytes": nv + ns, "levels": levels, "entropy_bytes": int(round(entropy)),
+            "bits_per_value": src.scheme.bits_for(src.dtype), "levels": levels, "entropy_bytes": int(round(entropy)),
             "compressed_bytes": 0 if tied else (compressed if compressed is not None else -1),
             "tied_to": item.tied_to or ""}
 

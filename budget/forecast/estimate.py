@@ -32,7 +32,7 @@ from torch import Tensor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.build import artifact_kind, assign
 from pgolf.budget.exact.container import frame_header
-from pgolf.budget.exact.measure import BudgetReport, code_sizes_for
+from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast import sampled
@@ -145,7 +145,8 @@ def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_valu
 def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = SAMPLE_VALUES) -> tuple[dict, list[Stream]]:
     """Exact byte counts and sampled streams of one tensor under one scheme spec."""
     scheme = get_scheme(spec)
-    values_bytes, scales_bytes = scheme.payload_bytes(tuple(t.shape), t.dtype)
+    row = tensor_row(name, tuple(t.shape), t.dtype, scheme)
+    values_bytes, scales_bytes = row["values_bytes"], row["scales_bytes"]
     if sample_values is not None:
         # wide alphabets (int7/int8: 127-255 levels) need more values before their rare levels show
         sample_values *= max(1, int(getattr(scheme, "levels", 0) or 0) // 64)
@@ -157,10 +158,7 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
         entropy_bits = symbol_entropy_bits(q.symbols) * ratio
     else:
         entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
-    row = {"name": name, "shape": tuple(t.shape), "numel": int(t.numel()), "dtype": str(t.dtype).removeprefix("torch."),
-           "scheme": scheme.name, "storage": scheme.storage, "values_bytes": int(values_bytes),
-           "scales_bytes": int(scales_bytes), "payload_bytes": int(values_bytes + scales_bytes),
-           "entropy_bytes": int(round(entropy_bits / 8)), "sampled_fraction": 1.0 / ratio}
+    row.update(entropy_bytes=int(round(entropy_bits / 8)), sampled_fraction=1.0 / ratio)
     return row, streams
 
 
@@ -246,9 +244,7 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
     rows, streams = [], []
     for item in progress(items, desc="estimate", total=len(items), quiet=quiet):
         if item.tied_to is not None:
-            rows.append({"name": item.name, "shape": item.shape, "numel": math.prod(item.shape),
-                         "dtype": str(item.dtype).removeprefix("torch."), "scheme": item.scheme.name,
-                         "storage": item.scheme.storage, "values_bytes": 0, "scales_bytes": 0, "payload_bytes": 0,
+            rows.append({**tensor_row(item.name, item.shape, item.dtype, item.scheme, tied=True),
                          "entropy_bytes": 0, "sampled_fraction": 1.0, "tied_to": item.tied_to})
             continue
         row, tensor_streams_ = tensor_streams(item.name, item.tensor, item.scheme.name, sample_values)
