@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from pgolf.budget.exact.measure import fake_quantize
+from pgolf.budget.exact.build import fake_quantize
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.inspect.evaluate import evaluate_bpb, load_slice
 from pgolf.budget.quant.plans import quantize_small

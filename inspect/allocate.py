@@ -24,7 +24,9 @@ from torch import Tensor
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.exact.measure import build_artifact, fake_quantize, measure_budget, read_artifact
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import measure_budget
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.budget.quant.schemes import get_scheme

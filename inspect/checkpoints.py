@@ -15,7 +15,8 @@ import pandas as pd
 from torch import Tensor, nn
 
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.exact.measure import fake_quantize, measure_budget
+from pgolf.budget.exact.build import fake_quantize
+from pgolf.budget.exact.measure import measure_budget
 from pgolf.budget.quant.plans import Plan, quantize_small
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import EvalSlice, evaluate_bpb, load_slice, load_weights

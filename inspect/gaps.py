@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 from pgolf.budget.exact.decode import roundtrip_mismatches
 from pgolf.budget.files.cache import JsonCache
-from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact, tensor_table
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,

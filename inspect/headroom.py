@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from pgolf.budget.quant import official
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.exact.build import tie_key
-from pgolf.budget.exact.measure import build_artifact, measure_budget, tensor_table
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.exact.measure import measure_budget, tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.budget.quant.schemes import get_scheme

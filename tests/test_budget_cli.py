@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import fixture_path
-from pgolf.budget.exact.measure import fake_quantize
+from pgolf.budget.exact.build import fake_quantize
 from pgolf.budget.exact.inputs import load_input
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.figures.cli import main

@@ -279,7 +279,7 @@ def test_fuzz_plan_json(tmp_path, record_property):
 def artifact_seeds(seeds):
     from pgolf.budget.exact import container
     from pgolf.budget.files.compressors import get_compressor
-    from pgolf.budget.exact.measure import build_artifact
+    from pgolf.budget.exact.build import build_artifact
 
     gen = torch.Generator().manual_seed(1)
     sd = dict(seeds["sd"], **{"extra.fc.weight": torch.randn(300, 300, generator=gen) * 0.02})

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
-from pgolf.budget.exact.measure import fake_quantize, measure_budget
+from pgolf.budget.exact.build import fake_quantize
+from pgolf.budget.exact.measure import measure_budget
 from pgolf.budget.quant.plans import Plan, load_plan
 from pgolf.figures.cli import main
 from pgolf.inspect import allocate as allocate_module
@@ -174,7 +175,7 @@ def test_api_headline_is_measured_never_nan_and_the_infeasible_error_names_no_fl
     assert exc.value.problem == (f"cap 1,000 is below the smallest candidate plan (uniform int6: "
                                  f"{exc.value.need:,} bytes with code and margin)")
     # need = the real artifact of uniform int6 (as the allocator builds it, named "allocated") + 1 byte
-    from pgolf.budget.exact.measure import build_artifact
+    from pgolf.budget.exact.build import build_artifact
     from pgolf.inspect.headroom import allocatable
 
     base = quantize_small("official-int8")

@@ -8,7 +8,7 @@ import torch
 
 from conftest import fixture_path
 from inspect_fixtures import one_thread  # noqa: F401 (fixture)
-from pgolf.budget.exact.measure import build_artifact
+from pgolf.budget.exact.build import build_artifact
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.figures.cli import main
 from pgolf.budget.quant.plans import quantize_small
@@ -177,7 +177,7 @@ def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(c
     sl = load_slice(tokenizer=fixture_path(*TOKENIZER), tokens=2048, seq_len=1024, vocab_size=1024, quiet=True)
     assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_full"]
     from pgolf.budget.quant.plans import load_plan
-    from pgolf.budget.exact.measure import fake_quantize
+    from pgolf.budget.exact.build import fake_quantize
 
     load_weights(net, fake_quantize(sd, load_plan(plan_file)))
     assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_quantized"]

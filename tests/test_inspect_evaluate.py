@@ -167,7 +167,7 @@ def test_any_module_with_forward_x_y(one_thread):
     frame = report.frame.set_index("name")
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     ref = evaluate_bpb(model, sl).val_bpb
-    from pgolf.budget.exact.measure import fake_quantize
+    from pgolf.budget.exact.build import fake_quantize
 
     q = fake_quantize(sd, plan)
     set_tensor(model, "mix.weight", q["mix.weight"])

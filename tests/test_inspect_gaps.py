@@ -6,7 +6,8 @@ import torch
 
 from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
 from pgolf.budget.exact.decode import roundtrip_mismatches
-from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
 from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect import gaps as gaps_module
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights

@@ -19,8 +19,9 @@ from pgolf.budget.files.codebytes import code_bytes, code_sizes, wrap_source
 from pgolf.budget.exact.compare import compare, compare_input
 from pgolf.budget.exact.container import frame
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exact.measure import (build_artifact, fake_quantize, measure_budget, measure_input, read_artifact,
-                                  symbol_stats, tensor_table)
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import measure_budget, measure_input, symbol_stats, tensor_table
 from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.exact.inputs import load_input
 from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgolf.budget.exact.measure import build_artifact, fake_quantize, read_artifact
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
 from pgolf.budget.quant.plans import Plan, load_plan
 from pgolf.budget.exact.decode import roundtrip_mismatches
 from pgolf.figures.cli import main as pgolf

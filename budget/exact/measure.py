@@ -23,10 +23,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.exact.build import (Built, Item, assign, build, build_artifact, dequantized, fake_quantize,
-                                      quantize_item)
-from pgolf.budget.exact.decode import (DEFAULT_MAX_OUTPUT, items_from_export, read_artifact, roundtrip_mismatches,
-                                       stored_form)
+from pgolf.budget.exact.build import Built, Item, assign, build, dequantized, quantize_item
+from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact, roundtrip_mismatches, stored_form
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.files.compressors import Compressor, get_compressor
@@ -34,8 +32,8 @@ from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import Plan, quantize_small, resolve_plan
 from pgolf.budget.report_base import Report
 
-__all__ = ["measure_budget", "measure_input", "tensor_table", "fake_quantize", "build_artifact", "read_artifact",
-           "BudgetReport", "symbol_stats", "items_from_export", "ROW_COLUMNS"]
+__all__ = ["measure_budget", "measure_input", "measure_items", "tensor_table", "tensor_row", "rows_frame", "BudgetReport",
+           "symbol_stats", "code_sizes_for", "half_fp16_cap", "ROW_COLUMNS"]
 
 ROW_COLUMNS = ("name", "shape", "numel", "dtype", "scheme", "storage", "kind", "bits_per_value", "values_bytes",
                "scales_bytes", "payload_bytes", "levels", "entropy_bytes", "compressed_bytes", "tied_to")
@@ -218,6 +216,7 @@ def measure_input(loaded, plan: str | Plan | None = None, compressor: str | Comp
     >>> import torch
     >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
     >>> import tempfile, pathlib
+    >>> from pgolf.budget.exact.build import build_artifact
     >>> from pgolf.budget.exact.inputs import load_input
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.pgolf"
     >>> _ = path.write_bytes(build_artifact(sd, "int5", "zstd"))
