@@ -19,12 +19,12 @@ import time
 
 import pandas as pd
 
-from pgolf.budget.artifact import build_artifact
+from pgolf.budget.exact.build import build_artifact
 from pgolf.budget.atomic import write_text_atomic
-from pgolf.budget.estimate import estimate_budget, load_fit
-from pgolf.budget.plans import PRESETS
+from pgolf.budget.forecast.estimate import estimate_budget, load_fit
+from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 from fit_estimator import stats_sources  # benchmarks/ is on sys.path when this script runs
 

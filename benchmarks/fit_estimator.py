@@ -3,7 +3,7 @@
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
 
-1. Correction (budget/data/estimate_fit.json). Seeded training models of the baseline family
+1. Correction (budget/forecast/data/estimate_fit.json). Seeded training models of the baseline family
    (small to 5.5 M parameters; Gaussian "trained-like" weights and generalised-normal weights of
    several scales, tail shapes and row spreads) under every preset: each group of alike streams
    (sampled.group_key) is compressed whole by each fitted compressor and compared with what the
@@ -13,7 +13,7 @@
    artifact kind; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES stored), whose
    estimate compresses all stored bytes as one stream (estimate.whole_payload). No model that estimate_accuracy.py scores (the fixtures, the seed-0 17 M
    baseline, pgolf checkpoints) is used here.
-2. Statistics (budget/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
+2. Statistics (budget/forecast/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
    final_model.pt and any pgolf checkpoints given with --checkpoints (trained ones only: near-init
    checkpoints with kurtosis under 2.2, i.e. still uniform-initialised, are reported and skipped).
 """
@@ -31,19 +31,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pgolf.budget import calibration, sampled
-from pgolf.budget.artifact import build_artifact
+from pgolf.budget.forecast import calibration, sampled
+from pgolf.budget.exact.build import build_artifact
 from pgolf.budget.atomic import write_text_atomic
-from pgolf.budget.compressors import get_compressor
-from pgolf.budget.container import frame_header
-from pgolf.budget.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.exact.container import frame_header
+from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
                                    whole_compressed)
-from pgolf.budget.plans import PRESETS
+from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "budget" / "data"
+DATA = ROOT / "budget" / "forecast" / "data"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "artifacts"
 FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle")
 LARGE_PLANS = ("official-int8", "int6", "sdclip-int6-int8emb", "ternary")
@@ -192,7 +192,7 @@ def versions() -> dict:
 
 # --- weight statistics ----------------------------------------------------------------------------
 def stats_sources(checkpoints: list[str]) -> list[tuple[str, dict]]:
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
     out = []
     for model in ("sp1024-2L-d64", "sp1024-3L-d128"):
         path = FIXTURES / model / "final_model.pt"

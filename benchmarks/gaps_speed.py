@@ -20,10 +20,11 @@ import time
 
 import torch
 
-from pgolf.budget.measure import fake_quantize
-from pgolf.budget.plans import resolve_plan
+from pgolf.budget.exact.build import fake_quantize
+from pgolf.budget.quant.plans import resolve_plan
 from pgolf.inspect.evaluate import evaluate_bpb, load_slice
-from pgolf.inspect.gaps import GapSweep, changed_tensors, quantize_small
+from pgolf.budget.quant.plans import quantize_small
+from pgolf.inspect.gaps import GapSweep, changed_tensors
 from pgolf.inspect.load import build_model, infer_architecture, open_model
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps, spearman
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         opened = open_model(args.checkpoint)
         sd, arch, label = opened.state_dict, opened.require_arch(), args.checkpoint
     else:
-        from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+        from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
         sd = synthetic_state_dict(baseline_specs(), seed=0)
         arch, label = infer_architecture(sd), "synthetic baseline-shaped weights (seed 0)"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pgolf.budget.atomic import write_text_atomic
-from pgolf.budget.plans import Plan
-from pgolf.budget.predict import SCALES, predict
+from pgolf.budget.quant.plans import Plan
+from pgolf.budget.forecast.predict import SCALES, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT.parent / "shared" / "reference" / "records_dev.csv"

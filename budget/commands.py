@@ -1,7 +1,7 @@
 """`pgolf budget`, `pgolf compare`, `pgolf schemes`: the budget engine on the command line.
 
 Flags map one-to-one onto `measure_budget` / `compare` keyword arguments. INPUT is any file
-`readers.load_input` reads (checkpoint, .pt, .safetensors, official .ptz, pgolf artifact);
+`exact.inputs.load_input` reads (checkpoint, .pt, .safetensors, official .ptz, pgolf artifact);
 `--baseline` measures a seeded baseline-shaped model (9x512, vocab 1024) instead.
 
     pgolf budget --baseline
@@ -18,13 +18,13 @@ import sys
 import pandas as pd
 
 from pgolf.budget.atomic import refuse_overwriting, write_bytes_atomic
-from pgolf.budget.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
+from pgolf.budget.files.compressors import COMPRESSORS, TRANSFORM_DEFAULTS, get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.flags import count
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import PRESETS, resolve_plan
-from pgolf.budget.report import Report, _frame_text, _jsonable
-from pgolf.budget.schemes import SCHEMES
+from pgolf.budget.quant.plans import PRESETS, resolve_plan
+from pgolf.budget.report_base import Report, _frame_text, _jsonable
+from pgolf.budget.quant.schemes import SCHEMES
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -82,12 +82,12 @@ def _state_source(args):
     if args.baseline and args.input:
         raise PgolfInputError(None, "give either INPUT or --baseline, not both")
     if args.baseline:
-        from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+        from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
         return synthetic_state_dict(baseline_specs(), seed=0), None, "baseline-shaped 9x512 vocab-1024 (seed 0)"
     if not args.input:
         raise PgolfInputError(None, "no INPUT given: pass a model file, or --baseline for a baseline-shaped model")
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
 
     loaded = load_input(args.input)
     return loaded.state_dict, loaded, str(args.input)
@@ -102,7 +102,7 @@ def _print(report: Report, as_json: bool) -> None:
 
 
 def run_budget(args) -> int:
-    from pgolf.budget.measure import measure_budget, measure_input
+    from pgolf.budget.exact.measure import measure_budget, measure_input
 
     plan = None if args.plan is None else resolve_plan(args.plan)
     comp = None if args.compressor is None else get_compressor(args.compressor)
@@ -111,7 +111,7 @@ def run_budget(args) -> int:
     kw = dict(code=args.code, code_wrapped=args.code_wrapped, cap=args.cap, per_tensor=not args.no_per_tensor,
               quiet=args.quiet)
     if args.code:
-        from pgolf.budget.codebytes import code_bytes
+        from pgolf.budget.files.codebytes import code_bytes
 
         kw["code"] = code_bytes(args.code)
     if args.write_artifact:  # refused before any work, not after
@@ -119,7 +119,7 @@ def run_budget(args) -> int:
                            args.plan.endswith(".json") else None, what="an input file")
     sd, loaded, source = _state_source(args)
     if args.estimate:
-        from pgolf.budget.estimate import estimate_budget
+        from pgolf.budget.forecast.estimate import estimate_budget
 
         if args.write_artifact:
             raise PgolfInputError(None, "--write-artifact needs a measured artifact: drop --estimate")
@@ -136,8 +136,8 @@ def run_budget(args) -> int:
     except PgolfInputError as exc:
         raise _with_path(exc, args.input) from None
     if args.code and not args.decoder_included:
-        from pgolf.budget.codebytes import read_code, unwrap_source
-        from pgolf.budget.decoder import count_decoder
+        from pgolf.budget.files.codebytes import read_code, unwrap_source
+        from pgolf.budget.exact.decoder import count_decoder
 
         shipped = read_code(args.code)
         inner = unwrap_source(shipped, args.code)
@@ -154,7 +154,7 @@ def _split(text: str, what: str) -> list[str]:
 
 
 def run_compare(args) -> int:
-    from pgolf.budget.compare import compare, compare_input
+    from pgolf.budget.exact.compare import compare, compare_input
 
     plans = [resolve_plan(p) for p in _split(args.plans, "plans")]
     comps = [get_compressor(c) for c in _split(args.compressors, "compressors")]
@@ -162,7 +162,7 @@ def run_compare(args) -> int:
         c.require()
     kw = dict(code=args.code, code_wrapped=args.code_wrapped, cap=args.cap, quiet=args.quiet)
     if args.code:
-        from pgolf.budget.codebytes import code_bytes
+        from pgolf.budget.files.codebytes import code_bytes
 
         kw["code"] = code_bytes(args.code)
     sd, loaded, source = _state_source(args)

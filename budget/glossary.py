@@ -6,6 +6,8 @@ bits are bits, BPB is bits per UTF-8 byte of validation text.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 CAP_BYTES = 16_000_000  # the challenge's cap, decimal bytes, artifact must be strictly below
 
 COLUMNS: dict[str, str] = {
@@ -93,6 +95,25 @@ COLUMNS: dict[str, str] = {
     "min_delta": "improvement the significance test must show (default 0.005 nats)",
     "verdict": "pass when p < alpha for H1: improvement > min_delta",
 }
+
+
+class Totals(NamedTuple):
+    """The headline numbers every budget reports, derived one way (see COLUMNS)."""
+
+    bytes_total: int
+    headroom_bytes: int
+    bits_per_param: float
+
+
+def totals(bytes_model: int, bytes_code: int, params: int, cap: int = CAP_BYTES) -> Totals:
+    """bytes_total, headroom_bytes and bits_per_param of a model's bytes; the one place they are computed.
+
+    >>> totals(15_000_000, 50_000, 17_000_000)
+    Totals(bytes_total=15050000, headroom_bytes=950000, bits_per_param=7.0588)
+    """
+    bytes_total = int(bytes_model) + int(bytes_code)
+    bits = round(8 * int(bytes_model) / params, 4) if params else float("nan")
+    return Totals(bytes_total, int(cap) - bytes_total, bits)
 
 
 def describe(column: str) -> str:

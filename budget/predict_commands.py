@@ -13,9 +13,9 @@ import json
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.flags import count, positive_float
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import PRESETS
-from pgolf.budget.predict import DIMENSIONS, SCALES, fit_largest, predict
-from pgolf.budget.report import format_value
+from pgolf.budget.quant.plans import PRESETS
+from pgolf.budget.forecast.predict import DIMENSIONS, SCALES, fit_largest, predict
+from pgolf.budget.report_base import format_value
 
 
 
@@ -65,7 +65,7 @@ def _config(args) -> dict:
 
 
 def run_predict(args) -> int:
-    from pgolf.budget.calibration import load_weight_stats
+    from pgolf.budget.forecast.calibration import load_weight_stats
 
     if args.bigram_hash < 0:
         raise PgolfInputError(None, f"--bigram-hash must be >= 0, got {args.bigram_hash}")

@@ -115,7 +115,14 @@ def draw_headroom(frame: pd.DataFrame, ax: Axes | None = None, title: str | None
 def plot_headroom_vs_bpb(data, ax: Axes | None = None, *, x: str = "bytes_total", y: str | None = None,
                          cap: int | None = None, title: str | None = None) -> Axes:
     """Each plan/compressor as a point (x = bytes_total or headroom_bytes, y = val_bpb after the
-    roundtrip), the cap as a vertical line, the Pareto frontier dashed, every point labelled."""
+    roundtrip), the cap as a vertical line, the Pareto frontier dashed, every point labelled.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"plan": ["a", "b"], "compressor": ["zlib", "zlib"],
+    ...                      "bytes_total": [15e6, 12e6], "val_bpb": [1.22, 1.25]})
+    >>> len(plot_headroom_vs_bpb(rows).collections) > 0
+    True
+    """
     return draw_headroom(headroom_frame(data, x=x, y=y, cap=cap), ax=ax, title=title)
 
 
@@ -189,7 +196,14 @@ def draw_tensor_bytes(frame: pd.DataFrame, ax: Axes | None = None, title: str | 
 def plot_tensor_bytes(data, ax: Axes | None = None, *, group: str = "tensor", depth: int = 3,
                       top: int | None = None, title: str | None = None) -> Axes:
     """Stacked horizontal bars of values / scales / passthrough bytes per tensor (group="module":
-    per module prefix such as blocks.3.attn), entropy floor as |, compressed-alone size as ◇."""
+    per module prefix such as blocks.3.attn), entropy floor as |, compressed-alone size as ◇.
+
+    >>> import torch
+    >>> from pgolf.budget.exact.measure import measure_budget
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> len(plot_tensor_bytes(measure_budget(sd, "int6", "zlib")).patches) > 0
+    True
+    """
     return draw_tensor_bytes(tensor_bytes_frame(data, group=group, depth=depth, top=top), ax=ax, title=title)
 
 
@@ -260,5 +274,13 @@ def draw_compressors(frame: pd.DataFrame, ax: Axes | None = None, title: str | N
 
 def plot_compressors_vs_entropy(data, ax: Axes | None = None, *, relative: str = "ratio",
                                 title: str | None = None) -> Axes:
-    """Grouped bars: for each scheme, each compressor's bytes relative to the entropy floor."""
+    """Grouped bars: for each scheme, each compressor's bytes relative to the entropy floor.
+
+    >>> import torch
+    >>> from pgolf.budget.exact.compare import compressor_frame
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> ax = plot_compressors_vs_entropy(compressor_frame(sd, ["int6"], ["zlib", "lzma"]))
+    >>> len(ax.patches) + len(ax.lines) + len(ax.collections) > 0
+    True
+    """
     return draw_compressors(compressors_frame(data, relative=relative), ax=ax, title=title)

@@ -20,17 +20,13 @@ COMMAND_MODULES = (
     "pgolf.inspect.commands",
     "pgolf.inspect.audit_commands",
     "pgolf.figures.commands",
-    "pgolf.figures.demo_commands",
+    "pgolf.figures.demo.commands",
 )
 
 
 def _load_command_modules():
     for name in COMMAND_MODULES:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency must not pass silently
-                raise
+        yield importlib.import_module(name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -150,5 +150,11 @@ def draw_training_curve(frame: pd.DataFrame, ax: Axes | None = None, title: str 
 def plot_training_curve(data, ax: Axes | None = None, *, x: str = "step", metrics: Sequence[str] = METRICS,
                         title: str | None = None) -> Axes:
     """Loss and val_bpb curves against step or tokens, several logs overlaid. `data`: parse_log
-    frame(s) or log path(s). Returns the left (loss) Axes; the val_bpb twin is `ax.figure.axes[-1]`."""
+    frame(s) or log path(s). Returns the left (loss) Axes; the val_bpb twin is `ax.figure.axes[-1]`.
+
+    >>> from pgolf.trainer.logs import parse_log
+    >>> ax = plot_training_curve(parse_log("step:1/2 train_loss:6.9\\nstep:2/2 val_loss:6.1 val_bpb:3.6\\n"))
+    >>> len(ax.lines) > 0
+    True
+    """
     return draw_training_curve(training_curve_frame(data, x=x, metrics=metrics), ax=ax, title=title)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.exact.compare import CompareReport
 
 
 def _scalar(value: Any) -> bool:
@@ -97,3 +98,22 @@ def module_of(name: str, depth: int = 3) -> str:
     if len(parts) > 1:
         parts = parts[:-1]
     return ".".join(parts[:depth])
+
+
+def plan_points(report: CompareReport, bpb: pd.DataFrame, compressors=None) -> pd.DataFrame:
+    """The compare matrix's rows (only `compressors`, when given) with each plan's roundtrip
+    val_bpb: the headroom plot's input. `label` drops the common "+small" to keep labels short.
+
+    >>> import torch, pandas as pd
+    >>> from pgolf.budget.exact.compare import compare
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> bpb = pd.DataFrame({"plan": ["int6"], "val_bpb": [1.3]})
+    >>> plan_points(compare(sd, ["int6"], ["zlib"]), bpb)[["label", "val_bpb"]].values.tolist()
+    [['int6 + zlib', 1.3]]
+    """
+    frame = report.to_dataframe().merge(bpb, on="plan", how="left")
+    if compressors is not None:
+        frame = frame[frame["compressor"].isin(list(compressors))].reset_index(drop=True)
+    frame["label"] = frame["plan"].str.removesuffix("+small") + " + " + frame["compressor"]
+    frame["cap"] = report.headline["cap"]
+    return frame

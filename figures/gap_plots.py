@@ -88,7 +88,13 @@ def draw_quant_gap(frame: pd.DataFrame, ax: Axes | None = None, title: str | Non
 
 def plot_quant_gap(data, ax: Axes | None = None, *, column: str = "gap_only_this_bpb", top: int | None = 30,
                    title: str | None = None) -> Axes:
-    """Horizontal bars of ΔBPB per tensor (one bar per scheme), sorted, proxy gap as ◇ markers."""
+    """Horizontal bars of ΔBPB per tensor (one bar per scheme), sorted, proxy gap as ◇ markers.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"name": ["a", "b"], "scheme": ["int4", "int4"], "gap_only_this_bpb": [0.02, 0.001]})
+    >>> len(plot_quant_gap(rows).patches)
+    2
+    """
     return draw_quant_gap(quant_gap_frame(data, column=column, top=top), ax=ax, title=title)
 
 
@@ -178,5 +184,12 @@ def draw_exchange_rate(frame: pd.DataFrame, ax: Axes | None = None, title: str |
 
 def plot_exchange_rate(data, ax: Axes | None = None, *, top: int | None = 25, budget_bytes: int = BUDGET_BYTES,
                        title: str | None = None) -> Axes:
-    """Ranked bars: BPB gained per KB for upgrades, BPB lost per KB saved for downgrades."""
+    """Ranked bars: BPB gained per KB for upgrades, BPB lost per KB saved for downgrades.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"name": ["a", "b"], "scheme": ["int6", "int6"], "scheme_next": ["int8", "int8"],
+    ...                      "delta_bytes": [50_000, 20_000], "delta_bpb": [-0.002, -0.0001]})
+    >>> len(plot_exchange_rate(rows).patches)
+    2
+    """
     return draw_exchange_rate(exchange_rate_frame(data, top=top, budget_bytes=budget_bytes), ax=ax, title=title)

@@ -12,7 +12,7 @@ import base64
 import html
 from pathlib import Path
 
-from pgolf.budget.report import format_value
+from pgolf.budget.report_base import format_value
 from pgolf.figures.report_md import DemoReport, Figure, Item, Link, Table, relative
 
 CSS = """

@@ -28,7 +28,7 @@ from typing import Any, Union
 
 import pandas as pd
 
-from pgolf.budget.report import Report, format_value
+from pgolf.budget.report_base import Report, format_value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,14 +22,16 @@ import math
 import pandas as pd
 from torch import Tensor
 
-from pgolf.budget.codebytes import code_bytes
+from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import build_artifact, fake_quantize, measure_budget, read_artifact
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
-from pgolf.budget.schemes import get_scheme
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, allocatable, alone_bytes, precision, with_scheme
 from pgolf.inspect.reports import AllocationReport
 
@@ -137,6 +139,10 @@ def allocate(sd: dict[str, Tensor], cap: int = CAP_BYTES, *, oracle: GapOracle, 
     `oracle`: a GapOracle (its slice also measures val_bpb), or any object with `label` and
     `gaps(pairs, desc) -> {(name, scheme): gap}` (no `sweep`: no val_bpb reported). Raises
     CapTooSmall when even the smallest uniform candidate plan does not fit.
+
+    >>> allocation = allocate(sd, cap, oracle=oracle)  # doctest: +SKIP
+    >>> allocation.headline["bytes_total"] < cap  # doctest: +SKIP
+    True
     """
     base = quantize_small(resolve_plan(base))
     names = allocatable(sd, base)

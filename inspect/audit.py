@@ -27,10 +27,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from pgolf.budget.codebytes import read_code, unwrap_source
+from pgolf.budget.files.codebytes import read_code, unwrap_source
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.report import Report
+from pgolf.budget.report_base import Report
 from pgolf.inspect.bpb_check import check_bpb_luts
 from pgolf.inspect.significance import MIN_DELTA, record_logs, welch_test
 from pgolf.trainer.logs import describe_score, parse_log_summary

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 from pgolf.budget.atomic import write_bytes_atomic
-from pgolf.budget.codebytes import read_code
-from pgolf.budget.decoder import decoder_source
-from pgolf.budget.wrap import smallest_wrapper
+from pgolf.budget.files.codebytes import read_code
+from pgolf.budget.exact.decoder import decoder_source
+from pgolf.budget.files.wrap import smallest_wrapper
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.readers import load_input
+from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect.audit import audit
 from pgolf.inspect.significance import ALPHA, MIN_DELTA, SCORES, record_logs, significance
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgolf.budget.codebytes import read_code, unwrap_source
+from pgolf.budget.files.codebytes import read_code, unwrap_source
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import read_shard, read_tokenizer
+from pgolf.budget.exact.inputs import read_shard, read_tokenizer
 from pgolf.trainer.corpus import prepare_default
 from pgolf.trainer.train_gpt import build_sentencepiece_luts
 

@@ -1,7 +1,7 @@
 """`pgolf inspect`, `pgolf gaps`, `pgolf headroom`, `pgolf allocate` on the command line.
 
 Flags map onto the keyword arguments of `inspect_summary`, `measure_gaps`, `headroom` and
-`allocate`. INPUT is anything `pgolf.budget.readers.load_input` reads; evaluations need the
+`allocate`. INPUT is anything `pgolf.budget.exact.inputs.load_input` reads; evaluations need the
 baseline GPT family (architecture inferred from the tensors, or a checkpoint's sidecar).
 
     pgolf inspect final_model.int8.ptz
@@ -17,7 +17,7 @@ import sys
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.flags import count
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.plans import PRESETS
+from pgolf.budget.quant.plans import PRESETS
 
 
 def _common(p: argparse.ArgumentParser, plan_default: str | None = "official-int8") -> None:
@@ -118,7 +118,7 @@ def _split(text: str, flag: str) -> tuple[str, ...]:
     parts = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     if not parts:
         raise PgolfInputError(None, f"{flag} is empty: give a comma-separated list of schemes")
-    from pgolf.budget.schemes import get_scheme
+    from pgolf.budget.quant.schemes import get_scheme
 
     for s in parts:
         get_scheme(s)
@@ -145,8 +145,8 @@ def _evaluation(args, opened):
 
 
 def _plan(args):
-    from pgolf.budget.plans import resolve_plan
-    from pgolf.inspect.gaps import quantize_small
+    from pgolf.budget.quant.plans import resolve_plan
+    from pgolf.budget.quant.plans import quantize_small
 
     plan = resolve_plan(args.plan)
     return quantize_small(plan) if getattr(args, "quantize_small", False) else plan
@@ -197,7 +197,7 @@ def run_allocate(args) -> int:
     from pgolf.inspect.headroom import GapOracle
     from pgolf.inspect.load import open_model
 
-    from pgolf.budget.plans import resolve_plan
+    from pgolf.budget.quant.plans import resolve_plan
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)

@@ -132,7 +132,7 @@ def load_slice(data: str | Path | None = None, tokenizer: str | Path | None = No
     >>> load_slice(tokens=4096, seq_len=256).n_tokens   # doctest: +SKIP
     4096
     """
-    from pgolf.budget.readers import read_shard, read_tokenizer
+    from pgolf.budget.files.validate import read_shard, read_tokenizer
     from pgolf.trainer.train_gpt import build_sentencepiece_luts
 
     if data is not None:

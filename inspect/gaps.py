@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -25,11 +24,12 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget import official
-from pgolf.budget.artifact import roundtrip_mismatches
-from pgolf.budget.cache import JsonCache
-from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact, tensor_table
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.decode import roundtrip_mismatches
+from pgolf.budget.files.cache import JsonCache
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import tensor_table
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,
                                     load_weights, set_tensor)
@@ -208,28 +208,6 @@ def gap_frame_rows(names: list[str], schemes: dict[str, str], ref: EvalResult, q
 
 # --- plans and the whole measurement ------------------------------------------------------------
 
-CONTROL_REGEX = "|".join(re.escape(p) for p in official.CONTROL_TENSOR_NAME_PATTERNS)
-
-
-def quantize_small(plan: str | Plan) -> Plan:
-    """The plan with the official small-tensor passthrough switched off: float tensors of
-    <= 65,536 values follow the plan's rules too, control tensors (by name) stay fp32.
-
-    Plans keep the official rule by default, so on small models (the fixtures' 128-wide blocks)
-    only the embedding would be quantized; this is how their block matrices get measured.
-
-    >>> p = quantize_small("int4")
-    >>> p.scheme_for("blocks.0.attn.c_q.weight", torch.zeros(128, 128)), p.scheme_for("blocks.0.attn_scale", torch.zeros(128))
-    ('int4', 'fp32')
-    """
-    plan = resolve_plan(plan)
-    if plan.keep_float_max_numel == 0:
-        return plan
-    return Plan(name=f"{plan.name}+small", rules=((CONTROL_REGEX, "fp32"),) + plan.rules, default=plan.default,
-                keep_float_max_numel=0, description=(plan.description + "; " if plan.description else "")
-                + "small float tensors quantized too (control tensors fp32)")
-
-
 def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> tuple[EvalResult, int, bool]:
     """Evaluate the real artifact path: build -> bytes -> read -> evaluate, never from the cache."""
     blob = build_artifact(sd, plan, compressor)
@@ -251,6 +229,10 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
 
     `sd` defaults to the model's own state dict; pass the original state dict (e.g. bf16
     tok_emb) so quantization sees the stored dtypes. `cache_dir=None` measures without a cache.
+
+    >>> gaps = measure_gaps(model, small_plans(["int4"])[0], sl, sd=sd)  # doctest: +SKIP
+    >>> gaps.headline["artifact_matches"]  # doctest: +SKIP
+    True
     """
     plan = resolve_plan(plan)
     sd = dict(sd) if sd is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}

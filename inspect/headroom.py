@@ -20,12 +20,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import build_artifact, measure_budget, tensor_table
-from pgolf.budget.plans import Plan, resolve_plan
+from pgolf.budget.exact.build import tie_key
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.exact.measure import measure_budget, tensor_table
+from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 from pgolf.inspect.evaluate import EvalSlice
 from pgolf.inspect.gaps import GapSweep
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps
@@ -76,7 +78,7 @@ def allocatable(sd: dict[str, Tensor], plan: Plan) -> list[str]:
     not tied to an earlier entry)."""
     seen, out = set(), []
     for n, t in sd.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)) if t.numel() else None
+        key = tie_key(t)
         tied = key is not None and key in seen
         seen.add(key)
         if t.is_floating_point() and not tied and not official.is_control_tensor(n) \
@@ -92,7 +94,12 @@ def roundtrip(t: Tensor, spec: str) -> Tensor:
 
 
 class GapOracle:
-    """Only-this gaps of (tensor, scheme) pairs, measured by replayed evaluations or by the proxy."""
+    """Only-this gaps of (tensor, scheme) pairs, measured by replayed evaluations or by the proxy.
+
+    >>> oracle = GapOracle(model, sd, sl, method="proxy")  # doctest: +SKIP
+    >>> oracle.method  # doctest: +SKIP
+    'proxy'
+    """
 
     def __init__(self, model: nn.Module, sd: dict[str, Tensor], sl: EvalSlice, method: str = "proxy",
                  cache_dir=None, quiet: bool = False, calib_tokens: int | None = None):
@@ -174,7 +181,12 @@ def exchange_rates(sd: dict[str, Tensor], plan: str | Plan, oracle: GapOracle | 
 def headroom(sd: dict[str, Tensor], plan: str | Plan = "official-int8", *, compressor: str = "zlib", code=None,
              cap: int = CAP_BYTES, oracle: GapOracle | None = None, ladder: tuple[str, ...] = DEFAULT_LADDER,
              delta_bytes: str = "whole", quiet: bool = False, source: str = "") -> HeadroomReport:
-    """Headroom of `sd` under `plan` and the exchange rates of every tensor's next step."""
+    """Headroom of `sd` under `plan` and the exchange rates of every tensor's next step.
+
+    >>> room = headroom(sd, small_plans(["int6"])[0], cap=cap, oracle=oracle)  # doctest: +SKIP
+    >>> room.headline["headroom_bytes"] > 0  # doctest: +SKIP
+    True
+    """
     plan = resolve_plan(plan)
     budget = measure_budget(sd, plan, compressor, code=code, cap=cap, per_tensor=False)
     head = {k: budget.headline[k] for k in ("params", "plan", "compressor", "bytes_model", "bytes_code",

@@ -1,11 +1,11 @@
 """Open any model file pgolf reads, and infer the baseline-family architecture from its tensors.
 
-`open_model(path)` loads through `pgolf.budget.readers.load_input` (our checkpoints, `.pt`,
+`open_model(path)` loads through `pgolf.budget.exact.inputs.load_input` (our checkpoints, `.pt`,
 safetensors, official `.ptz`, pgolf artifacts) and infers the architecture; `build_model`
 turns a state dict into the trainer's `GPT` loaded with `strict=True`, so a participant's
 checkpoint can be evaluated without its script. A checkpoint sidecar's config wins over shapes.
 
->>> from pgolf.budget.shapes import baseline_specs
+>>> from pgolf.budget.forecast.shapes import baseline_specs
 >>> sd = {s.name: torch.zeros(s.shape, dtype=s.dtype) for s in baseline_specs()}
 >>> arch = infer_architecture(sd)
 >>> arch.num_layers, arch.model_dim, arch.num_heads, arch.num_kv_heads, arch.tie_embeddings
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import LoadedInput, load_input
+from pgolf.budget.exact.inputs import LoadedInput, load_input
 
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
 BLOCK_TENSORS = ("attn_scale", "mlp_scale", "resid_mix", "attn.q_gain", "attn.c_q.weight", "attn.c_k.weight",
@@ -223,7 +223,17 @@ class OpenedModel:
 
 
 def open_model(path: str | Path) -> OpenedModel:
-    """Load any input and infer its architecture (a non-baseline model still opens, arch=None)."""
+    """Load any input and infer its architecture (a non-baseline model still opens, arch=None).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "w.pt"
+    >>> torch.save(sd, path)
+    >>> m = open_model(path)
+    >>> m.loaded.format, m.arch is None
+    ('state-dict-pt', True)
+    """
     loaded = load_input(path)
     config = loaded.metadata.get("config") if isinstance(loaded.metadata, dict) else None
     try:
@@ -241,7 +251,7 @@ def inspect_summary(opened: OpenedModel, plan=None, compressor: str = "zlib", co
     from collections import Counter
 
     from pgolf.budget.glossary import CAP_BYTES
-    from pgolf.budget.measure import measure_input
+    from pgolf.budget.exact.measure import measure_input
     from pgolf.inspect.metrics import weight_metrics
     from pgolf.inspect.reports import InspectReport
 

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.measure import symbol_stats
-from pgolf.budget.plans import Plan, resolve_plan
-from pgolf.budget.schemes import QTensor, get_scheme
+from pgolf.budget.exact.measure import symbol_stats
+from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.quant.schemes import QTensor, get_scheme
 
 METRIC_COLUMNS = ("name", "shape", "numel", "dtype", "scheme", "bits_per_value", "rel_mse", "sqnr_db",
                   "max_abs_err", "frac_clipped", "levels", "entropy_bytes")

@@ -1,6 +1,6 @@
 """Report objects of the inspect area: summary, gaps, headroom, allocation.
 
-Each is a `pgolf.budget.report.Report` (text for the CLI, HTML for Jupyter, markdown, JSON) with a
+Each is a `pgolf.budget.report_base.Report` (text for the CLI, HTML for Jupyter, markdown, JSON) with a
 tidy DataFrame in the glossary's columns underneath; building one never prints.
 
 >>> r = GapsReport.build({"val_bpb_full": 1.5, "val_bpb_quantized": 1.52, "quant_gap_bpb": 0.02},
@@ -14,7 +14,7 @@ import dataclasses
 
 import pandas as pd
 
-from pgolf.budget.report import Report, _frame_text, _jsonable
+from pgolf.budget.report_base import Report, _frame_text, _jsonable
 
 EVAL_NOTE = ("evaluated in fp32 on CPU over whole windows of the slice; the official scorer runs bf16 "
              "autocast on GPU over the full validation split, so absolute val_bpb differs slightly")
@@ -27,7 +27,12 @@ def _title(kind: str, source: str) -> str:
 @dataclasses.dataclass(repr=False)
 class InspectReport(Report):
     """`pgolf inspect`: parameters, tensors, dtypes, bytes under the current format, headroom;
-    optionally `metrics`, one row per tensor x scheme (weight-space metrics)."""
+    optionally `metrics`, one row per tensor x scheme (weight-space metrics).
+
+    >>> import pandas as pd
+    >>> InspectReport(title="t", headline={"params": 3}, frame=pd.DataFrame({"name": ["w"]})).to_dict()
+    {'params': 3, 'tensors': [{'name': 'w'}]}
+    """
 
     metrics: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
 
@@ -53,7 +58,12 @@ class InspectReport(Report):
 
 @dataclasses.dataclass(repr=False)
 class GapsReport(Report):
-    """`pgolf gaps`: whole-model and per-tensor quantization gaps in BPB, proxy and weight metrics."""
+    """`pgolf gaps`: whole-model and per-tensor quantization gaps in BPB, proxy and weight metrics.
+
+    >>> import pandas as pd
+    >>> GapsReport(title="t", headline={"quant_gap_bpb": 0.01}, frame=pd.DataFrame({"name": ["w"]})).headline
+    {'quant_gap_bpb': 0.01}
+    """
 
     @classmethod
     def build(cls, head: dict, frame: pd.DataFrame, source: str = "", replay: bool = True) -> "GapsReport":
@@ -80,7 +90,12 @@ class GapsReport(Report):
 
 @dataclasses.dataclass(repr=False)
 class HeadroomReport(Report):
-    """`pgolf headroom`: cap - code - model, and per tensor the price of one step up or down."""
+    """`pgolf headroom`: cap - code - model, and per tensor the price of one step up or down.
+
+    >>> import pandas as pd
+    >>> HeadroomReport(title="t", headline={"headroom_bytes": 5}, frame=pd.DataFrame()).headline["headroom_bytes"]
+    5
+    """
 
     @classmethod
     def build(cls, head: dict, frame: pd.DataFrame, source: str = "", notes: list[str] | None = None) -> "HeadroomReport":
@@ -89,7 +104,12 @@ class HeadroomReport(Report):
 
 @dataclasses.dataclass(repr=False)
 class AllocationReport(Report):
-    """`pgolf allocate`: the chosen scheme per tensor, with bytes and gaps; `plan` is the result."""
+    """`pgolf allocate`: the chosen scheme per tensor, with bytes and gaps; `plan` is the result.
+
+    >>> import pandas as pd
+    >>> AllocationReport(title="t", headline={"bytes_total": 9}, frame=pd.DataFrame()).to_dict()["bytes_total"]
+    9
+    """
 
     plan: object = dataclasses.field(default=None, repr=False)
 

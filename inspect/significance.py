@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.report import Report
+from pgolf.budget.report_base import Report
 from pgolf.trainer.logs import describe_score, parse_log_summary
 
 ALPHA = 0.01

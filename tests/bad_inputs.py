@@ -166,8 +166,8 @@ class BadInput:
 
 def _frame_v1_artifact() -> bytes:
     """An int6 artifact in an older pgolf's layout: frame version 1, JSON header before the data."""
-    from pgolf.budget import container
-    from pgolf.budget.measure import build_artifact
+    from pgolf.budget.exact import container
+    from pgolf.budget.exact.build import build_artifact
 
     sd = {"w": torch.randn(300, 300, generator=torch.Generator().manual_seed(0)) * 0.05}  # > 65,536: int6
     blob = build_artifact(sd, "int6", "none")  # frame v2: 12-byte frame, data, header, length

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import LoadedInput
+from pgolf.budget.exact.inputs import LoadedInput
 
 CASES = int(os.environ.get("PGOLF_FUZZ_CASES", "2000"))
 CASE_TIMEOUT_S = 10  # a case running longer counts as a hang

@@ -25,7 +25,7 @@ from safetensors.torch import save as st_save
 
 from bad_inputs import fixture_sd
 from pgolf.budget.atomic import is_temp_litter
-from pgolf.budget.readers import load_input, read_json
+from pgolf.budget.exact.inputs import load_input, read_json
 
 TRIALS = 50
 VARIANTS = 3

@@ -152,8 +152,8 @@ def test_bpb_check_in_the_audit():
     assert rows(r, "BPB byte accounting")["status"].tolist() == ["pass"]
 
 
-@pytest.mark.parametrize("module", ["pgolf.inspect.audit", "pgolf.inspect.significance", "pgolf.budget.wrap",
-                                    "pgolf.budget.decoder", "pgolf.budget.codebytes"])
+@pytest.mark.parametrize("module", ["pgolf.inspect.audit", "pgolf.inspect.significance", "pgolf.budget.files.wrap",
+                                    "pgolf.budget.exact.decoder", "pgolf.budget.files.codebytes"])
 def test_docstring_examples(module):
     import doctest
     import importlib

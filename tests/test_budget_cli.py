@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import fixture_path
-from pgolf.budget.decoder import decoder_source
-from pgolf.budget.measure import fake_quantize
-from pgolf.budget.readers import load_input
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.exact.decoder import decoder_source
+from pgolf.budget.exact.build import fake_quantize
+from pgolf.budget.exact.inputs import load_input
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.figures.cli import main
 
 KEYS = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
@@ -123,7 +123,7 @@ def test_budget_estimate_flag_is_bounded_by_measurement(tmp_path, capsys):
 
     import torch
 
-    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
     from pgolf.figures.cli import main
 
     sd = synthetic_state_dict(baseline_specs(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2), seed=1)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pgolf.budget import codebytes
-from pgolf.budget.codebytes import unwrap_source, wrap_source
+from pgolf.budget.files import codebytes
+from pgolf.budget.files.codebytes import unwrap_source, wrap_source
 from pgolf.budget.errors import PgolfInputError
 
 WRAPPED = Path(__file__).resolve().parents[1] / "../shared/fixtures/scripts/wrapped_sp8192_loop_train_gpt.py"

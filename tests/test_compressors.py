@@ -12,10 +12,10 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgolf.budget import compressors
-from pgolf.budget.compressors import COMPRESSORS, Compressor, get_compressor
+from pgolf.budget.files import compressors
+from pgolf.budget.files.compressors import COMPRESSORS, Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 
 
 DATA = os.urandom(3_000) + bytes(40_000) + b"parameter golf " * 500

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from pgolf.budget.artifact import build_artifact
-from pgolf.budget.decoder import decoder_source
-from pgolf.budget.plans import PRESETS, Plan
-from pgolf.budget.readback import bits_equal, read_artifact
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.exact.decoder import decoder_source
+from pgolf.budget.quant.plans import PRESETS, Plan
+from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
 
 COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)")

@@ -23,7 +23,7 @@ from bad_inputs import AUDIT_CASES, CATALOGUE, MARKER
 from conftest import ROOT, fixture_path
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.readers import read_json, read_shard, read_tokenizer
+from pgolf.budget.exact.inputs import read_json, read_shard, read_tokenizer
 from pgolf.figures.cli import main
 
 DOC = ROOT / "docs" / "errors.md"
@@ -125,7 +125,7 @@ def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=()) -> str:
               "Record folders are copies of the baseline record fixture with one part broken.", "",
               "| ARGS | what it is | stderr |", "|---|---|---|"]
     lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in audit_rows]
-    lines += ["", "## Readers other commands use (`pgolf.budget.readers`)", "",
+    lines += ["", "## Readers other commands use (`pgolf.budget.exact.inputs`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]
     lines += [f"| `{call}` | `{name}` | {what} | {cell(msg)} |" for call, name, what, msg in lib_rows]

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pgolf.budget import sampled
-from pgolf.budget.artifact import build_artifact
-from pgolf.budget.compressors import get_compressor
+from pgolf.budget.forecast import sampled
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.estimate import (FIT_FORMAT, Stream, byte_entropy, estimate_budget, estimate_streams, load_fit,
+from pgolf.budget.forecast.estimate import (FIT_FORMAT, Stream, byte_entropy, estimate_budget, estimate_streams, load_fit,
                                    sampling_settings, symbol_entropy_bits, tensor_streams, whole_payload)
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 SMALL = dict(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512)
 TINY = dict(num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512)  # < 256 KiB stored

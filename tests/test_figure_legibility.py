@@ -24,15 +24,16 @@ from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.text import Annotation, Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from pgolf.budget.official import is_control_tensor  # noqa: E402
-from pgolf.budget.compare import compare  # noqa: E402
-from pgolf.budget.measure import measure_budget, tensor_table  # noqa: E402
-from pgolf.budget.plans import PRESETS  # noqa: E402
-from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict  # noqa: E402
-from pgolf.figures.demo_steps import half_fp16_cap, plan_points  # noqa: E402
+from pgolf.budget.quant.official import is_control_tensor  # noqa: E402
+from pgolf.budget.exact.compare import compare  # noqa: E402
+from pgolf.budget.exact.measure import measure_budget, tensor_table  # noqa: E402
+from pgolf.budget.quant.plans import PRESETS  # noqa: E402
+from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict  # noqa: E402
+from pgolf.budget.exact.measure import half_fp16_cap  # noqa: E402
+from pgolf.figures.frames import plan_points  # noqa: E402
 from pgolf.figures.labels import renderer_of  # noqa: E402
 from pgolf.figures.plots import PLOTS  # noqa: E402
-from pgolf.inspect.gaps import quantize_small  # noqa: E402
+from pgolf.budget.quant.plans import quantize_small  # noqa: E402
 from pgolf.inspect.headroom import alone_bytes, roundtrip  # noqa: E402
 from pgolf.trainer.logs import parse_log  # noqa: E402
 

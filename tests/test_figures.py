@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pgolf.budget.errors import PgolfInputError  # noqa: E402
-from pgolf.budget.report import Report  # noqa: E402
+from pgolf.budget.report_base import Report  # noqa: E402
 from pgolf.figures.budget_plots import pareto_front  # noqa: E402
 from pgolf.figures.cli import main as pgolf_main  # noqa: E402
 from pgolf.figures.export import export_plot, figure_bytes, figure_view  # noqa: E402

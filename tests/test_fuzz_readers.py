@@ -29,9 +29,9 @@ from fuzzing import (JSON_INSERTS, SIDECAR_KEYS, SIDECAR_VALUES, TOP_KEYS, VOCAB
                      apply_dict_op, apply_export_op, apply_header_ops, byte_ops, check_loaded, container_op,
                      dict_ops, export_op, fuzz_settings, header_op, mutate_container_header, mutate_entry,
                      mutate_plan, zip_entries)
-from pgolf.budget.official import quantize_state_dict_int8
-from pgolf.budget.readers import load_bytes, load_checkpoint_bytes
-from pgolf.budget.validate import parse_json_bytes, parse_shard_bytes
+from pgolf.budget.quant.official import quantize_state_dict_int8
+from pgolf.budget.exact.inputs import load_bytes, load_checkpoint_bytes
+from pgolf.budget.files.validate import parse_json_bytes, parse_shard_bytes
 
 # --- seeds ------------------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ def test_fuzz_data_shard(shard_seed, record_property):
 def plan_seed() -> dict:
     """A real preset's plan JSON (helper A's format) when plans.py is there, else a minimal plan."""
     try:
-        from pgolf.budget.plans import PRESETS
+        from pgolf.budget.quant.plans import PRESETS
     except ImportError:
         return {"format": "pgolf-plan-v1", "name": "p", "default": "int6", "rules": [{"pattern": "tok_emb", "scheme": "int8"}]}
     return json.loads(PRESETS["int5-mlp-int6-attn"].to_json())
@@ -240,7 +240,7 @@ json_case = st.one_of(
                                                   st.integers(0, 100), st.booleans()), min_size=1, max_size=3)))
 @pytest.mark.filterwarnings("ignore:Possible nested set")
 def test_fuzz_plan_json(tmp_path, record_property):
-    from pgolf.budget.plans import Plan, load_plan
+    from pgolf.budget.quant.plans import Plan, load_plan
 
     seed = plan_seed()
     text = json.dumps(seed, indent=1)
@@ -277,9 +277,9 @@ def test_fuzz_plan_json(tmp_path, record_property):
 
 @pytest.fixture(scope="module")
 def artifact_seeds(seeds):
-    from pgolf.budget import container
-    from pgolf.budget.compressors import get_compressor
-    from pgolf.budget.measure import build_artifact
+    from pgolf.budget.exact import container
+    from pgolf.budget.files.compressors import get_compressor
+    from pgolf.budget.exact.build import build_artifact
 
     gen = torch.Generator().manual_seed(1)
     sd = dict(seeds["sd"], **{"extra.fc.weight": torch.randn(300, 300, generator=gen) * 0.02})
@@ -298,7 +298,7 @@ artifact_case = st.one_of(st.tuples(st.just("frame"), byte_ops, st.integers(0, 3
 
 
 def test_fuzz_pgolf_artifact(artifact_seeds, record_property):
-    from pgolf.budget import container
+    from pgolf.budget.exact import container
 
     fuzz = Fuzzer("pgolf artifact", check_loaded)
 

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
-from pgolf.budget.measure import fake_quantize, measure_budget
-from pgolf.budget.plans import Plan, load_plan
+from pgolf.budget.exact.build import fake_quantize
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import Plan, load_plan
 from pgolf.figures.cli import main
 from pgolf.inspect import allocate as allocate_module
 from pgolf.inspect.allocate import Option, allocate, greedy, monotone
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, headroom, ladder_steps, with_scheme
 
 
@@ -140,7 +141,7 @@ def test_headroom_exchange_rates_measured(trained, one_thread):
 
 
 def _small_model_and_slice():
-    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
     from pgolf.inspect.evaluate import byte_luts_uniform, make_slice
     from pgolf.inspect.load import build_model
 
@@ -174,7 +175,7 @@ def test_api_headline_is_measured_never_nan_and_the_infeasible_error_names_no_fl
     assert exc.value.problem == (f"cap 1,000 is below the smallest candidate plan (uniform int6: "
                                  f"{exc.value.need:,} bytes with code and margin)")
     # need = the real artifact of uniform int6 (as the allocator builds it, named "allocated") + 1 byte
-    from pgolf.budget.measure import build_artifact
+    from pgolf.budget.exact.build import build_artifact
     from pgolf.inspect.headroom import allocatable
 
     base = quantize_small("official-int8")

@@ -8,10 +8,10 @@ import torch
 
 from conftest import fixture_path
 from inspect_fixtures import one_thread  # noqa: F401 (fixture)
-from pgolf.budget.measure import build_artifact
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.figures.cli import main
-from pgolf.inspect.gaps import quantize_small
+from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import with_scheme
 
 TOKENIZER = ("tokenizers", "fineweb_1024_bpe.model")
@@ -77,7 +77,7 @@ def test_headroom_exact_delta_bytes(capsys, tmp_path):
     assert len(rows) == 2 * 13  # tok_emb + 2 blocks x 6 matrices, one step up and one down each
     assert {(r["scheme"], r["direction"], r["scheme_next"]) for r in rows} == {("int6", "up", "int8"),
                                                                                 ("int6", "down", "int5")}
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
 
     sd = load_input(model).state_dict
     plan = quantize_small("int6")
@@ -155,7 +155,7 @@ def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(c
     and measures the same bytes."""
     import math
 
-    from pgolf.budget.readers import load_input
+    from pgolf.budget.exact.inputs import load_input
     from pgolf.inspect.evaluate import evaluate_bpb, load_slice, load_weights
     from pgolf.inspect.load import build_model
 
@@ -176,8 +176,8 @@ def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(c
     net = build_model(sd)
     sl = load_slice(tokenizer=fixture_path(*TOKENIZER), tokens=2048, seq_len=1024, vocab_size=1024, quiet=True)
     assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_full"]
-    from pgolf.budget.plans import load_plan
-    from pgolf.budget.measure import fake_quantize
+    from pgolf.budget.quant.plans import load_plan
+    from pgolf.budget.exact.build import fake_quantize
 
     load_weights(net, fake_quantize(sd, load_plan(plan_file)))
     assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_quantized"]

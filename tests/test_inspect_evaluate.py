@@ -10,7 +10,7 @@ from conftest import fixture_path
 from tolerances import float32_mean_rtol
 from inspect_fixtures import one_thread  # noqa: F401 (fixture)
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 from pgolf.inspect.evaluate import (BlockReplay, Restart, byte_luts_uniform, evaluate_bpb, load_slice, make_slice,
                                     set_tensor)
 from pgolf.inspect.load import build_model, infer_architecture
@@ -67,7 +67,7 @@ def test_replay_equals_full_evaluation_bit_for_bit(variant, one_thread):
 
 def test_evaluation_matches_the_trainers_eval_val_bpb(one_thread):
     from pgolf.trainer.train_gpt import build_sentencepiece_luts, eval_val_bpb
-    from pgolf.budget.readers import read_tokenizer
+    from pgolf.budget.exact.inputs import read_tokenizer
 
     model, _ = _model("3L-tied")
     sp = read_tokenizer(fixture_path("tokenizers", "fineweb_1024_bpe.model"))
@@ -157,7 +157,7 @@ class TinyLM(torch.nn.Module):
 
 def test_any_module_with_forward_x_y(one_thread):
     """The Python API measures gaps of any nn.Module: full evaluations, no replay, same contract."""
-    from pgolf.budget.plans import Plan
+    from pgolf.budget.quant.plans import Plan
     from pgolf.inspect.gaps import measure_gaps
 
     model = TinyLM()
@@ -169,7 +169,7 @@ def test_any_module_with_forward_x_y(one_thread):
     frame = report.frame.set_index("name")
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     ref = evaluate_bpb(model, sl).val_bpb
-    from pgolf.budget.measure import fake_quantize
+    from pgolf.budget.exact.build import fake_quantize
 
     q = fake_quantize(sd, plan)
     set_tensor(model, "mix.weight", q["mix.weight"])

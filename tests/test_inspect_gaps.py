@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from inspect_fixtures import SLICE_TOKENS, one_thread, trained, trained_run  # noqa: F401 (fixtures)
-from pgolf.budget.artifact import roundtrip_mismatches
-from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact
-from pgolf.budget.readers import load_input
+from pgolf.budget.exact.decode import roundtrip_mismatches
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect import gaps as gaps_module
 from pgolf.inspect.evaluate import evaluate_bpb, load_weights
-from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps, quantize_small
+from pgolf.budget.quant.plans import quantize_small
+from pgolf.inspect.gaps import GAP_COLUMNS, measure_gaps
 from pgolf.inspect.load import build_model
 
 pytestmark = pytest.mark.slow  # a shared ~1 minute training run, then ~10 s per sweep

@@ -8,7 +8,7 @@ import torch
 
 from conftest import FIXTURE_MODELS, fixture_path
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
+from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict
 from pgolf.figures.cli import main
 from pgolf.inspect.load import build_model, infer_architecture, open_model, state_dict_sha256
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from pgolf.budget.measure import symbol_stats
-from pgolf.budget.schemes import get_scheme
+from pgolf.budget.exact.measure import symbol_stats
+from pgolf.budget.quant.schemes import get_scheme
 from pgolf.inspect.metrics import error_metrics, frac_clipped, tensor_metrics, weight_metrics
 
 

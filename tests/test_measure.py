@@ -13,17 +13,18 @@ import pytest
 import torch
 
 from conftest import FIXTURE_MODELS, fixture_path
-from pgolf.budget import official
-from pgolf.budget.artifact import assign, build, export_object, quantize_item
-from pgolf.budget.codebytes import code_bytes, code_sizes, wrap_source
-from pgolf.budget.compare import compare, compare_input
-from pgolf.budget.container import frame
+from pgolf.budget.quant import official
+from pgolf.budget.exact.build import assign, build, export_object, quantize_item
+from pgolf.budget.files.codebytes import code_bytes, code_sizes, wrap_source
+from pgolf.budget.exact.compare import compare, compare_input
+from pgolf.budget.exact.container import frame
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.measure import (build_artifact, fake_quantize, measure_budget, measure_input, read_artifact,
-                                  symbol_stats, tensor_table)
-from pgolf.budget.plans import PRESETS
-from pgolf.budget.readers import load_input
-from pgolf.budget.shapes import baseline_specs, param_count, synthetic_state_dict
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.measure import measure_budget, measure_input, symbol_stats, tensor_table
+from pgolf.budget.quant.plans import PRESETS
+from pgolf.budget.exact.inputs import load_input
+from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict
 
 
 HEADLINE = ["params", "plan", "compressor", "bytes_model", "bytes_code", "bytes_total", "cap", "headroom_bytes"]
@@ -113,7 +114,7 @@ def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
     assert built.blob == zlib.compress(ref, 9)
 
 def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(mini, monkeypatch):
-    from pgolf.budget import artifact
+    from pgolf.budget.exact import build as artifact
 
     made = artifact._placeholder
 
@@ -131,7 +132,7 @@ def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(m
 
 
 def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkeypatch):
-    from pgolf.budget import artifact, exportzip
+    from pgolf.budget.exact import build as artifact, exportzip
 
     def refuse(*args, **kwargs):
         raise exportzip.LayoutError("test: unknown layout")
@@ -144,7 +145,7 @@ def test_export_falls_back_to_torch_save_when_the_layout_is_unknown(mini, monkey
 def test_layout_sink_keeps_headers_and_reads_skipped_data_as_zeros():
     import ctypes
 
-    from pgolf.budget.exportzip import _LayoutSink
+    from pgolf.budget.exact.exportzip import _LayoutSink
 
     hole = bytearray(b"\x07" * 6)  # a placeholder's data: recognised by its address and length
     sink = _LayoutSink({ctypes.addressof((ctypes.c_char * 6).from_buffer(hole)): ("k", 6)})
@@ -198,7 +199,7 @@ def test_per_tensor_rows(mini):
 
 
 def read_payload(t, spec):
-    from pgolf.budget.schemes import get_scheme
+    from pgolf.budget.quant.schemes import get_scheme
 
     s = get_scheme(spec)
     values, scales = s.pack(s.quantize(t))
@@ -269,22 +270,22 @@ def test_container_golden_bytes():
     (b"\x78\x9c" + b"garbage", "corrupt zlib stream"),
 ])
 def test_read_artifact_refuses_bad_input_in_one_line(blob, problem):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(PgolfInputError) as info:
         read_artifact(blob)
     assert problem in str(info.value) and "\n" not in str(info.value)
 
 
 def test_read_artifact_checks_sizes_and_bounds(mini):
     blob = build_artifact(mini, "int6", "none")
-    with pytest.raises(ValueError, match="exceeds limit of 1000 bytes"):
+    with pytest.raises(PgolfInputError, match="exceeds limit of 1000 bytes"):
         read_artifact(frame(0, "zlib", zlib.compress(blob[12:])), max_output_bytes=1000)
     (n,) = struct.unpack("<I", blob[-4:])
     data_end = len(blob) - 4 - n  # container v2: data, then the n-byte JSON header, then n
-    with pytest.raises(ValueError, match="header length .* exceeds the data"):
+    with pytest.raises(PgolfInputError, match="header length .* exceeds the data"):
         read_artifact(blob[:-10])
-    with pytest.raises(ValueError, match="data cut off"):
+    with pytest.raises(PgolfInputError, match="data cut off"):
         read_artifact(blob[:data_end - 10] + blob[data_end:])
-    with pytest.raises(ValueError, match="1 bytes between the last tensor and the header"):
+    with pytest.raises(PgolfInputError, match="1 bytes between the last tensor and the header"):
         read_artifact(blob[:data_end] + b"\x00" + blob[data_end:])
 
 
@@ -357,7 +358,7 @@ def test_background_worker_ends_when_its_consumer_is_dropped_unstarted():
     import gc
     import threading
 
-    from pgolf.budget.threads import background
+    from pgolf.budget.exact.threads import background
 
     before = {t for t in threading.enumerate() if t.name == "pgolf-quantize"}
     stream = background(lambda: iter(range(2)), depth=2)  # the items fill the queue: the end marker waits

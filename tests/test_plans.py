@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.plans import PLAN_FORMAT, PRESETS, Plan, load_plan, resolve_plan
-from pgolf.budget.shapes import baseline_specs
+from pgolf.budget.quant.plans import PLAN_FORMAT, PRESETS, Plan, load_plan, resolve_plan
+from pgolf.budget.forecast.shapes import baseline_specs
 
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pgolf.budget import predict_commands
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.predict import fit_largest, predict
+from pgolf.budget.forecast.predict import fit_largest, predict
 
 FAST = dict(interval=False)
 

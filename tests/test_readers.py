@@ -1,4 +1,4 @@
-"""pgolf.budget.readers / validate / cache: real fixtures load exactly, every bad input is one line."""
+"""pgolf.budget.exact.inputs / validate / cache: real fixtures load exactly, every bad input is one line."""
 from __future__ import annotations
 
 import hashlib
@@ -20,12 +20,13 @@ from safetensors.torch import save as st_save
 import bad_inputs
 from bad_inputs import CATALOGUE, MARKER, SystemCall, checkpoint, good_sidecar, torch_bytes, zlib_bomb
 from conftest import FIXTURE_MODELS, fixture_path
-from pgolf.budget.cache import CACHE_FORMAT, JsonCache
+from pgolf.budget.files.cache import CACHE_FORMAT, JsonCache
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.official import dequantize_state_dict_int8
-from pgolf.budget.readers import (DEFAULT_LIMIT, decompress_zlib_bounded, load_bytes, load_input, read_json,
+from pgolf.budget.quant.official import dequantize_state_dict_int8
+from pgolf.budget.files.safeload import DEFAULT_LIMIT, decompress_zlib_bounded
+from pgolf.budget.exact.inputs import (load_bytes, load_input, read_json,
                                   read_shard, read_tokenizer)
-from pgolf.budget.validate import validate_state_dict
+from pgolf.budget.files.validate import validate_state_dict
 
 PARAMS = {"sp1024-2L-d64": (107_080, 22), "sp1024-3L-d128": (476_812, 32)}
 DECOMPRESSED = {"sp1024-2L-d64": 222_433, "sp1024-3L-d128": 837_939}

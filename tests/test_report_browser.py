@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from pgolf.budget.atomic import write_text_atomic
-from pgolf.budget.measure import measure_budget
-from pgolf.figures.demo_steps import compressor_frame, small_plans
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.exact.compare import compressor_frame
+from pgolf.budget.quant.plans import small_plans
 from pgolf.figures.export import export_plot
 from pgolf.figures.report_html import render_html
 from pgolf.figures.report_md import DemoReport, Figure, Section

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pgolf.budget.compare import compare
-from pgolf.budget.measure import measure_budget
-from pgolf.figures.demo_steps import small_plans
+from pgolf.budget.exact.compare import compare
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import small_plans
 from pgolf.figures.report_md import DemoReport, Figure, Link, Section, Table, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -97,7 +97,7 @@ def test_golden_numbers_are_the_measured_ones(budget, compared):
         assert f"{row.bytes_model:,}" in (GOLDEN / "compare.txt").read_text()
 
 
-@pytest.mark.parametrize("module", ["report_md", "report_html", "demo_steps", "demo_config"])
+@pytest.mark.parametrize("module", ["report_md", "report_html", "demo.config"])
 def test_docstring_examples(module):
     import doctest
     import importlib

@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import save as st_save
 
 from pgolf.budget.atomic import write_bytes_atomic
-from pgolf.budget.cache import JsonCache
+from pgolf.budget.files.cache import JsonCache
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.measure import measure_input
-from pgolf.budget.plans import load_plan
-from pgolf.budget.readers import load_bytes, load_input
+from pgolf.budget.exact.measure import measure_input
+from pgolf.budget.quant.plans import load_plan
+from pgolf.budget.exact.inputs import load_bytes, load_input
 from pgolf.figures.cli import main as pgolf
-from pgolf.figures.demo_train import train_demo
+from pgolf.figures.demo.train import train_demo
 
 BOUND_S = 60
 
@@ -160,7 +160,7 @@ def test_a_plan_regex_with_nested_repetition_is_refused_quickly(tmp_path, capsys
     ({"num_layers": 10**400}, "config num_layers is"),
 ])
 def test_impossible_config_values_are_refused(config, problem):
-    from pgolf.budget.shapes import baseline_specs, synthetic_state_dict
+    from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
     from pgolf.inspect.load import infer_architecture
 
     sd = synthetic_state_dict(baseline_specs(num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1, vocab_size=64))

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.grouping import quantile_rows
-from pgolf.budget.schemes import SCHEMES, IntScheme, TernaryScheme, get_scheme
-from pgolf.budget.storage import pack, storage_bytes, unpack
+from pgolf.budget.quant.grouping import quantile_rows
+from pgolf.budget.quant.schemes import SCHEMES, IntScheme, TernaryScheme, get_scheme
+from pgolf.budget.quant.packing import pack, storage_bytes, unpack
 
 
 # Every scheme family x every storage it offers (plus clip/group variants).

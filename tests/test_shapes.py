@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import FIXTURE_MODELS, fixture_path
-from pgolf.budget.official import quantize_state_dict_int8, serialize_export
-from pgolf.budget.shapes import TensorSpec, baseline_specs, param_count, synthetic_state_dict, tensor_kind
+from pgolf.budget.quant.official import quantize_state_dict_int8, serialize_export
+from pgolf.budget.forecast.shapes import TensorSpec, baseline_specs, param_count, synthetic_state_dict, tensor_kind
 
 
 def test_baseline_param_count_and_tensor_count():

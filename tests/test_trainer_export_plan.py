@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact
-from pgolf.budget.plans import Plan, load_plan
-from pgolf.budget.readback import roundtrip_mismatches
+from pgolf.budget.exact.build import build_artifact, fake_quantize
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.quant.plans import Plan, load_plan
+from pgolf.budget.exact.decode import roundtrip_mismatches
 from pgolf.figures.cli import main as pgolf
 from pgolf.trainer.logs import parse_log_summary
 from pgolf.trainer.plan_export import artifact_name, eval_label, export_label, export_with_plan, log_lines, slug
@@ -117,7 +118,7 @@ def test_allocator_plan_json_is_accepted_by_pgolf_export(run, tmp_path, capsys):
     sd = weights(out)
     schemes = ["int5", "int6", "int8", "fp16"]
     big = [n for n, t in sd.items() if t.ndim == 2]
-    # as `pgolf allocate` writes it: exact-name rules, no passthrough limit, saved by pgolf.budget.plans
+    # as `pgolf allocate` writes it: exact-name rules, no passthrough limit, saved by pgolf.budget.quant.plans
     plan = Plan(name="allocated", rules=tuple((f"^{re.escape(n)}$", schemes[i % 4]) for i, n in enumerate(big)),
                 default="int8", keep_float_max_numel=0, description="pgolf allocate: test")
     plan_path = plan.save(tmp_path / "plan.json")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import FIXTURE_MODELS, ROOT, fixture_path
-from pgolf.budget import official
-from pgolf.budget.shapes import baseline_specs, param_count
+from pgolf.budget.quant import official
+from pgolf.budget.forecast.shapes import baseline_specs, param_count
 from pgolf.trainer.train_gpt import (
     GPT, CastedLinear, Hyperparameters, dequantize_state_dict_int8, fake_quantize, quantize_state_dict_int8,
     set_qat, zeropower_via_newtonschulz5,

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from pgolf.budget import official
+from pgolf.budget.quant import official
 from pgolf.trainer.train_gpt import quantize_state_dict_int8
 from trainer_fixtures import SCRIPT, SMALL_RUN, loss_lines, run_script, session_cache_dir, shared_corpus, shared_run
 

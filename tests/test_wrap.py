@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from conftest import fixture_path
-from pgolf.budget.codebytes import code_bytes, unwrap_source
+from pgolf.budget.files.codebytes import code_bytes, unwrap_source
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.codebytes import mixed_template
-from pgolf.budget.wrap import _base92, _encodings, _mixed, smallest_wrapper
+from pgolf.budget.files.codebytes import mixed_template
+from pgolf.budget.files.wrap import _base92, _encodings, _mixed, smallest_wrapper
 from pgolf.figures.cli import main
 
 SCRIPT = '''"""A script with what wrappers trip on: a docstring, non-ASCII (é, ▁, 🙂), a main guard, a dataclass."""

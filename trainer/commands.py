@@ -20,7 +20,7 @@ import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.flags import count, finite_float
-from pgolf.budget.report import Report
+from pgolf.budget.report_base import Report
 from pgolf.trainer.corpus import prepare_default
 from pgolf.trainer.train_gpt import OFFICIAL_DATA_PATH, Hyperparameters
 
@@ -83,8 +83,8 @@ def train_env(args: argparse.Namespace, base_env: dict[str, str] | None = None) 
 
 def _plan_and_compressor(args: argparse.Namespace):
     """Resolved up front, so a bad --plan/--compressor fails in a second, not after training."""
-    from pgolf.budget.compressors import get_compressor
-    from pgolf.budget.plans import resolve_plan
+    from pgolf.budget.files.compressors import get_compressor
+    from pgolf.budget.quant.plans import resolve_plan
 
     plan, comp = resolve_plan(args.plan), get_compressor(args.compressor)
     comp.require()
@@ -137,13 +137,13 @@ def run_export(args: argparse.Namespace) -> int:
     plan, comp = _plan_and_compressor(args)
     code = None
     if args.code:
-        from pgolf.budget.codebytes import read_code
+        from pgolf.budget.files.codebytes import read_code
 
         code = len(read_code(args.code))
     spliced = None
     if args.emit_script:
-        from pgolf.budget.codebytes import read_code
-        from pgolf.budget.decoder import decoder_source, splice_decoder
+        from pgolf.budget.files.codebytes import read_code
+        from pgolf.budget.exact.decoder import decoder_source, splice_decoder
         from pgolf.trainer.plan_export import open_source
 
         decoder = decoder_source(plan, comp, open_source(args.input).state_dict)

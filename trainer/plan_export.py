@@ -25,15 +25,15 @@ from pathlib import Path
 import torch
 
 from pgolf.budget.atomic import refuse_overwriting, write_bytes_atomic, write_text_atomic
-from pgolf.budget.compressors import Compressor, get_compressor
+from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.glossary import CAP_BYTES
-from pgolf.budget.measure import measure_budget
-from pgolf.budget.plans import Plan, resolve_plan
-from pgolf.budget.readback import DEFAULT_MAX_OUTPUT, read_artifact
-from pgolf.budget.readers import load_input, newest_checkpoint, read_json
-from pgolf.budget.validate import MAX_JSON_BYTES, parse_json_bytes, read_file_bytes
-from pgolf.budget.report import Report
+from pgolf.budget.glossary import CAP_BYTES, totals
+from pgolf.budget.exact.measure import measure_budget
+from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact
+from pgolf.budget.exact.inputs import load_input, newest_checkpoint, read_json
+from pgolf.budget.files.validate import MAX_JSON_BYTES, parse_json_bytes, read_file_bytes
+from pgolf.budget.report_base import Report
 
 CHECKPOINT_FORMAT = "pgolf-checkpoint-v1"
 FRAME_COLUMNS = ["name", "shape", "numel", "dtype", "scheme", "storage", "bits_per_value", "payload_bytes", "tied_to"]
@@ -83,7 +83,7 @@ def is_run_dir(path: Path) -> bool:
 
 def open_source(path: str | Path) -> ExportSource:
     """A run folder (final_model.pt, else its newest checkpoint; config from the newest sidecar),
-    a pgolf checkpoint, or any model file `pgolf.budget.readers.load_input` reads."""
+    a pgolf checkpoint, or any model file `pgolf.budget.exact.inputs.load_input` reads."""
     p = Path(path)
     if not p.exists():
         raise PgolfInputError(p, "no such file or folder")
@@ -235,11 +235,11 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
     if on_disk != budget.artifact:  # measure_budget checked those bytes decode bit for bit to fake_quantize
         raise RuntimeError(f"{out}: the file read back differs from the artifact written")
     h = budget.headline
+    t = totals(len(on_disk), code or 0, h["params"], cap)
     head = {"source": str(src.path), "plan": plan.name, "compressor": comp.name, "artifact_path": str(out),
             "artifact": h["artifact"], "params": h["params"], "payload_bytes": h["payload_bytes"],
             "serialized_bytes": h["serialized_bytes"], "bytes_model": len(on_disk), "bytes_code": code or 0,
-            "bytes_total": len(on_disk) + (code or 0), "cap": int(cap),
-            "headroom_bytes": int(cap) - len(on_disk) - (code or 0), "roundtrip_exact": True}
+            "bytes_total": t.bytes_total, "cap": int(cap), "headroom_bytes": t.headroom_bytes, "roundtrip_exact": True}
     notes = [] if code is not None else ["bytes_code = 0: the input carries no code size (--code FILE adds one)"]
     result = None
     if scorer is not None:

@@ -1,0 +1,323 @@
+"""Build the real artifact of a plan in memory (decode.py reads any artifact back to tensors).
+
+`build_artifact(sd, plan, compressor)` quantizes every tensor, serializes and compresses:
+- plans whose schemes the official export can hold (int8_clean_per_row_v1, float and raw
+  passthrough) give the official `torch.save` export dict, byte for byte what the baseline's
+  torch.save writes (exportzip.py); with plain zlib-9 the artifact is the baseline's `.ptz`,
+  any other compressor gets pgolf's frame (container.py) around it;
+- every other plan gives pgolf's tensor container, framed.
+`decode.read_artifact(blob)` inverts either. Quantization runs in a worker thread that feeds the
+compressor tensor by tensor, so quantizing and compressing overlap.
+
+>>> import torch
+>>> from pgolf.budget.exact.decode import read_artifact
+>>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+>>> blob = build_artifact(sd, "int6", "zstd")
+>>> blob[:5], torch.equal(read_artifact(blob)["w"], fake_quantize(sd, "int6")["w"])
+(b'PGOLF', True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Callable, Collection, Iterable, Iterator
+
+import torch
+from torch import Tensor
+
+from pgolf.budget.exact import container
+
+from pgolf.budget.quant import official
+from pgolf.budget.files.compressors import Compressor, get_compressor
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.exact.exportzip import LayoutError, stream_export
+from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.progress import progress
+from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, PassthroughScheme, QTensor, Scheme, all_finite,
+                                  get_scheme)
+from pgolf.budget.exact.threads import background, one_torch_thread
+
+__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
+           "build", "serialize", "build_artifact", "dequantized", "fake_quantize"]
+
+
+@dataclasses.dataclass
+class Item:
+    """One state-dict entry under a plan: the tensor, its scheme, and once quantized its bytes."""
+
+    name: str
+    tensor: Tensor | None
+    scheme: Scheme
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    tied_to: str | None = None
+    q: QTensor | None = None
+    values: bytes = b""
+    scales: bytes = b""
+
+
+@dataclasses.dataclass
+class Built:
+    """A built artifact: the compressed bytes, the serialized bytes' length, its kind."""
+
+    blob: bytes
+    serialized_bytes: int
+    kind: str                 # "official-export" | "pgolf-container"
+    raw: bytes | None = None  # the serialized bytes, when asked for (benchmarks)
+
+
+def tie_key(t: Tensor) -> tuple | None:
+    """Tensors with equal keys are one tensor stored once (a tie): same storage, offset, view and dtype.
+
+    >>> w = torch.ones(2, 3)
+    >>> tie_key(w) == tie_key(w.view(2, 3)), tie_key(w) == tie_key(w.t()), tie_key(torch.ones(0))
+    (True, False, None)
+    """
+    if t.numel() == 0:
+        return None
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+def _check_tensor(name: str, t: object, finite: bool = True) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise PgolfInputError(None, f"entry {name!r} is a {type(t).__name__}, not a tensor") from None
+    if finite and not all_finite(t):
+        t32 = t.detach().float()
+        bad = ~torch.isfinite(t32)
+        if bool(bad.any()):
+            nan = int(torch.isnan(t32).sum())
+            raise PgolfInputError(None, f"tensor {name!r} has {nan:,} NaN and {int(bad.sum()) - nan:,} Inf "
+                                        f"values; pgolf measures finite weights only (fix or drop that tensor)")
+    return t
+
+
+@one_torch_thread()
+def assign(sd: dict[str, Tensor], plan: str | Plan, check_finite: bool = True) -> list[Item]:
+    """One Item per entry: the plan's scheme, tied tensors (same storage and view) marked.
+
+    `check_finite=False` leaves the NaN/Inf check to `quantize_item` (same message), for callers
+    that quantize every item anyway: a pass over every value less before compression starts.
+    """
+    plan = resolve_plan(plan)
+    if not isinstance(sd, dict) or not sd:
+        raise PgolfInputError(None, "expected a non-empty dict of name -> tensor")
+    items, seen = [], {}
+    for name, t in sd.items():
+        t = _check_tensor(str(name), t, check_finite)
+        key = tie_key(t)
+        if key is not None and key in seen:
+            src = seen[key]
+            items.append(Item(str(name), None, src.scheme, src.shape, src.dtype, tied_to=src.name))
+            continue
+        item = Item(str(name), t, get_scheme(plan.scheme_for(str(name), t)), tuple(t.shape), t.dtype)
+        if key is not None:
+            seen[key] = item
+        items.append(item)
+    return items
+
+
+def quantize_item(item: Item) -> Item:
+    if item.tied_to is None and item.q is None:
+        try:
+            item.q = item.scheme.quantize(item.tensor)  # every scheme refuses NaN/Inf
+        except ValueError as exc:
+            _check_tensor(item.name, item.tensor)  # the input error naming the tensor, when that was why
+            raise PgolfInputError(None, f"tensor {item.name!r} under {item.scheme.name}: {exc}") from None
+        item.values, item.scales = item.scheme.pack(item.q)
+    return item
+
+
+def artifact_kind(items: list[Item]) -> str:
+    """'official-export' when the baseline's export dict can hold every scheme, else 'pgolf-container'."""
+    fits = all(isinstance(i.scheme, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for i in items)
+    return "official-export" if fits else "pgolf-container"
+
+
+def _placeholder(item: Item) -> tuple[Tensor, Tensor]:
+    """Uninitialised int8 values and scales shaped as the official rule stores them (only their layout is used)."""
+    scale = torch.empty((item.shape[0],), dtype=torch.float16) if len(item.shape) == 2 else torch.empty(())
+    return torch.empty(item.shape, dtype=torch.int8), scale
+
+
+def export_object(items: list[Item], placeholders: Collection[str] = ()) -> dict:
+    """The official export dict (same keys, order and dtype records as official.quantize_state_dict_int8).
+
+    int8 items named in `placeholders` (and entries tied to them) get uninitialised tensors of the
+    right shapes instead of their values: a layout only. The names are fixed up front, not read off
+    `item.q`, because a worker may be quantizing those items meanwhile: a tie seen half-quantized
+    would get two storages.
+    """
+    quantized, scales, dtypes, passthrough, orig, qmeta = {}, {}, {}, {}, {}, {}
+    by_name = {i.name: i for i in items}
+    stand_in: dict[str, tuple[Tensor, Tensor]] = {}
+    for item in items:
+        src = by_name[item.tied_to] if item.tied_to else item
+        if isinstance(src.scheme, OfficialInt8Scheme):
+            if src.name in placeholders:
+                q, s = stand_in.setdefault(src.name, _placeholder(src))
+            else:
+                q, s = src.q.symbols, src.q.scales
+            quantized[item.name], scales[item.name] = q, s  # tied: the same objects, stored once
+            dtypes[item.name] = str(item.dtype).removeprefix("torch.")
+            if s.ndim > 0:
+                qmeta[item.name] = {"scheme": "per_row", "axis": 0}
+            continue
+        stored = src.scheme.stored_tensor(src.q).reshape(src.shape)
+        passthrough[item.name] = stored
+        # The baseline records the original dtype only for non-control tensors it casts.
+        if stored.dtype != item.dtype and not official.is_control_tensor(item.name):
+            orig[item.name] = str(item.dtype).removeprefix("torch.")
+    obj: dict[str, object] = {"__quant_format__": official.FORMAT_TAG, "quantized": quantized, "scales": scales,
+                              "dtypes": dtypes, "passthrough": passthrough}
+    if qmeta:
+        obj["qmeta"] = qmeta
+    if orig:
+        obj["passthrough_orig_dtypes"] = orig
+    return obj
+
+
+def _export_chunks(items: list[Item], quiet: bool, on_item) -> tuple[int, Iterable[bytes]]:
+    """(length, chunks) of the export's torch.save bytes, int8 tensors quantized while streaming."""
+    later = [i for i in items if i.tied_to is None and i.q is None and isinstance(i.scheme, OfficialInt8Scheme)]
+    deferred = {id(i) for i in later}
+    for item in items:
+        if item.tied_to is None and id(item) not in deferred:
+            quantize_item(item)  # passthrough casts: cheap, and the template needs them
+            if on_item is not None:
+                on_item(item)
+
+    def real():  # in the worker: packed bytes and their CRCs, so the compressing thread only compresses
+        for item in quantized_items(later, quiet, on_item, in_background=False):
+            for part, data in (("quantized", item.values), ("scales", item.scales)):
+                yield f"{part}/{item.name}", data, zlib.crc32(data)
+
+    stream = background(real)  # starts quantizing while the template is laid out
+    template = export_object(items, placeholders={i.name for i in later})
+    stand_ins = {f"{part}/{i.name}": template[part][i.name] for i in later for part in ("quantized", "scales")}
+    try:
+        return stream_export(template, stand_ins, stream)
+    except LayoutError:  # a torch whose zip layout we do not know: quantize first, then torch.save
+        for _ in stream:
+            pass
+        raw = official.serialize_export(export_object(items))
+        return len(raw), [raw]
+
+
+def quantized_items(items: list[Item], quiet: bool = True, on_item: Callable[[Item], None] | None = None,
+                    in_background: bool = True) -> Iterator[Item]:
+    """Quantize and pack each item in order (in a worker thread), yielding each when ready."""
+    def produce():
+        for item in progress(items, desc="quantize", total=len(items), quiet=quiet):
+            quantize_item(item)
+            if on_item is not None:
+                on_item(item)
+            yield item
+    return background(produce) if in_background else produce()
+
+
+def _container_chunks(items: list[Item], plan_name: str, quiet: bool, on_item) -> tuple[int, Iterator[bytes]]:
+    rows, total = [], 0
+    for i in items:
+        nv, ns = (0, 0) if i.tied_to else i.scheme.payload_bytes(i.shape, i.dtype)
+        rows.append(container.header_row(i.name, i.shape, i.dtype, i.scheme.name, nv, ns, i.tied_to))
+        total += nv + ns
+    trailer = container.encode_trailer(rows, plan_name)  # known up front, written after the data
+
+    def chunks():
+        # container.py's order: quantized values, then float values, then every scale, each in item
+        # order; quantizing in the values' order lets the first chunk go out before any float cast
+        own = [i for i in items if i.tied_to is None]
+        in_values_order = [i for i in own if i.scheme.kind == "quantized"] + \
+            [i for i in own if i.scheme.kind != "quantized"]
+        for item in quantized_items(in_values_order, quiet, on_item):
+            yield item.values
+        for item in own:
+            yield item.scales
+        yield trailer
+    return total + len(trailer), chunks()
+
+
+def package(raw: bytes, kind: str, compressor: str | Compressor) -> bytes:
+    """Compress serialized bytes into the artifact (see `_wrap`)."""
+    comp = get_compressor(compressor)
+    return _wrap(comp.compress(raw), kind, comp)
+
+
+def _wrap(body: bytes, kind: str, comp: Compressor) -> bytes:
+    """A plain zlib-9 official export stays the baseline's `.ptz`; everything else gets pgolf's
+    frame naming its payload kind and compressor."""
+    if kind == "official-export" and _is_official_zlib(comp):
+        return body
+    frame_kind = container.KIND_TORCH_EXPORT if kind == "official-export" else container.KIND_CONTAINER
+    return container.frame(frame_kind, comp.name, body)
+
+
+def _is_official_zlib(comp: Compressor) -> bool:
+    return comp.codec == "zlib" and comp.level == official.ZLIB_LEVEL and not comp.transforms
+
+
+@one_torch_thread()
+def build(items: list[Item], plan_name: str, compressor: str | Compressor = "zlib", quiet: bool = True,
+          on_item: Callable[[Item], None] | None = None, keep_raw: bool = False) -> Built:
+    """Quantize, serialize and compress `items` (from `assign`) into the artifact's bytes."""
+    comp = get_compressor(compressor)
+    comp.require()
+    kind = artifact_kind(items)
+    if kind == "official-export":
+        size, chunks = _export_chunks(items, quiet, on_item)
+    else:
+        size, chunks = _container_chunks(items, plan_name, quiet, on_item)
+    if keep_raw:
+        raw = b"".join(chunks)
+        return Built(package(raw, kind, comp), size, kind, raw)
+    if comp.transforms:
+        return Built(package(b"".join(chunks), kind, comp), size, kind)
+    body = comp.compress_chunks(chunks, size)  # quantizing (worker thread) and compressing overlap
+    return Built(_wrap(body, kind, comp), size, kind)
+
+
+@one_torch_thread()
+def serialize(items: list[Item], plan_name: str, quiet: bool = True) -> tuple[str, bytes]:
+    """(artifact kind, serialized bytes before compression) of quantized-or-not items."""
+    kind = artifact_kind(items)
+    chunker = _export_chunks(items, quiet, None) if kind == "official-export" else \
+        _container_chunks(items, plan_name, quiet, None)
+    return kind, b"".join(chunker[1])
+
+
+@one_torch_thread()
+def build_artifact(sd: dict[str, Tensor], plan: str | Plan = "official-int8", compressor: str | Compressor = "zlib",
+                   quiet: bool = True) -> bytes:
+    """The exact artifact bytes of `sd` under `plan` and `compressor`.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> build_artifact(sd, "int6", "zstd")[:5], build_artifact(sd, "official-int8", "zlib")[:1]
+    (b'PGOLF', b'x')
+    """
+    plan = resolve_plan(plan)
+    return build(assign(sd, plan, check_finite=False), plan.name, compressor, quiet).blob
+
+
+def dequantized(items: list[Item]) -> dict[str, Tensor]:
+    """Dequantized tensors of quantized items (tied entries share one tensor)."""
+    out: dict[str, Tensor] = {}
+    for item in items:
+        out[item.name] = out[item.tied_to] if item.tied_to else item.scheme.dequantize(item.q)
+    return out
+
+
+@one_torch_thread()
+def fake_quantize(sd: dict[str, Tensor], plan: str | Plan = "official-int8") -> dict[str, Tensor]:
+    """quantize -> dequantize in memory: what the artifact decodes to, in the input's dtypes.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> w = fake_quantize(sd, "int6")["w"]
+    >>> w.dtype, w[0].unique().numel() <= 63
+    (torch.float32, True)
+    """
+    items = assign(sd, plan)
+    for item in items:
+        quantize_item(item)
+    return dequantized(items)

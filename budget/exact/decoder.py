@@ -1,0 +1,201 @@
+"""The decoder an artifact needs, as the smallest self-contained Python: only the formats its plan uses.
+
+`decoder_source(plan, compressor)` writes a module defining `load(path) -> {name: tensor}` that
+reads exactly what `build_artifact(sd, plan, compressor)` writes, with the standard library,
+torch, numpy and the compressor's own module only (never pgolf), and returns the dequantized
+state dict bit for bit as pgolf's `read_artifact` does. What the plan cannot produce is left out:
+an int6 plan gets no ternary or float8 code, a zlib artifact no zstd import. The baseline's
+own `official-int8` (and `fp16-embed`) + zlib artifact is the plain `.ptz` its script already
+reads: no decoder (empty source). Code bytes count, so the source is terse on purpose.
+
+>>> src = decoder_source("int6", "zstd")
+>>> "zstandard" in src, "base3" in src, len(src.encode()) < 2000
+(True, False, True)
+"""
+from __future__ import annotations
+
+from pgolf.budget.exact.build import assign
+from pgolf.budget.files.codebytes import unwrap_source
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.quant.grouped_schemes import BinaryScheme, IntScheme, TernaryScheme
+from pgolf.budget.quant.plans import resolve_plan
+from pgolf.budget.quant.schemes import FloatScheme, OfficialInt8Scheme, PassthroughScheme, get_scheme
+from pgolf.budget.files.wrap import smallest_wrapper
+
+_DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`)
+    "none": ("", "b"),
+    "zlib": ("zlib", "zlib.decompress(b)"),
+    "lzma": ("lzma", "lzma.decompress(b)"),
+    "zstd": ("zstandard as Z", "Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(b)"),
+    "brotli": ("brotli", "brotli.decompress(b)"),
+}
+
+_REGROUP = '''def _r(b,w):
+ a=n.frombuffer(b,n.uint8);m=a.size-a.size%w
+ return b if m==0 or w==1 else a[:m].reshape(w,m//w).T.tobytes()+a[m:].tobytes()
+'''
+
+_EXPORT = '''def _e(r):
+ o=t.load(io.BytesIO(r),weights_only=True);Q=o.get("qmeta",{});P=o.get("passthrough_orig_dtypes",{});R={}
+ for k,q in o["quantized"].items():
+  d,s=getattr(t,o["dtypes"][k]),o["scales"][k]
+  R[k]=(q.float()*s.float().view(q.shape[0],*[1]*(q.ndim-1))).to(d).contiguous() if Q.get(k,{}).get("scheme")=="per_row" or s.ndim>0 else (q.float()*float(s.item())).to(d).contiguous()
+ for k,x in o["passthrough"].items():
+  x=x.detach().contiguous();R[k]=x.to(getattr(t,P[k])).contiguous() if k in P else x
+ return R
+'''
+
+_CONTAINER = '''def _c(r):
+ h=struct.unpack("<I",r[-4:])[0];T=json.loads(r[-4-h:-4])["tensors"];U=[x for x in T if x[6] is None];o=0;V={};S={};R={}
+ for x in [x for x in U if _q(x[3])]+[x for x in U if not _q(x[3])]:V[x[0]]=r[o:o+x[4]];o+=x[4]
+ for x in U:S[x[0]]=r[o:o+x[5]];o+=x[5]
+ for k,s,d,c,_,_,y in T:R[k]=R[y] if y else _t(c,V[k],S[k],s,getattr(t,d))
+ return R
+'''
+
+_FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8_e4m3": "float8_e4m3fn"}
+
+
+def _families(plan) -> dict[str, object]:
+    """scheme name -> scheme object, for every scheme the plan can give a tensor (passthrough rules included)."""
+    specs = [s for _, s in plan.rules] + [plan.default, "fp32", "fp16", "passthrough"]
+    return {get_scheme(s).name: get_scheme(s) for s in specs}
+
+
+def _grouped_code(schemes: list) -> str:
+    """`_g(c,v,s,S)`: int8 symbols of a grouped scheme from its values bytes, only the storages in use."""
+    lines = ["def _g(c,v,S,N):", " a=n.frombuffer(v,n.uint8)"]
+    storages = {(type(s).__name__, s.storage) for s in schemes}
+    if any(st == "byte" for _, st in storages):
+        lines.append(' if c.endswith(":byte") or c[0]=="i" and not c.endswith(":packed"):return a.view(n.int8)')
+    if ("TernaryScheme", "base3") in storages:
+        lines.append(' if c[0]=="t" and ":" not in c.replace(":group","",1):'
+                     'return ((a[:,None]//n.array([1,3,9,27,81],n.uint16))%3).reshape(-1)[:N].astype(n.int8)-1')
+    if ("BinaryScheme", "bits") in storages:
+        lines.append(' if c[0]=="b":return n.unpackbits(a,bitorder="little")[:N].astype(n.int8)*2-1')
+    if any(st == "packed" for _, st in storages):
+        lines.append(' b=2 if c[0]=="t" else int(c[3]);u=n.unpackbits(a,bitorder="little")[:N*b].reshape(N,b)')
+        lines.append(' return ((u.astype(n.int64)<<n.arange(b)).sum(1)-(1<<b-1)+1).astype(n.int8)')
+    return "\n".join(lines) + "\n"
+
+
+def _tensor_code(schemes: list) -> str:
+    """`_t(c,v,s,S,d)`: one tensor from its scheme name, values and scales bytes."""
+    lines = ["def _t(c,v,s,S,d):"]
+    floats = sorted({s.name for s in schemes if isinstance(s, FloatScheme)})
+    if floats:
+        table = ",".join(f'"{f}":t.{_FLOAT_DTYPES[f]}' for f in floats)
+        lines.append(f" F={{{table}}}")
+        lines.append(" if c in F:return t.frombuffer(bytearray(v),dtype=F[c]).to(d).reshape(S).contiguous()")
+    if any(isinstance(s, PassthroughScheme) for s in schemes):
+        lines.append(' if c=="passthrough":return t.frombuffer(bytearray(v),dtype=d).reshape(S).contiguous()')
+    if any(isinstance(s, OfficialInt8Scheme) for s in schemes):
+        lines.append(' if c.startswith("int8_clean"):')
+        lines.append('  q=t.frombuffer(bytearray(v),dtype=t.int8).reshape(S).float()')
+        lines.append('  if len(S)==2:return (q*t.frombuffer(bytearray(s),dtype=t.float16).float().view(S[0],1)).to(d).contiguous()')
+        lines.append('  return (q*float(t.frombuffer(bytearray(s),dtype=t.float32)[0])).to(d).contiguous()')
+    grouped = [s for s in schemes if isinstance(s, (IntScheme, TernaryScheme, BinaryScheme))]
+    if grouped:
+        default_group = "128" if any(not isinstance(s, IntScheme) for s in grouped) else "0"
+        lines += [
+            ' g=c.split("group(");R=S[0] if len(S)>1 else 1;C=math.prod(S)//R if R else 0;N=R*C',
+            f' G=int(g[1].split(")")[0]) if len(g)>1 else ({default_group} if c[0] in "tb" else 0);z=min(G,C) if G else C'
+            ';m=-(-C//z) if z else 0',
+            ' q=t.from_numpy(_g(c,v,S,N).astype(n.int8)).reshape(R,C).float()',
+            ' if m*z!=C:q=t.nn.functional.pad(q,(0,m*z-C))',
+            ' s=t.frombuffer(bytearray(s),dtype=t.float16).reshape(R*m,1).float() if s else t.zeros(0,1)',
+            ' return (q.reshape(R*m,z)*s).reshape(R,m*z)[:,:C].reshape(S).to(d).contiguous()',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def decoder_source(plan, compressor, sd=None) -> str:
+    """Python source of `load(path)` for artifacts of `plan` + `compressor`; '' when the baseline reads them.
+
+    With the state dict `sd`, only the schemes its tensors get; without, every scheme the plan names
+    (its large-matrix schemes assumed used: a model whose tensors all pass through would make an
+    official export instead, so give `sd` for such models).
+    """
+    plan = resolve_plan(plan)
+    if sd is None:
+        schemes = list(_families(plan).values())
+    else:
+        schemes = list({i.scheme.name: i.scheme for i in assign(sd, plan, check_finite=False)}.values())
+    return decoder_for(schemes, compressor)
+
+
+def decoder_for(schemes, compressor) -> str:
+    """`decoder_source` from the schemes (objects or names) an artifact's tensors use."""
+    comp = get_compressor(compressor)
+    schemes = [get_scheme(s) if isinstance(s, str) else s for s in schemes]
+    export = all(isinstance(s, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for s in schemes)
+    plain_ptz = export and comp.codec == "zlib" and comp.level == 9 and not comp.transforms
+    if plain_ptz:
+        return ""
+    module, expression = _DECOMPRESS[comp.codec]
+    imports = ["torch as t", "numpy as n"] + ([module] if module else [])
+    body = f" b=open(p,'rb').read();b={expression.replace('(b)', '(b[8+b[7]:])') if module else 'b[8+b[7]:]'}\n"
+    for tr in reversed(comp.transforms):
+        body += f" b=_r(b,{tr.width})\n"
+    parts = [_REGROUP] if comp.transforms else []
+    if export:
+        imports.append("io")
+        parts.append(_EXPORT)
+        body += " return _e(b)\n"
+    else:
+        imports += ["json", "struct"] + (["math"] if any(isinstance(s, (IntScheme, TernaryScheme, BinaryScheme))
+                                                          for s in schemes) else [])
+        quantized = sorted({type(s).__name__ for s in schemes if s.kind == "quantized"})
+        test = " or ".join({"IntScheme": 'c[:3]=="int"', "TernaryScheme": 'c[0]=="t"', "BinaryScheme": 'c[0]=="b"',
+                            "OfficialInt8Scheme": 'c[:3]=="int"'}[q] for q in quantized) or "0"
+        parts += [f"def _q(c):return {test}\n", _CONTAINER, _tensor_code(schemes)]
+        grouped = [s for s in schemes if isinstance(s, (IntScheme, TernaryScheme, BinaryScheme))]
+        if grouped:
+            parts.append(_grouped_code(grouped))
+        body += " return _c(b)\n"
+    head = f"import {','.join(dict.fromkeys(imports))}\n"
+    return head + "".join(parts) + "def load(p):\n" + body
+
+
+def count_decoder(report, script_source: bytes | None) -> int:
+    """Add the decoder a budget report's artifact needs to its bytes_code (and total, headroom).
+
+    `script_source`: the training script's (inner) source; a script that already holds the decoder
+    text adds nothing. Returns the bytes added; the headline gains bytes_code_decoder.
+    """
+    head = report.headline
+    source = decoder_for(sorted(set(report.frame["scheme"])), head["compressor"])
+    included = bool(source) and script_source is not None and \
+        source.split("\n", 1)[1] in script_source.decode("utf-8", "replace")
+    added = 0 if included else len(source.encode("utf-8"))
+    head["bytes_code"] += added
+    head["bytes_total"] += added
+    head["headroom_bytes"] -= added
+    head["bytes_code_decoder"] = added
+    if source:
+        report.notes.append(f"bytes_code includes the {added:,}-byte decoder this artifact needs (pgolf decoder)"
+                            if added else "the script already holds the decoder this artifact needs")
+    return added
+
+
+SPLICE_NAME = "pgolf_load"
+
+
+def splice_decoder(script: bytes, decoder: str) -> bytes:
+    """The script with `pgolf_load(path) -> state dict` added before its main guard (else at its end).
+
+    The decoder runs in its own namespace (exec into a fresh dict), so its short names never meet
+    the script's. A wrapped script is unwrapped, spliced and wrapped again (`pgolf wrap`); a script
+    that already holds the decoder, or an empty decoder, leaves it unchanged.
+    """
+    inner = unwrap_source(script)
+    text = (inner.source if inner is not None else script).decode("utf-8")
+    if not decoder or decoder.split("\n", 1)[1] in text:
+        return script
+    if "'''" in decoder or "\\" in decoder:
+        raise ValueError("decoder text cannot sit in a raw triple-quoted string")
+    block = f"{SPLICE_NAME}=(lambda g:(exec(r'''{decoder}''',g),g['load'])[1])({{}})\n"
+    at = max(text.rfind('\nif __name__ == "__main__":'), text.rfind("\nif __name__ == '__main__':"))
+    text = text[:at + 1] + block + text[at + 1:] if at >= 0 else text + ("" if text.endswith("\n") else "\n") + block
+    out = text.encode("utf-8")
+    return smallest_wrapper(out).text.encode("utf-8") if inner is not None else out

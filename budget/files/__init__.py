@@ -1,0 +1,1 @@
+"""Bytes in and out, safely: compressors, validation of what is read, the result cache, code bytes."""

@@ -1,0 +1,1 @@
+"""Fast estimates and predictions: sampled compression, fitted corrections, model shapes, weight statistics."""

@@ -1,0 +1,352 @@
+"""Fast size estimate: the real codec on a 1 % sample of the stored bytes, scaled up and corrected.
+
+For each tensor the plan's scheme quantizes a sample of its rows (every row of a small tensor;
+per-row and per-group schemes treat rows independently, so sampled rows get exactly the symbols
+the full tensor would) and packs them in the scheme's storage: each tensor gives a values and a
+scales stream with exact full byte counts. sampled.py groups alike streams, compresses a middle
+chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
+settings, and scales each group up with a correction fitted on our own measurements
+(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
+fitted constant plus a per-stream term. An artifact of at most sampled.WHOLE_MAX_BYTES stored
+bytes (one largest sample) is quantized whole and all its stored bytes, in artifact order, are
+compressed as one stream (whole_payload), with an overhead fitted for that case. Raw payload
+and scale byte counts are exact. Each tensor's share of its group (the compressed_bytes column)
+follows its order-0 entropy.
+
+>>> import numpy as np
+>>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
+8.0
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.exact.build import artifact_kind, assign
+from pgolf.budget.exact.container import frame_header
+from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
+from pgolf.budget.exact.threads import one_torch_thread
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.forecast import sampled
+from pgolf.budget.glossary import CAP_BYTES, totals
+from pgolf.budget.progress import progress
+from pgolf.budget.quant.plans import resolve_plan
+from pgolf.budget.quant.schemes import get_scheme
+
+FIT_FORMAT = "pgolf-estimate-fit-v3"  # v3: overhead_whole (small artifacts compressed whole)
+# Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
+# max sets its grid), so the sampled entropy of a tensor is off by ~0.5 % (1 sd) at 64 rows of
+# 512; independent across tensors, it averages down in a whole model.
+SAMPLE_VALUES = 1 << 15
+SAMPLE_BLOCK_BYTES = 1 << 12
+
+
+def sampling_settings() -> dict:
+    """The sampling constants a fit is only valid for (stored in the fit, checked on load)."""
+    return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
+            "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
+            "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
+            "whole_max_bytes": sampled.WHOLE_MAX_BYTES}
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Shannon entropy in bits per symbol of a histogram."""
+    n = float(counts.sum())
+    p = counts[counts > 0] / max(n, 1.0)
+    return float(-(p * np.log2(p)).sum())
+
+
+def byte_entropy(data: np.ndarray) -> float:
+    """Order-0 entropy of a byte stream in bits per byte (Miller-Madow corrected, at most 8)."""
+    if data.size == 0:
+        return 0.0
+    counts = np.bincount(data, minlength=256)
+    # a sample of rows must not read low by (K-1)/(2 n ln 2)
+    return min(8.0, _entropy(counts) + (np.count_nonzero(counts) - 1) / (2 * data.size * math.log(2)))
+
+
+def storage_class(storage: str, element_size: int) -> str:
+    """byte | packed | base3 | bits | raw1 | raw2 | raw4 | raw8 (values): how the compressor sees the
+    bytes; scales streams are classes scale2 / scale4."""
+    return f"raw{element_size}" if storage == "raw" else storage
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """One contiguous byte stream of the artifact (a tensor's values or its scales): its full byte
+    count, its group (sampled.group_key), the order-0 entropy and the packed bytes of its sample."""
+
+    tensor: str
+    part: str
+    cls: str
+    n_bytes: int
+    h: float
+    group: str = ""
+    sample: bytes = dataclasses.field(default=b"", repr=False, compare=False)
+    quantized: bool = False  # a quantized scheme's stream (artifact order puts these first)
+
+
+def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float]:
+    """(rows to quantize, full/sampled ratio): evenly spaced blocks of contiguous rows."""
+    if sample_values is None or t.ndim < 2 or t.numel() <= sample_values:
+        return t, 1.0
+    rows, cols = t.shape[0], t.numel() // t.shape[0]
+    block = max(1, min(rows, SAMPLE_BLOCK_BYTES // max(cols, 1)))
+    nblocks = max(1, min(rows // block, sample_values // (block * cols)))
+    starts = np.linspace(0, rows - block, nblocks).round().astype(np.int64)
+    idx = torch.from_numpy((starts[:, None] + np.arange(block)[None, :]).reshape(-1))
+    return t.index_select(0, idx), rows / idx.numel()
+
+
+def symbol_entropy_bits(symbols: Tensor) -> float:
+    """Order-0 entropy of integer symbols, total bits (a histogram, no sort).
+
+    >>> symbol_entropy_bits(torch.tensor([-1, 0, 1, 1], dtype=torch.int8))
+    6.0
+    """
+    flat = symbols.detach().reshape(-1)
+    if flat.numel() == 0:
+        return 0.0
+    if flat.element_size() <= 2:
+        view = torch.uint8 if flat.element_size() == 1 else torch.int16
+        raw = flat.contiguous().view(view).numpy()
+        counts = np.bincount(raw.view(np.uint8 if flat.element_size() == 1 else np.uint16))
+    else:
+        counts = np.unique(flat.numpy(), return_counts=True)[1]
+    return _entropy(counts) * flat.numel()
+
+
+def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_values: int, full_scales: int,
+                   dtype: torch.dtype | None = None) -> list[Stream]:
+    """Streams of one quantized tensor's packed sample bytes; byte counts are the full tensor's."""
+    streams = []
+    src = str(dtype or q.dtype).removeprefix("torch.")
+    for part, blob, full in (("values", values, full_values), ("scales", scales, full_scales)):
+        if not full or not blob:
+            continue
+        if part == "values":
+            cls = storage_class(scheme.storage, q.symbols.element_size() if scheme.storage == "raw" else 1)
+        else:  # scales (positive, similar, few) compress unlike float values: their own class
+            cls = f"scale{q.scales.element_size()}"
+        h = byte_entropy(np.frombuffer(blob, dtype=np.uint8))
+        key = sampled.group_key(cls, scheme.name, src if part == "values" else "")
+        streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob), scheme.kind == "quantized"))
+    return streams
+
+
+def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = SAMPLE_VALUES) -> tuple[dict, list[Stream]]:
+    """Exact byte counts and sampled streams of one tensor under one scheme spec."""
+    scheme = get_scheme(spec)
+    row = tensor_row(name, tuple(t.shape), t.dtype, scheme)
+    values_bytes, scales_bytes = row["values_bytes"], row["scales_bytes"]
+    if sample_values is not None:
+        # wide alphabets (int7/int8: 127-255 levels) need more values before their rare levels show
+        sample_values *= max(1, int(getattr(scheme, "levels", 0) or 0) // 64)
+    part, ratio = _sample_rows(t, sample_values if scheme.kind == "quantized" else None)
+    q = scheme.quantize(part)
+    values, scales = scheme.pack(q)
+    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype)
+    if scheme.kind == "quantized":
+        entropy_bits = symbol_entropy_bits(q.symbols) * ratio
+    else:
+        entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
+    row.update(entropy_bytes=int(round(entropy_bits / 8)), sampled_fraction=1.0 / ratio)
+    return row, streams
+
+
+# --- the fitted correction ----------------------------------------------------------------------
+def load_fit(path: str | Path | None = None) -> dict:
+    """The shipped correction (budget/forecast/data/estimate_fit.json) or a file of the same format."""
+    # the namespace package hides its data from importlib.resources: read beside this file
+    where = str(Path(__file__).resolve().parent / "data" / "estimate_fit.json" if path is None else path)
+    try:
+        fit = json.loads(Path(where).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PgolfInputError(where, f"cannot read the estimator fit ({exc.__class__.__name__}); "
+                                     f"run benchmarks/fit_estimator.py") from None
+    if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT or not isinstance(fit.get("compressors"), dict):
+        raise PgolfInputError(where, f"not a {FIT_FORMAT} file")
+    if fit.get("sampling") != sampling_settings():
+        raise PgolfInputError(where, "estimator fit was made with other sampling settings; "
+                                     "rerun benchmarks/fit_estimator.py")
+    return fit
+
+
+def fit_entry(fit: dict, compressor: str) -> tuple[str, dict]:
+    """(key used, coefficients) for a compressor spec; falls back to its codec at default level."""
+    name = get_compressor(compressor).name
+    if name in fit["compressors"]:
+        return name, fit["compressors"][name]
+    base = get_compressor(name.split("+")[0].split(":")[0]).name
+    if base in fit["compressors"]:
+        return base, fit["compressors"][base]
+    raise PgolfInputError(None, f"no estimator fit for compressor {name!r} (fitted: {', '.join(fit['compressors'])})")
+
+
+def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False) -> float:
+    over = entry["overhead_whole" if whole else "overhead"].get(container, {"c0": 0.0, "c1": 0.0})
+    return over["c0"] + over["c1"] * n_streams
+
+
+def whole_payload(streams: list[Stream], kind: str) -> bytes | None:
+    """Every stored byte in artifact order when the artifact stores at most WHOLE_MAX_BYTES and the
+    streams hold their full bytes, else None. Order: the official export pickles quantized values,
+    then scales, then passthrough tensors; pgolf's container puts quantized values, float values, scales.
+
+    >>> s = [Stream("a", "values", "raw2", 2, 0.0, "g", b"ab"), Stream("b", "values", "byte", 1, 0.0, "h", b"q", True)]
+    >>> whole_payload(s, "pgolf-container")
+    b'qab'
+    """
+    if sum(s.n_bytes for s in streams) > sampled.WHOLE_MAX_BYTES or any(len(s.sample) != s.n_bytes for s in streams):
+        return None
+    later = ("scales", "values") if kind == "official-export" else ("values", "scales")
+    def rank(s: Stream) -> int:
+        return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
+    return b"".join(s.sample for s in sorted(streams, key=rank))  # stable: item order within each part
+
+
+def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int | None:
+    """Compressed bytes of whole_payload under the artifact's codec settings (None: not small)."""
+    blob = whole_payload(streams, kind)
+    return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
+
+
+def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict[str, tuple[int, int, int, float]]:
+    """group -> (compressed sample bytes, sample bytes, full bytes, estimated compressed bytes)."""
+    groups: dict[str, list[tuple[int, bytes]]] = {}
+    for s in streams:
+        groups.setdefault(s.group or sampled.group_key(s.cls, "", ""), []).append((s.n_bytes, s.sample))
+    total = sum(s.n_bytes for s in streams)
+    measured = sampled.compress_groups(sampled.sample_plan(groups, total), compressor, total)
+    classes = entry.get("classes", {})
+    return {key: (c, n, full, sampled.scaled_bytes(c, n, full, classes.get(sampled.group_class(key))))
+            for key, (c, n, full) in measured.items()}
+
+
+# --- whole-model estimate -----------------------------------------------------------------------
+@one_torch_thread()
+def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values: int | None = SAMPLE_VALUES,
+                     quiet: bool = True) -> tuple[pd.DataFrame, list[Stream], str, str]:
+    """(per-tensor rows, streams, artifact kind, plan name) for a state dict under a plan."""
+    plan = resolve_plan(plan)
+    items = assign(sd, plan)
+    stored = sum(sum(i.scheme.payload_bytes(i.shape, i.dtype)) for i in items if i.tied_to is None)
+    if stored <= sampled.WHOLE_MAX_BYTES:
+        sample_values = None  # small: quantize every row, whole_payload compresses it all
+    rows, streams = [], []
+    for item in progress(items, desc="estimate", total=len(items), quiet=quiet):
+        if item.tied_to is not None:
+            rows.append({**tensor_row(item.name, item.shape, item.dtype, item.scheme, tied=True),
+                         "entropy_bytes": 0, "sampled_fraction": 1.0, "tied_to": item.tied_to})
+            continue
+        row, tensor_streams_ = tensor_streams(item.name, item.tensor, item.scheme.name, sample_values)
+        rows.append({**row, "tied_to": None})
+        streams += tensor_streams_
+    return pd.DataFrame(rows), streams, artifact_kind(items), plan.name
+
+
+def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
+                         ) -> tuple[float, dict[str, float]]:
+    """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
+    fit = fit or load_fit()
+    comp = get_compressor(compressor)
+    _, entry = fit_entry(fit, comp.name)
+    whole = whole_compressed(streams, kind, comp.name) if kind in entry.get("overhead_whole", {}) else None
+    if whole is not None:
+        groups, group_of = {"": (whole, 0, 0, float(whole))}, (lambda s: "")
+    else:
+        groups, group_of = group_estimates(streams, comp.name, entry), (lambda s: s.group)
+    weight: dict[str, float] = {}
+    for s in streams:
+        weight[group_of(s)] = weight.get(group_of(s), 0.0) + s.n_bytes * max(s.h, 0.05)
+    per_tensor: dict[str, float] = {}
+    for s in streams:  # each group's bytes shared by order-0 entropy
+        g = group_of(s)
+        share = groups[g][3] * s.n_bytes * max(s.h, 0.05) / weight[g] if g in groups else 0.0
+        per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
+    plain_official = kind == "official-export" and comp.name == "zlib"
+    frame = 0 if plain_official else len(frame_header(0, comp.name))
+    total = sum(g[3] for g in groups.values()) + container_bytes(len(streams), kind, entry, whole is not None) + frame
+    return total, per_tensor
+
+
+ESTIMATED_COLUMNS = ("compressed_bytes", "entropy_bytes")
+ESTIMATED_HEADLINE = ("bytes_model", "bytes_total", "headroom_bytes", "bits_per_param", "bytes_model_low",
+                      "bytes_model_high")
+
+
+@dataclasses.dataclass(repr=False)
+class EstimateReport(BudgetReport):
+    """A BudgetReport whose model bytes are estimated (headline `estimated`: True).
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> type(estimate_budget(sd, "int6", "zlib")).__name__
+    'EstimateReport'
+    """
+
+
+@one_torch_thread()
+def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zlib", code=None,
+                    cap: int | None = None, *, code_wrapped: bool = False, sample_values: int | None = SAMPLE_VALUES,
+                    fit: dict | None = None, quiet: bool = True, source: str = ""):
+    """Fast estimate of what `measure_budget` measures: same headline keys, `estimated` True.
+
+    Exact: params, payload/values/scales bytes, bytes_code. Estimated: bytes_model (and what
+    derives from it), per-tensor compressed_bytes (its share inside the artifact) and, when rows
+    are sampled, entropy_bytes. bytes_model_low/high spread the fit's worst whole-artifact error.
+
+    >>> import torch
+    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> r = estimate_budget(sd, "int6", "zlib")
+    >>> r.headline["estimated"], r.headline["params"]
+    (True, 70000)
+    """
+    cap = CAP_BYTES if cap is None else int(cap)
+    fit = fit or load_fit()
+    comp = get_compressor(compressor)
+    frame, streams, kind, plan_name = estimate_streams(sd, plan, sample_values, quiet)
+    key, entry = fit_entry(fit, comp.name)
+    total, per_tensor = estimate_model_bytes(streams, kind, comp.name, fit)
+    frame["kind"] = ["quantized" if get_scheme(s).kind == "quantized" else "passthrough" for s in frame["scheme"]]
+    frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
+    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
+    frame["tied_to"] = frame["tied_to"].fillna("")
+    code_sizes = code_sizes_for(code)
+    bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
+    bytes_model = int(round(total))
+    params = int(frame.loc[frame["tied_to"] == "", "numel"].sum())
+    err = float(entry.get("artifact_rel_err_max", 0.0))
+    t = totals(bytes_model, bytes_code, params, cap)
+    head = {"params": params, "plan": plan_name, "compressor": comp.name, "bytes_model": bytes_model,
+            "bytes_code": bytes_code, "bytes_total": t.bytes_total, "cap": cap,
+            "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param,
+            "payload_bytes": int(frame["payload_bytes"].sum()), "artifact": kind, "estimated": True,
+            "bytes_model_low": int(bytes_model * (1 - err)), "bytes_model_high": int(math.ceil(bytes_model * (1 + err)))}
+    if code_sizes:
+        head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
+    rows_sampled = bool((frame["sampled_fraction"] < 1).any())
+    small = kind in entry.get("overhead_whole", {}) and whole_payload(streams, kind) is not None
+    how = (f"{comp.name} run on all {head['payload_bytes']:,} stored bytes (a small artifact) plus the {key} "
+           f"container overhead fitted in estimate_fit.json" if small else
+           f"{comp.name} run on a ~1 % sample of the stored bytes, scaled up with the {key} correction fitted "
+           f"in estimate_fit.json")
+    notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
+             f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
+             f"`pgolf budget` without --estimate measures them",
+             "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
+             + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
+    if key != comp.name:
+        notes.append(f"no fit for {comp.name}: used the {key} correction")
+    if not code_sizes:
+        notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
+    title = f"pgolf budget --estimate: {source}" if source else "pgolf budget --estimate"
+    return EstimateReport(title=title, headline=head, frame=frame, notes=notes)
