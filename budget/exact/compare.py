@@ -125,13 +125,10 @@ def compare_input(loaded, plans=("official-int8", "int6"), compressors=("zlib", 
     """`compare` for an inputs.LoadedInput: an artifact's own plan keeps its stored tensors.
 
     >>> import torch
-    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
-    >>> import tempfile, pathlib
     >>> from pgolf.budget.exact.build import build_artifact
-    >>> from pgolf.budget.exact.inputs import load_input
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.pgolf"
-    >>> _ = path.write_bytes(build_artifact(sd, "int5", "zstd"))
-    >>> compare_input(load_input(path), ["int5"], ["zstd"]).frame["bytes_model"].tolist() == [path.stat().st_size]
+    >>> from pgolf.budget.exact.inputs import load_bytes
+    >>> blob = build_artifact({"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}, "int5", "zstd")
+    >>> compare_input(load_bytes(blob, "m.pgolf"), ["int5"], ["zstd"]).frame["bytes_model"].tolist() == [len(blob)]
     True
     """
     kw.setdefault("source", str(loaded.path))
