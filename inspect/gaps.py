@@ -73,6 +73,9 @@ class GapSweep:
         self.replay.batch_seqs = self.batch_seqs
         self.cache = JsonCache(cache_dir, CACHE_KEY_FIELDS, GAPS_CACHE_VERSION) if cache_dir else None
         self.model_sha256 = state_dict_sha256(sd)
+        identity = getattr(model, "pgolf_identity", "")  # the code that evaluates (a script, CUDA bf16)
+        if identity:
+            self.model_sha256 = hashlib.sha256(f"{self.model_sha256}|{identity}".encode()).hexdigest()
         self.evaluations = 0  # evaluations actually run (cache misses), for reports and benchmarks
         self.recorded: str | None = None  # which weights the replay recording belongs to
         self._reference: EvalResult | None = None
@@ -244,7 +247,7 @@ def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> t
 def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[str, Tensor] | None = None,
                  compressor: str = "zlib", all_but_this: bool = True, proxy: bool = True, verify: bool = True,
                  cache_dir: str | Path | None = None, quiet: bool = False,
-                 calib_tokens: int | None = None, source: str = "") -> GapsReport:
+                 calib_tokens: int | None = None, source: str = "", batch_seqs: int | None = None) -> GapsReport:
     """Per-tensor gaps of `plan` for `model` (forward(x, y) -> mean loss) holding `sd`.
 
     `sd` defaults to the model's own state dict; pass the original state dict (e.g. bf16
@@ -257,7 +260,7 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
     q_sd = fake_quantize(sd, plan)
     names = changed_tensors(sd, q_sd)
     schemes = {n: plan.scheme_for(n, sd[n]) for n in sd}
-    sweep = GapSweep(model, sd, sl, cache_dir, quiet)
+    sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs)
     ref = sweep.reference()
     only = dict(zip(names, sweep.only_this([(n, schemes[n], q_sd[n]) for n in names])))
     quant = sweep.evaluate_state(q_sd, plan.name, record=all_but_this and bool(names))
