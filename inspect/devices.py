@@ -40,7 +40,7 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise PgolfInputError(None, f"--device {text}: this machine has no usable CUDA device "
-                                        f"(torch {torch.__version__}); use --device cpu")
+                                        f"(torch.cuda.is_available() is False); use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise PgolfInputError(None, f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device

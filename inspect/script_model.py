@@ -261,17 +261,20 @@ class ScriptModel:
         return None
 
 
-def script_model(sd: dict[str, Tensor], script=None, env=None, factory: str | None = None, path=None,
+def script_model(sd: dict[str, Tensor] | None, script=None, env=None, factory: str | None = None, path=None,
                  stream=None) -> ScriptModel:
-    """Build the participant's model for `sd` (keys normalised) and load it strictly.
+    """Build the participant's model for `sd` (keys normalised) and load it strictly; with
+    `sd=None` (script only) the freshly initialised model and its own state dict.
 
     The model keeps its own dtypes here; `pgolf.inspect.devices.prepare_model` sets them for
     evaluation. `path` names the weights in messages.
     """
+    if sd is None and factory is not None:
+        raise ValueError("a factory needs the state dict it builds the model for")
     if script is None and factory is None:
         raise ValueError("script_model needs a script or a factory")
     env = parse_env(env) if not isinstance(env, dict) else env
-    sd = normalise_keys(sd)
+    sd = normalise_keys(sd) if sd is not None else None
     module = hparams = None
     hint = ""
     with environment(env), _eager():
@@ -293,6 +296,8 @@ def script_model(sd: dict[str, Tensor], script=None, env=None, factory: str | No
         else:
             model, how, hparams = build_from_module(module, script)
             hint = f" (the model was built with {_env_text(env)}; set the script's size with --env KEY=VALUE)"
+    if sd is None:
+        sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     load_strict(model, sd, path, hint)
     identity = hashlib.sha256(f"{info.path}|{info.shipped_bytes}|{sorted(env.items())}|{factory}".encode())
     identity.update(Path(info.path).read_bytes())
