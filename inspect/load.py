@@ -166,7 +166,7 @@ def state_dict_sha256(sd: dict[str, Tensor]) -> str:
     for name, t in sd.items():
         t = t.detach().cpu().contiguous()
         h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()
 
 

@@ -122,7 +122,8 @@ def import_script(path: str | os.PathLike, env: dict[str, str] | None = None,
     module.__file__ = str(path)
     sys.modules[name] = module  # dataclasses and typing resolve the defining module by name
     try:
-        with environment(env):
+        # a script's prints go to stderr: stdout carries pgolf's report (and --json)
+        with environment(env), contextlib.redirect_stdout(sys.stderr):
             exec(code, module.__dict__)
     except ModuleNotFoundError as exc:
         sys.modules.pop(name, None)
@@ -142,12 +143,12 @@ def import_script(path: str | os.PathLike, env: dict[str, str] | None = None,
 
 
 def normalise_keys(sd: dict) -> dict:
-    """Drop torch.compile's `_orig_mod.` and DDP's `module.` prefixes (also nested ones)."""
+    """Drop torch.compile's `_orig_mod.` and DDP's `module.` prefixes (and compiled submodules')."""
     out = {}
     for key, value in sd.items():
-        parts = [p for p in key.split(".") if p not in ("_orig_mod", "module")] if key.startswith(
-            _WRAPPER_PREFIXES) or "._orig_mod." in key else key.split(".")
-        out[".".join(parts)] = value
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key.replace("._orig_mod.", ".")] = value
     return out
 
 
