@@ -3,7 +3,7 @@
 Flags map onto the keyword arguments of `inspect_summary`, `measure_gaps`, `headroom` and
 `allocate`. INPUT is anything `pgolf.budget.readers.load_input` reads; evaluations build the baseline GPT family
 (architecture inferred from the tensors, or a checkpoint's sidecar), or with `--script` the
-participant's own `GPT` from their train_gpt.py (`pgolf.inspect.script_model`).
+participant's own `GPT` from their train_gpt.py (`pgolf.trainer.script_model`).
 
     pgolf inspect final_model.int8.ptz
     pgolf gaps final_model.pt --plan int6 --tokenizer fineweb_1024_bpe.model --tokens 16384
@@ -173,7 +173,7 @@ def _print(report, as_json: bool) -> int:
 def _evaluation(args, opened):
     """(loaded model, slice, cache dir) for the opened input: the built-in baseline family, or the
     participant's model with --script/--factory, on --device."""
-    from pgolf.inspect.devices import batch_seqs_for
+    from pgolf.trainer.devices import batch_seqs_for
     from pgolf.inspect.evaluate import load_slice
     from pgolf.inspect.gaps import default_cache_dir
     from pgolf.inspect.load import load_model

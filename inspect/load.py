@@ -1,7 +1,7 @@
 """Open any model file pgolf reads, and infer the baseline-family architecture from its tensors.
 
 `load_model(path, script=...)` is the one entry point for evaluation: the built-in baseline
-family, or the participant's own `GPT` built from their script (`pgolf.inspect.script_model`).
+family, or the participant's own `GPT` built from their script (`pgolf.trainer.script_model`).
 `open_model(path)` loads through `pgolf.budget.readers.load_input` (our checkpoints, `.pt`,
 safetensors, official `.ptz`, pgolf artifacts) and infers the architecture; `build_model`
 turns a state dict into the trainer's `GPT` loaded with `strict=True`, so a participant's
@@ -255,7 +255,7 @@ class LoadedModel:
     vocab_size: int | None
     seq_len: int
     device: torch.device
-    script: object = None  # pgolf.inspect.script_model.ScriptInfo
+    script: object = None  # pgolf.trainer.script_model.ScriptInfo
     module: object = None  # the imported script, for its build_sentencepiece_luts
     batch_seqs: int | None = None  # windows per evaluation batch (None: pgolf's default)
 
@@ -284,7 +284,7 @@ def load_model(path: str | Path, script: str | Path | None = None, env=None, fac
     >>> lm.model(x, y)   # doctest: +SKIP
     tensor(4.1234)
     """
-    from pgolf.inspect.devices import prepare_model, resolve_device
+    from pgolf.trainer.devices import prepare_model, resolve_device
 
     dev = resolve_device(device)
     opened = opened or open_model(path)
@@ -295,7 +295,7 @@ def load_model(path: str | Path, script: str | Path | None = None, env=None, fac
             model = prepare_model(model, dev, contract=False)
             model.pgolf_identity = f"builtin|{dev.type}-bf16-autocast"
         return LoadedModel(model, opened.state_dict, opened, arch.vocab_size, arch.train_seq_len, dev)
-    from pgolf.inspect.script_model import script_model
+    from pgolf.trainer.script_model import script_model
 
     sm = script_model(opened.state_dict, script, env, factory, path=opened.loaded.path, stream=stream)
     model = prepare_model(sm.model, dev, where=Path(sm.info.path).name, eager=True)

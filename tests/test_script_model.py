@@ -15,11 +15,11 @@ import torch
 
 from conftest import fixture_path
 from pgolf.figures.cli import main
-from pgolf.inspect import flash_stub
+from pgolf.trainer import flash_stub
 from pgolf.inspect.evaluate import evaluate_bpb, load_slice, set_tensor
 from pgolf.inspect.gaps import GapSweep
 from pgolf.inspect.load import load_model
-from pgolf.inspect.script_model import normalise_keys, script_model
+from pgolf.trainer.script_model import normalise_keys, script_model
 
 EPS32 = 2.0 ** -24
 SLICE = ["--tokens", "1024", "--seq-len", "128", "--no-cache", "--quiet", "--device", "cpu"]
@@ -136,7 +136,7 @@ def test_replay_is_exact_for_a_looped_script():
     script = fixture_path("scripts", name)
     sm = script_model(small_state_dict(script, env), script, [" ".join(env)])
     sm.model.looping_active = True  # blocks 1-2 run three times each
-    from pgolf.inspect.devices import prepare_model
+    from pgolf.trainer.devices import prepare_model
     from pgolf.inspect.evaluate import byte_luts_uniform, make_slice
 
     model = prepare_model(sm.model, "cpu")
@@ -238,3 +238,27 @@ def test_stand_in_matches_reference_attention():
     scores = scores.masked_fill(torch.triu(torch.ones(6, 6, dtype=torch.bool), 1), float("-inf"))
     ref = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), vv)
     assert torch.allclose(flash_stub.flash_attn_func(q, k, v, causal=True), ref, atol=1e-5)
+
+
+def test_export_score_with_script(tmp_path):
+    """`pgolf export --script`: the artifact is scored by the script's model on the trainer's own
+    evaluation; the built-in model scores the same read-back weights alike (64 fp32 ulps)."""
+    from pgolf.budget.measure import read_artifact
+    from pgolf.trainer.plan_export import RunScorer
+
+    pt = tmp_path / "final_model.pt"
+    pt.write_bytes(fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt").read_bytes())
+    script = fixture_path("scripts", "official_baseline_train_gpt.py")
+    tok = str(fixture_path("tokenizers", "fineweb_1024_bpe.model"))
+    code, out, err = run(["export", str(pt), "--plan", "int6", "--script", str(script), "--env", "NUM_LAYERS=2",
+                          "MODEL_DIM=64", "NUM_HEADS=4", "NUM_KV_HEADS=2", "MLP_MULT=1", "--tokenizer", tok,
+                          "--device", "cpu", "--quiet", "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["bytes_code"] == 47_686 and report["bytes_total"] == report["bytes_model"] + 47_686
+    roundtrip = read_artifact((tmp_path / report["artifact_path"]).read_bytes() if not
+                              report["artifact_path"].startswith("/") else open(report["artifact_path"], "rb").read())
+    builtin = RunScorer({"vocab_size": 1024, "train_seq_len": 1024, "num_layers": 2, "model_dim": 64, "mlp_mult": 1,
+                         "num_heads": 4, "num_kv_heads": 2}, tokenizer_path=tok, device="cpu")(roundtrip)
+    assert report["val_tokens"] == builtin["val_tokens"] > 0
+    assert abs(report["val_bpb_quantized"] - builtin["val_bpb"]) <= 64 * EPS32 * builtin["val_bpb"]

@@ -64,8 +64,12 @@ def _forward_arity(model: nn.Module) -> int:
     return 1 if len(required) <= 1 and len(positional) == 1 else 2
 
 
-def as_mean_loss(out, target_ids: Tensor, where: str = "the model") -> Tensor:
-    """The mean loss from what a forward returned: a scalar as is, logits [..., V] -> cross-entropy."""
+def as_loss(out, target_ids: Tensor, where: str = "the model", reduction: str = "mean") -> Tensor:
+    """The loss from what a forward returned: a scalar mean loss as is, logits [..., V] -> cross-entropy.
+
+    `reduction="none"` (per-token losses, what the trainer's scorer asks for) needs logits; a mean
+    loss is then spread over the positions (its sum is unchanged: exact for whole-window scoring).
+    """
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
         out = out[0]  # (loss, aux) or (logits, cache): the first is what counts
     if isinstance(out, dict):
@@ -73,10 +77,12 @@ def as_mean_loss(out, target_ids: Tensor, where: str = "the model") -> Tensor:
     if not isinstance(out, Tensor):
         raise PgolfInputError(None, f"{where}'s forward returned {type(out).__name__}, not a loss or logits")
     if out.numel() == 1:
-        return out.reshape(())
+        loss = out.reshape(())
+        return loss if reduction == "mean" else loss.expand(target_ids.shape)
     if out.dim() >= 2 and out.shape[:-1].numel() == target_ids.numel():
         # F.cross_entropy looked up at call time: the gradient proxy samples targets through it
-        return F.cross_entropy(out.reshape(-1, out.size(-1)).float(), target_ids.reshape(-1), reduction="mean")
+        losses = F.cross_entropy(out.reshape(-1, out.size(-1)).float(), target_ids.reshape(-1), reduction=reduction)
+        return losses if reduction == "mean" else losses.view(target_ids.shape)
     raise PgolfInputError(None, f"{where}'s forward returned shape {tuple(out.shape)} for {target_ids.numel():,} "
                                 f"targets: expected a mean loss or logits [batch, seq, vocab]")
 
@@ -99,15 +105,20 @@ def prepare_model(model: nn.Module, device: torch.device | str = "cpu", where: s
     arity = _forward_arity(model) if contract else 2
     real = type(model).forward
 
+    logits_fn = getattr(type(model), "forward_logits", None)  # records expose it for sliding-window eval
+
     @functools.wraps(real)
-    def forward(input_ids, target_ids=None, *args, **kwargs):
+    def forward(input_ids, target_ids=None, *args, reduction: str = "mean", **kwargs):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"), \
                 (torch._dynamo.config.patch(disable=True) if eager else contextlib.nullcontext()):
             if not contract or target_ids is None:
                 return real(model, input_ids, *args, **kwargs) if target_ids is None else \
                     real(model, input_ids, target_ids, *args, **kwargs)
-            out = real(model, input_ids) if arity == 1 else real(model, input_ids, target_ids, *args, **kwargs)
-            return as_mean_loss(out, target_ids, where)
+            if reduction != "mean" and callable(logits_fn):
+                out = logits_fn(model, input_ids)
+            else:
+                out = real(model, input_ids) if arity == 1 else real(model, input_ids, target_ids, *args, **kwargs)
+            return as_loss(out, target_ids, where, reduction)
 
     if contract or eager or device.type == "cuda":
         model.forward = forward

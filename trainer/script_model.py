@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from pgolf.budget.codebytes import read_code, unwrap_source
 from pgolf.budget.errors import PgolfInputError
-from pgolf.inspect.flash_stub import install_stand_ins
+from pgolf.trainer.flash_stub import install_stand_ins
 
 _counter = itertools.count()
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -267,7 +267,7 @@ def script_model(sd: dict[str, Tensor] | None, script=None, env=None, factory: s
     """Build the participant's model for `sd` (keys normalised) and load it strictly; with
     `sd=None` (script only) the freshly initialised model and its own state dict.
 
-    The model keeps its own dtypes here; `pgolf.inspect.devices.prepare_model` sets them for
+    The model keeps its own dtypes here; `pgolf.trainer.devices.prepare_model` sets them for
     evaluation. `path` names the weights in messages.
     """
     if sd is None and factory is not None:
