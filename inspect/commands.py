@@ -14,6 +14,7 @@ participant's own `GPT` from their train_gpt.py (`pgolf.trainer.script_model`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pgolf.budget.errors import PgolfInputError
@@ -114,6 +115,9 @@ def register(subparsers) -> None:
     _quantize_small_flag(p)
     _data(p)
     _model_flags(p)
+    p.add_argument("--nproc", type=_positive_int, default=1,
+                   help="split the per-tensor evaluations over N processes (gloo on CPU, one GPU each with "
+                        "--device cuda); numbers identical to one process (default 1)")
     p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
     p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
     p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
@@ -170,16 +174,19 @@ def _print(report, as_json: bool) -> int:
     return 0
 
 
-def _evaluation(args, opened):
+def _evaluation(args, opened, ranks=None):
     """(loaded model, slice, cache dir) for the opened input: the built-in baseline family, or the
     participant's model with --script/--factory, on --device."""
-    from pgolf.trainer.devices import batch_seqs_for
+    from pgolf.trainer.devices import batch_seqs_for, resolve_device
     from pgolf.inspect.evaluate import load_slice
     from pgolf.inspect.gaps import default_cache_dir
     from pgolf.inspect.load import load_model
 
+    device = args.device
+    if ranks is not None and resolve_device(device).type == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', ranks.rank)}"  # one GPU per rank
     lm = load_model(args.input, script=args.script, env=[e for group in args.env for e in group],
-                    factory=args.factory, device=args.device, opened=opened)
+                    factory=args.factory, device=device, opened=opened)
     sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or lm.seq_len, lm.vocab_size, args.quiet)
     lm.batch_seqs = batch_seqs_for(args.batch_tokens, sl.seq_len)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -225,16 +232,33 @@ def run_inspect(args) -> int:
 
 
 def run_gaps(args) -> int:
-    from pgolf.inspect.gaps import measure_gaps
+    from pgolf.budget.measure import fake_quantize
+    from pgolf.inspect import distributed
+    from pgolf.inspect.gaps import changed_tensors, measure_gaps
     from pgolf.inspect.load import open_model
 
     plan = _plan(args)
     opened = open_model(args.input)
-    lm, sl, cache = _evaluation(args, opened)
-    report = measure_gaps(lm.model, plan, sl, sd=lm.state_dict, compressor=args.compressor,
-                          all_but_this=not args.no_all_but_this, proxy=not args.no_proxy, verify=not args.no_verify,
-                          cache_dir=cache, quiet=args.quiet, calib_tokens=args.calib_tokens, source=str(args.input),
-                          batch_seqs=lm.batch_seqs)
+    nproc = getattr(args, "nproc", 1) or 1
+    if nproc > 1:  # before any process starts
+        sd = opened.state_dict
+        distributed.check_nproc(nproc, len(changed_tensors(sd, fake_quantize(sd, plan))), args.input)
+    ranks = distributed.launch(args, nproc)
+    ok = False
+    try:
+        lm, sl, cache = _evaluation(args, opened, ranks)
+        distributed.join(ranks, lm.device)
+        report = measure_gaps(lm.model, plan, sl, sd=lm.state_dict, compressor=args.compressor,
+                              all_but_this=not args.no_all_but_this, proxy=not args.no_proxy,
+                              verify=not args.no_verify, cache_dir=cache, quiet=args.quiet,
+                              calib_tokens=args.calib_tokens, source=str(args.input), batch_seqs=lm.batch_seqs)
+        ok = True
+    finally:
+        distributed.finish(ranks, ok)
+    if ranks is not None:
+        if ranks.rank != 0:
+            return 0
+        report.headline["nproc"] = ranks.world
     _model_notes(report, args, lm, sl, report.headline["val_bpb_full"])
     return _print(report, args.json)
 

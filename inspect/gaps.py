@@ -30,6 +30,7 @@ from pgolf.budget.cache import JsonCache
 from pgolf.budget.measure import build_artifact, fake_quantize, read_artifact, tensor_table
 from pgolf.budget.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
+from pgolf.inspect import distributed
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,
                                     load_weights, set_tensor)
 from pgolf.inspect.load import state_dict_sha256
@@ -154,14 +155,18 @@ class GapSweep:
                 for n, s, v in items]
         results = [self._get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
+        ranks = distributed.current()
+        if ranks is not None:  # --nproc: rank 0's list is dealt out; each rank evaluates its share
+            todo = ranks.agree(todo)
         if not todo:
             return results
+        mine = [i for i in ranks.mine(todo) if results[i] is None] if ranks is not None else todo
         if base_sd is not self.sd:
             load_weights(self.model, base_sd)
         try:
             if self.recorded != base_label:
                 self._record(base_label, f"record for {desc}")
-            for i in progress(todo, desc=desc, total=len(todo), quiet=self.quiet):
+            for i in progress(mine, desc=desc, total=len(mine), quiet=self.quiet):
                 name, _, value = items[i]
                 set_tensor(self.model, name, value)
                 t0 = time.perf_counter()
@@ -175,6 +180,9 @@ class GapSweep:
         finally:
             if base_sd is not self.sd:
                 load_weights(self.model, self.sd)  # the recording stays valid for base_label's weights
+        if ranks is not None:
+            results = ranks.merge(results, todo, lambda loss, bpb: EvalResult(loss, bpb, self.sl.n_tokens,
+                                                                              self.sl.byte_count))
         return results
 
     def only_this(self, items: list[tuple[str, str, Tensor]], desc: str = "only-this") -> list[EvalResult]:

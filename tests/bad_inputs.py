@@ -302,6 +302,8 @@ SCRIPT_CASES = [  # (arguments after `pgolf gaps model.pt`, what, a fragment the
     (["--script", "BASELINE", "--env", "NUM_LAYERS"], "an --env value without =", "expected KEY=VALUE"),
     (["--factory", "scripts/no_gpt.py:build"], "a --factory FILE whose function does not exist", "defines no function"),
     (["--device", "cuda"], "--device cuda on a machine without CUDA", "no usable CUDA device"),
+    (["--nproc", "99"], "--nproc larger than the number of tensors the plan changes (4 under official-int8)",
+     "--nproc 99 is more processes than"),
 ]
 
 

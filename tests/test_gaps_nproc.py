@@ -1,0 +1,38 @@
+"""`pgolf gaps --nproc 2`: two gloo processes give the numbers of one process bit for bit, and the
+cache entries each rank wrote serve a later single-process run without a new evaluation."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+from conftest import fixture_path
+from pgolf.figures.cli import main
+
+TIMINGS = ("proxy_seconds", "evaluations", "eval_seconds", "seconds", "replayed_evaluations", "cache_hits", "nproc")
+
+
+def gaps(argv: list[str]) -> dict:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def test_two_processes_bit_identical(tmp_path):
+    pt = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    argv = ["gaps", str(pt), "--tokenizer", str(tok), "--tokens", "2048", "--seq-len", "256", "--plan", "int6",
+            "--quantize-small", "--quiet", "--json", "--device", "cpu"]
+    one = gaps(argv + ["--no-cache"])
+    two = gaps(argv + ["--nproc", "2", "--cache-dir", str(tmp_path / "cache")])
+    assert two["nproc"] == 2 and "nproc" not in one
+    assert two["tensors"] == one["tensors"]  # every per-tensor number, bit for bit
+    assert {k: v for k, v in two.items() if k not in TIMINGS} == {k: v for k, v in one.items() if k not in TIMINGS}
+    assert two["evaluations"] < one["evaluations"]  # rank 0 ran only its share of the sweep
+    again = gaps(argv + ["--cache-dir", str(tmp_path / "cache"), "--no-verify"])
+    assert again["tensors"] == one["tensors"]
+    # every sweep entry came from the cache, whichever rank wrote it: only the artifact-free run's
+    # recordings for the sweeps remain (reference from cache; plan evaluation from cache)
+    assert again["replayed_evaluations"] == 0 and again["cache_hits"] >= 2 * one["tensors_changed"] + 2
