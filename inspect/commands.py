@@ -92,6 +92,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
                         "autocast like the official evaluation (default auto)")
     g.add_argument("--batch-tokens", type=_positive_int, metavar="N",
                    help="tokens per evaluation batch (default 8,192)")
+    g.add_argument("--max-replay-bytes", type=_positive_int, metavar="BYTES",
+                   help="most memory the cached block activations may take; above it the sweeps recompute "
+                        "with full evaluations (same numbers, slower; default 8,000,000,000)")
 
 
 def register(subparsers) -> None:
@@ -198,6 +201,9 @@ def _model_notes(report, args, lm, sl, val_bpb: float) -> None:
     from pgolf.inspect import slice_checks
 
     report.headline.update(lm.headline())
+    if lm.device.type == "cuda":  # the base reports describe the CPU run
+        report.notes = [n for n in report.notes if not n.startswith("evaluated in fp32 on CPU")]
+        report.notes.append(f"evaluated on {lm.device} under bf16 autocast, as the official scorer does")
     notes = lm.notes()
     notes.append(slice_checks.off_distribution_note(slice_checks.slice_loss(val_bpb, sl), lm.vocab_size))
     if lm.module is not None:
@@ -251,7 +257,8 @@ def run_gaps(args) -> int:
         report = measure_gaps(lm.model, plan, sl, sd=lm.state_dict, compressor=args.compressor,
                               all_but_this=not args.no_all_but_this, proxy=not args.no_proxy,
                               verify=not args.no_verify, cache_dir=cache, quiet=args.quiet,
-                              calib_tokens=args.calib_tokens, source=str(args.input), batch_seqs=lm.batch_seqs)
+                              calib_tokens=args.calib_tokens, source=str(args.input), batch_seqs=lm.batch_seqs,
+                              max_replay_bytes=args.max_replay_bytes)
         ok = True
     finally:
         distributed.finish(ranks, ok)
@@ -273,7 +280,8 @@ def run_headroom(args) -> int:
     if args.gaps != "none":
         lm, sl, cache = _evaluation(args, opened)
         sd = lm.state_dict
-        oracle = GapOracle(lm.model, sd, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs)
+        oracle = GapOracle(lm.model, sd, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
+                           args.max_replay_bytes)
     report = headroom(sd, plan, compressor=args.compressor, code=_code(args), cap=args.cap,
                       oracle=oracle, ladder=ladder, delta_bytes=args.delta_bytes,
                       quiet=args.quiet, source=str(args.input))
@@ -292,7 +300,8 @@ def run_allocate(args) -> int:
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)
     lm, sl, cache = _evaluation(args, opened)
-    oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs)
+    oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
+                           args.max_replay_bytes)
     try:
         report = allocate(lm.state_dict, args.cap, oracle=oracle, code=_code(args), code_wrapped=args.code_wrapped,
                           candidates=candidates, margin=args.margin,

@@ -67,9 +67,9 @@ class GapSweep:
     """
 
     def __init__(self, model: nn.Module, sd: dict[str, Tensor], sl: EvalSlice, cache_dir: str | Path | None = None,
-                 quiet: bool = False, batch_seqs: int | None = None):
+                 quiet: bool = False, batch_seqs: int | None = None, max_replay_bytes: int | None = None):
         self.model, self.sd, self.sl, self.quiet = model, sd, sl, quiet
-        self.replay = BlockReplay(model, batch_seqs)
+        self.replay = BlockReplay(model, batch_seqs, **({"max_bytes": max_replay_bytes} if max_replay_bytes else {}))
         self.batch_seqs = self.replay.batch_seqs or max(1, 8192 // sl.seq_len)
         self.replay.batch_seqs = self.batch_seqs
         self.cache = JsonCache(cache_dir, CACHE_KEY_FIELDS, GAPS_CACHE_VERSION) if cache_dir else None
@@ -255,7 +255,8 @@ def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> t
 def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[str, Tensor] | None = None,
                  compressor: str = "zlib", all_but_this: bool = True, proxy: bool = True, verify: bool = True,
                  cache_dir: str | Path | None = None, quiet: bool = False,
-                 calib_tokens: int | None = None, source: str = "", batch_seqs: int | None = None) -> GapsReport:
+                 calib_tokens: int | None = None, source: str = "", batch_seqs: int | None = None,
+                 max_replay_bytes: int | None = None) -> GapsReport:
     """Per-tensor gaps of `plan` for `model` (forward(x, y) -> mean loss) holding `sd`.
 
     `sd` defaults to the model's own state dict; pass the original state dict (e.g. bf16
@@ -268,7 +269,7 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
     q_sd = fake_quantize(sd, plan)
     names = changed_tensors(sd, q_sd)
     schemes = {n: plan.scheme_for(n, sd[n]) for n in sd}
-    sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs)
+    sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs, max_replay_bytes)
     ref = sweep.reference()
     only = dict(zip(names, sweep.only_this([(n, schemes[n], q_sd[n]) for n in names])))
     quant = sweep.evaluate_state(q_sd, plan.name, record=all_but_this and bool(names))
@@ -302,7 +303,12 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
     if sweep.cache is not None:
         head["cache_hits"] = sweep.cache.hits
     head["replayed_evaluations"] = sweep.replay.replayed
-    return GapsReport.build(head, frame, source=source, replay=sweep.replay.replayed > 0)
+    head.update(replay_bytes=sweep.replay.peak_bytes, replay_limit_bytes=sweep.replay.max_bytes)
+    report = GapsReport.build(head, frame, source=source, replay=sweep.replay.replayed > 0)
+    if sweep.replay.over_limit:
+        report.notes.append(f"the block activations would exceed replay_limit_bytes ({sweep.replay.max_bytes:,}): "
+                            f"those sweeps ran full evaluations instead (same numbers, slower)")
+    return report
 
 
 GAP_COLUMNS = ("name", "scheme", "bytes", "gap_only_this_bpb", "gap_all_but_this_bpb", "proxy_gap_bpb", "rel_mse",

@@ -36,3 +36,19 @@ def test_two_processes_bit_identical(tmp_path):
     # every sweep entry came from the cache, whichever rank wrote it: only the artifact-free run's
     # recordings for the sweeps remain (reference from cache; plan evaluation from cache)
     assert again["replayed_evaluations"] == 0 and again["cache_hits"] >= 2 * one["tensors_changed"] + 2
+
+
+def test_replay_memory_limit_recomputes_same_numbers():
+    """Under --max-replay-bytes the activations are not kept: full evaluations, the same numbers."""
+    pt = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    argv = ["gaps", str(pt), "--tokenizer", str(tok), "--tokens", "1024", "--seq-len", "256", "--plan", "int6",
+            "--quantize-small", "--quiet", "--json", "--device", "cpu", "--batch-tokens", "256", "--no-cache",
+            "--no-proxy", "--no-verify"]
+    free = gaps(argv)
+    # 4 batches x (2 block outputs + 2 attention outputs) x 256 tokens x 64 dims x 4 bytes
+    assert free["replay_bytes"] == 4 * 4 * 256 * 64 * 4 and free["replayed_evaluations"] > 0
+    capped = gaps(argv + ["--max-replay-bytes", "100000"])
+    assert capped["replay_limit_bytes"] == 100_000 and capped["replayed_evaluations"] == 0
+    assert capped["replay_bytes"] <= 100_000
+    assert capped["tensors"] == free["tensors"]

@@ -218,8 +218,8 @@ def build_from_module(module: types.ModuleType, path) -> tuple[nn.Module, str, o
     try:
         model = cls(*args, **kwargs)
     except Exception as exc:
-        raise PgolfInputError(path, f"{how.split('(')[0]}(...) raised {_one_line(exc)}"
-                                    f"{_script_line(exc, getattr(cls.__init__, '__code__', None) and cls.__init__.__code__.co_filename or '')}") from None
+        filename = getattr(getattr(cls.__init__, "__code__", None), "co_filename", "")
+        raise PgolfInputError(path, f"GPT(...) raised {_one_line(exc)}{_script_line(exc, filename)}") from None
     return model, how, h
 
 
