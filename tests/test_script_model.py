@@ -232,7 +232,8 @@ def test_normalise_keys():
 def test_stand_in_matches_reference_attention():
     """The SDPA stand-in against attention written out: (B, T, H, D), grouped kv heads, causal."""
     g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(2, 6, 4, 8, generator=g), torch.randn(2, 6, 2, 8, generator=g), torch.randn(2, 6, 2, 8, generator=g)
+    q = torch.randn(2, 6, 4, 8, generator=g)
+    k, v = torch.randn(2, 6, 2, 8, generator=g), torch.randn(2, 6, 2, 8, generator=g)
     kk, vv = k.repeat_interleave(2, dim=2), v.repeat_interleave(2, dim=2)
     scores = torch.einsum("bthd,bshd->bhts", q, kk) / math.sqrt(8)
     scores = scores.masked_fill(torch.triu(torch.ones(6, 6, dtype=torch.bool), 1), float("-inf"))
