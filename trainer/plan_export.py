@@ -242,11 +242,14 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
     if out.resolve() == src.path.resolve():
         raise PgolfInputError(out, "output would overwrite the input weights; choose another -o FILE")
     code = code_bytes if code_bytes is not None else src.code_bytes
+    if code_bytes is None and script is not None:  # the participant's script is the code that ships
+        from pgolf.budget.codebytes import read_code
+
+        code = len(read_code(script))
     scorer = None
     if score and own_model:
         scorer = script_scorer(src.state_dict, script, env, factory, data_path=data_path,
                                tokenizer_path=tokenizer_path, device=device, source=src.path)
-        code = code if code_bytes is not None or script is None else scorer.info.shipped_bytes
     elif score:  # every input problem surfaces before the artifact is written
         scorer = RunScorer(src.config, data_path=data_path, tokenizer_path=tokenizer_path, device=device,
                            source=src.path)
