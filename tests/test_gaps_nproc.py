@@ -52,3 +52,40 @@ def test_replay_memory_limit_recomputes_same_numbers():
     assert capped["replay_limit_bytes"] == 100_000 and capped["replayed_evaluations"] == 0
     assert capped["replay_bytes"] <= 100_000
     assert capped["tensors"] == free["tensors"]
+
+
+def test_interrupt_ends_every_rank_and_keeps_the_cache(tmp_path):
+    """SIGINT to `pgolf gaps --nproc 2` mid-sweep: both processes end, the entries written so far stay
+    and a rerun reads them instead of evaluating again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    pt = fixture_path("artifacts", "sp1024-3L-d128", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    cache = tmp_path / "cache"
+    argv = ["gaps", str(pt), "--tokenizer", str(tok), "--tokens", "4096", "--seq-len", "256", "--plan", "int6",
+            "--quantize-small", "--quiet", "--json", "--device", "cpu", "--no-proxy", "--no-verify",
+            "--cache-dir", str(cache)]
+    proc = subprocess.Popen([sys.executable, "-m", "pgolf.figures.cli", *argv, "--nproc", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 300
+    workers: list = []
+    while time.time() < deadline and len(list(cache.rglob("*.json"))) < 6:
+        workers = workers or psutil.Process(proc.pid).children(recursive=True)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        time.sleep(0.2)
+    assert workers, "no worker process was started"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"worker(s) still running: {[p.pid for p in alive]}"
+    kept = len(list(cache.rglob("*.json")))
+    assert kept >= 6
+    again = gaps(argv)
+    assert again["cache_hits"] == kept  # every kept entry is whole (atomic writes) and served
