@@ -263,3 +263,22 @@ def test_export_score_with_script(tmp_path):
                          "num_heads": 4, "num_kv_heads": 2}, tokenizer_path=tok, device="cpu")(roundtrip)
     assert report["val_tokens"] == builtin["val_tokens"] > 0
     assert abs(report["val_bpb_quantized"] - builtin["val_bpb"]) <= 64 * EPS32 * builtin["val_bpb"]
+
+
+def test_import_never_runs_main_and_restores_the_environment(tmp_path, monkeypatch):
+    """The script's `if __name__ == "__main__"` block does not run; --env holds only while it is
+    imported and built; its prints go to stderr, never into stdout (the report, --json)."""
+    from pgolf.trainer.script_model import import_script
+
+    marker = tmp_path / "main_ran"
+    script = tmp_path / "train_gpt.py"
+    script.write_text(f"import os\nprint('hello from the script')\nSEEN = os.environ.get('PGOLF_T_WIDTH')\n"
+                      f"if __name__ == '__main__':\n    open({str(marker)!r}, 'w').write('ran')\n")
+    monkeypatch.delenv("PGOLF_T_WIDTH", raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        module, info = import_script(script, {"PGOLF_T_WIDTH": "48"})
+    assert module.SEEN == "48" and "PGOLF_T_WIDTH" not in __import__("os").environ
+    assert module.__name__.startswith("pgolf_script_") and not marker.exists()
+    assert out.getvalue() == "" and "hello from the script" in err.getvalue()
+    assert info.shipped_bytes == script.stat().st_size and info.inner_bytes is None
