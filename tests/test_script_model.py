@@ -120,6 +120,8 @@ def test_fixture_script_end_to_end(name, tmp_path):
     assert "model built by GPT(" in out and "byte accounting: the script's build_sentencepiece_luts counts the " \
                                              "same" in out
     assert ("replaced by pgolf's SDPA stand-in" in out) == flash
+    # the looped record switches depth recurrence on in its own main(), not in GPT.__init__
+    assert ("the script also sets looping_active=True (line " in out) == name.startswith("wrapped")
     assert f"bytes_code: {script.stat().st_size:,}" in out  # the script is the code that ships
 
     cap = 60_000 + script.stat().st_size + sum(t.numel() for t in sd.values()) * 5 // 8

@@ -9,13 +9,14 @@ script's `Hyperparameters`, or `GPT(h)` when the constructor takes the hyperpara
 the convention of the challenge's `measure_variance_ratio.py --script`. `--factory
 FILE.py:function` replaces all of that with the user's `function(state_dict) -> nn.Module`.
 
->>> parse_env(["NUM_LAYERS=3", "MODEL_DIM=128"])
-{'NUM_LAYERS': '3', 'MODEL_DIM': '128'}
+>>> parse_env(["NUM_LAYERS=3 MODEL_DIM=128", "RUN_ID=my run"])
+{'NUM_LAYERS': '3', 'MODEL_DIM': '128', 'RUN_ID': 'my run'}
 >>> normalise_keys({"_orig_mod.module.tok_emb.weight": 1})
 {'tok_emb.weight': 1}
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import hashlib
@@ -51,6 +52,8 @@ class ScriptInfo:
     stand_ins: tuple[str, ...] = ()
     built_as: str = ""
     identity: str = ""  # sha256 of the shipped bytes, the --env pairs and the factory
+    source: bytes = dataclasses.field(default=b"", repr=False)  # what ran (the inner source when wrapped)
+    outside_settings: tuple[str, ...] = ()  # model flags the script sets after construction
 
     def describe(self) -> str:
         size = f"{self.shipped_bytes:,} bytes"
@@ -58,6 +61,10 @@ class ScriptInfo:
             size = f"{self.shipped_bytes:,} bytes shipped, {self.inner_bytes:,} bytes of source inside its " \
                    f"{'+'.join(self.layers)} wrapper"
         extra = f"; {', '.join(self.stand_ins)} replaced by pgolf's SDPA stand-in" if self.stand_ins else ""
+        if self.outside_settings:
+            extra += (f"; the script also sets {', '.join(self.outside_settings)} on a model outside its "
+                      f"constructor, which pgolf does not do: if its evaluation needs that, build the model with "
+                      f"--factory")
         return f"model built by {self.built_as or 'the script'} from {self.path} ({size}){extra}"
 
 
@@ -65,7 +72,9 @@ def parse_env(pairs) -> dict[str, str]:
     """KEY=VALUE strings (from repeated --env, or one string with several) -> dict, in order."""
     out: dict[str, str] = {}
     for item in pairs or ():
-        for pair in str(item).split():
+        words = str(item).split()
+        # "A=1 B=2" is two pairs; "RUN_ID=my run" is one value with a space
+        for pair in words if all("=" in w for w in words) else [str(item)]:
             key, sep, value = pair.partition("=")
             if not sep or not _ENV_KEY.fullmatch(key):
                 raise PgolfInputError(None, f"--env {pair!r}: expected KEY=VALUE")
@@ -138,7 +147,7 @@ def import_script(path: str | os.PathLike, env: dict[str, str] | None = None,
         raise PgolfInputError(path, f"script raised {_one_line(exc)}{_script_line(exc, filename)} while "
                                     f"being imported") from None
     info = ScriptInfo(str(path), len(shipped), unwrapped.inner_bytes if unwrapped else None,
-                      tuple(unwrapped.layers) if unwrapped else (), tuple(stand_ins))
+                      tuple(unwrapped.layers) if unwrapped else (), tuple(stand_ins), source=source)
     return module, info
 
 
@@ -223,6 +232,29 @@ def build_from_module(module: types.ModuleType, path) -> tuple[nn.Module, str, o
     return model, how, h
 
 
+def outside_settings(source: bytes, model: nn.Module) -> tuple[str, ...]:
+    """`x.attr = constant` assignments in the script (outside any `self.`) to a plain attribute of
+    the built model whose value differs: switches its training flips before evaluating (depth
+    recurrence's `looping_active = True`), as "attr=value (line N)".
+
+    >>> m = nn.Module(); m.looping_active = False
+    >>> outside_settings(b"model.looping_active = True\\nself.looping_active = False\\n", m)
+    ('looping_active=True (line 1)',)
+    """
+    found = {}
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Constant)):
+            continue
+        target = node.targets[0]
+        if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)) or target.value.id == "self":
+            continue
+        attr, value = target.attr, node.value.value
+        if attr in vars(model) and not isinstance(vars(model)[attr], (nn.Module, Tensor)) \
+                and vars(model)[attr] != value and attr not in found:
+            found[attr] = f"{attr}={value!r} (line {node.lineno})"
+    return tuple(found.values())
+
+
 def load_factory(spec: str, env: dict[str, str] | None = None, stream=None):
     """`FILE.py:function` -> (the function, ScriptInfo of FILE)."""
     file, sep, func = str(spec).rpartition(":")
@@ -304,7 +336,8 @@ def script_model(sd: dict[str, Tensor] | None, script=None, env=None, factory: s
     identity.update(Path(info.path).read_bytes())
     if script is not None and factory is not None:
         identity.update(Path(script).read_bytes())
-    info = dataclasses.replace(info, built_as=how, identity=identity.hexdigest())
+    settings = outside_settings(info.source, model) if factory is None else ()
+    info = dataclasses.replace(info, built_as=how, identity=identity.hexdigest(), outside_settings=settings)
     return ScriptModel(model.eval(), sd, info, module, hparams)
 
 
