@@ -12,6 +12,13 @@ On a baseline-shaped 17M-parameter model (seeded synthetic weights, or --checkpo
 
     python benchmarks/gaps_speed.py                     # 9x512 synthetic, int6, 65,536 tokens
     python benchmarks/gaps_speed.py --checkpoint runs/x/checkpoints --plan ternary --quantize-small
+
+`--scaling` measures `pgolf gaps` itself, end to end in fresh processes, one thread per rank:
+`--nproc 2` against `--nproc 1` on the same model and slice (target <= 0.55 of the wall time,
+0.50 ideal) and, where CUDA is available, `--device cuda` with its tokens/s and the ratio of the
+sweep to one full evaluation.
+
+    python benchmarks/gaps_speed.py --scaling --tokens 8192
 """
 from __future__ import annotations
 
@@ -40,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--segments", type=int, default=4, help="sweep segments, a full evaluation after each (default 4)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--scaling", action="store_true", help="time `pgolf gaps --nproc 1/2` (and --device cuda)")
     args = ap.parse_args(argv)
+    if args.scaling:
+        return scaling(args)
     if args.segments < 1:
         ap.error("--segments must be at least 1")
     if args.threads:
@@ -120,6 +130,77 @@ def main(argv: list[str] | None = None) -> int:
           f"{rho2:.3f} (Fisher term alone){note}")
     print(f"measured gaps: sum {sum(measured):.6f} BPB, largest {max(measured):.6f} "
           f"({names[measured.index(max(measured))]})")
+    return 0
+
+
+def _timed_gaps(model_path: str, args, extra: list[str]) -> tuple[float, dict]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pgolf.figures.cli", "gaps", model_path, "--plan", args.plan, "--tokens",
+           str(args.tokens), "--no-cache", "--no-proxy", "--no-verify", "--quiet", "--json", *extra]
+    if args.quantize_small:
+        cmd.append("--quantize-small")
+    if args.tokenizer:
+        cmd += ["--tokenizer", args.tokenizer]
+    t0 = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    wall = time.perf_counter() - t0
+    if run.returncode != 0:
+        raise SystemExit(f"pgolf gaps failed: {run.stderr.strip()[-400:]}")
+    return wall, json.loads(run.stdout)
+
+
+def scaling(args) -> int:
+    """`pgolf gaps` wall time with --nproc 1 and 2 (one thread each), and on CUDA when available."""
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    if args.checkpoint:
+        model_path = args.checkpoint
+    else:
+        from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
+
+        model_path = str(Path(tempfile.mkdtemp()) / "synthetic_17m.safetensors")
+        save_file(synthetic_state_dict(baseline_specs(), seed=0), model_path)
+    print(f"model: {args.checkpoint or 'synthetic baseline-shaped weights (seed 0)'}; plan {args.plan}; "
+          f"{args.tokens:,} tokens; only-this + all-but-this sweeps, no proxy, no artifact check")
+    walls = {}
+    for n in (1, 2):
+        walls[n], report = _timed_gaps(model_path, args, ["--device", "cpu", "--nproc", str(n)])
+        print(f"--nproc {n}: {walls[n]:.1f} s wall ({report['evaluations']} evaluations on rank 0, "
+              f"{report['tensors_changed']} tensors)", flush=True)
+    ratio = walls[2] / walls[1]
+    print(f"--nproc 2 / --nproc 1 = {ratio:.3f} (target <= 0.55: {'met' if ratio <= 0.55 else 'NOT met'}; 0.50 ideal)")
+    if torch.cuda.is_available():
+        from pgolf.inspect.load import load_model
+
+        lm = load_model(model_path, device="cuda")
+        sl = load_slice(tokenizer=args.tokenizer, tokens=args.tokens, seq_len=lm.seq_len, vocab_size=lm.vocab_size,
+                        quiet=True)
+        plan = quantize_small(resolve_plan(args.plan)) if args.quantize_small else resolve_plan(args.plan)
+        q_sd = fake_quantize(lm.state_dict, plan)
+        items = [(n, plan.scheme_for(n, lm.state_dict[n]), q_sd[n]) for n in changed_tensors(lm.state_dict, q_sd)]
+        evaluate_bpb(lm.model, sl)  # warm-up: kernels and allocator
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        evaluate_bpb(lm.model, sl)
+        torch.cuda.synchronize()
+        t_full = time.perf_counter() - t0
+        sweep = GapSweep(lm.model, lm.state_dict, sl, cache_dir=None, quiet=True)
+        t0 = time.perf_counter()
+        sweep.only_this(items)
+        torch.cuda.synchronize()
+        t_sweep = time.perf_counter() - t0
+        print(f"--device cuda ({torch.cuda.get_device_name()}): full evaluation {t_full:.3f} s = "
+              f"{sl.n_tokens / t_full:,.0f} tokens/s; only-this sweep {t_sweep:.2f} s for {len(items)} tensors = "
+              f"{t_sweep / (len(items) * t_full):.3f} full evaluations per tensor (recording included)")
+    else:
+        print("--device cuda: skipped (no CUDA device here)")
     return 0
 
 

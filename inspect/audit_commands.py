@@ -20,6 +20,7 @@ from pgolf.budget.files.codebytes import read_code
 from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.files.wrap import smallest_wrapper
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.flags import count
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.exact.inputs import load_input
 from pgolf.inspect.audit import audit
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", metavar="MODEL", help="the record's SentencePiece .model (for --check-bpb-luts)")
     p.add_argument("--check-bpb-luts", action="store_true",
                    help="import the script (not run its main) and compare its BPB byte tables with the official ones")
-    p.add_argument("--cap", type=int, default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
+    p.add_argument("--cap", type=count(), default=CAP_BYTES, help="artifact cap in bytes (default 16,000,000)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _output_flags(p)
     p.set_defaults(handler=run_audit)

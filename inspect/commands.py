@@ -1,17 +1,20 @@
 """`pgolf inspect`, `pgolf gaps`, `pgolf headroom`, `pgolf allocate` on the command line.
 
 Flags map onto the keyword arguments of `inspect_summary`, `measure_gaps`, `headroom` and
-`allocate`. INPUT is anything `pgolf.budget.exact.inputs.load_input` reads; evaluations need the
-baseline GPT family (architecture inferred from the tensors, or a checkpoint's sidecar).
+`allocate`. INPUT is anything `pgolf.budget.exact.inputs.load_input` reads; evaluations build the baseline GPT
+family (architecture inferred from the tensors, or a checkpoint's sidecar), or with `--script` the
+participant's own `GPT` from their train_gpt.py (`pgolf.trainer.script_model`).
 
     pgolf inspect final_model.int8.ptz
     pgolf gaps final_model.pt --plan int6 --tokenizer fineweb_1024_bpe.model --tokens 16384
     pgolf headroom runs/x/checkpoints --plan int6 --code train_gpt.py
     pgolf allocate runs/x/checkpoints --cap 15000000 --code train_gpt.py -o plan.json
+    pgolf gaps final_model.pt --script train_gpt.py --env NUM_LAYERS=11 --device cuda
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pgolf.budget.errors import PgolfInputError
@@ -56,6 +59,31 @@ def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
     g.add_argument("--no-cache", action="store_true", help="measure without reading or writing the cache")
 
 
+SCRIPT_HELP = ("build the model from this train_gpt.py: its GPT, with the constructor's arguments from its "
+               "Hyperparameters (self-extracting scripts are unwrapped first). IMPORTING THE SCRIPT RUNS ITS CODE, "
+               "as running it would; pgolf never imports a script you did not name here")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    """--script/--env/--factory/--device/--batch-tokens: the model that evaluates, and where."""
+    g = p.add_argument_group("model and device")
+    g.add_argument("--script", metavar="TRAIN_GPT_PY", help=SCRIPT_HELP)
+    g.add_argument("--env", metavar="KEY=VALUE", action="append", nargs="+", default=[],
+                   help="environment variables set while the script is imported and its model built (a record's "
+                        "command line, e.g. --env NUM_LAYERS=11 MODEL_DIM=512); repeatable")
+    g.add_argument("--factory", metavar="FILE.py:FUNCTION",
+                   help="build the model with FUNCTION(state_dict) -> nn.Module from FILE (imported: runs its code), "
+                        "for scripts pgolf cannot build; with --script it is called as FUNCTION(state_dict, module)")
+    g.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (cuda when available) | cpu | cuda | cuda:N; on CUDA evaluation runs under bf16 "
+                        "autocast like the official evaluation (default auto)")
+    g.add_argument("--batch-tokens", type=count(), metavar="N",
+                   help="tokens per evaluation batch (default 8,192)")
+    g.add_argument("--max-replay-bytes", type=count(), metavar="BYTES",
+                   help="most memory the cached block activations may take; above it the sweeps recompute "
+                        "with full evaluations (same numbers, slower; default 8,000,000,000)")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("inspect", help="summary of a model file: params, tensors, dtypes, bytes, headroom",
                               description="Open any model file, infer the baseline architecture, and report "
@@ -76,6 +104,10 @@ def register(subparsers) -> None:
     _common(p)
     _quantize_small_flag(p)
     _data(p)
+    _model_flags(p)
+    p.add_argument("--nproc", type=count(), default=1,
+                   help="split the per-tensor evaluations over N processes (gloo on CPU, one GPU each with "
+                        "--device cuda); numbers identical to one process (default 1)")
     p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
     p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
     p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
@@ -94,6 +126,7 @@ def register(subparsers) -> None:
     p.add_argument("--delta-bytes", choices=("whole", "alone"), default="whole",
                    help="delta_bytes by rebuilding the whole artifact (exact, default) or the tensor alone (fast)")
     _data(p)
+    _model_flags(p)
     p.set_defaults(handler=run_headroom)
 
     p = subparsers.add_parser("allocate", help="choose a scheme per tensor to fit the cap with the least BPB gap",
@@ -111,6 +144,7 @@ def register(subparsers) -> None:
                    help="predict gaps from the gradient proxy (default, fast) or measured only-this gaps")
     p.add_argument("-o", "--output", metavar="PLAN_JSON", help="write the plan here (pgolf-plan-v1)")
     _data(p)
+    _model_flags(p)
     p.set_defaults(handler=run_allocate)
 
 
@@ -130,18 +164,45 @@ def _print(report, as_json: bool) -> int:
     return 0
 
 
-def _evaluation(args, opened):
-    """(model, slice, cache dir) for the opened baseline-family model."""
+def _evaluation(args, opened, ranks=None):
+    """(loaded model, slice, cache dir) for the opened input: the built-in baseline family, or the
+    participant's model with --script/--factory, on --device."""
+    from pgolf.trainer.devices import batch_seqs_for, resolve_device
     from pgolf.inspect.evaluate import load_slice
     from pgolf.inspect.gaps import default_cache_dir
-    from pgolf.inspect.load import build_model
+    from pgolf.inspect.load import load_model
 
-    arch = opened.require_arch()
-    model = build_model(opened.state_dict, arch)
-    sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or arch.train_seq_len,
-                    arch.vocab_size, args.quiet)
+    device = args.device
+    if ranks is not None and resolve_device(device).type == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', ranks.rank)}"  # one GPU per rank
+    lm = load_model(args.input, script=args.script, env=[e for group in args.env for e in group],
+                    factory=args.factory, device=device, opened=opened)
+    sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or lm.seq_len, lm.vocab_size, args.quiet)
+    lm.batch_seqs = batch_seqs_for(args.batch_tokens, sl.seq_len)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    return model, sl, cache
+    return lm, sl, cache
+
+
+def _model_notes(report, args, lm, sl, val_bpb: float) -> None:
+    """Where the model came from, whether the slice suits it, whether the script counts bytes alike."""
+    from pgolf.inspect import slice_checks
+
+    report.headline.update(lm.headline())
+    if lm.device.type == "cuda":  # the base reports describe the CPU run
+        report.notes = [n for n in report.notes if not n.startswith("evaluated in fp32 on CPU")]
+        report.notes.append(f"evaluated on {lm.device} under bf16 autocast, as the official scorer does")
+    notes = lm.notes()
+    notes.append(slice_checks.off_distribution_note(slice_checks.slice_loss(val_bpb, sl), lm.vocab_size))
+    if lm.module is not None:
+        tok = slice_checks.slice_tokenizer(args.data, args.tokenizer, quiet=True)
+        counted = slice_checks.script_byte_count(lm.module, sl, tok, lm.vocab_size or 0)
+        notes.append(slice_checks.byte_accounting_note(counted, sl))
+    report.notes.extend(n for n in notes if n)
+
+
+def _code(args):
+    """--code, else the --script itself: its shipped bytes count toward the artifact."""
+    return args.code or getattr(args, "script", None)
 
 
 def _plan(args):
@@ -164,15 +225,35 @@ def run_inspect(args) -> int:
 
 
 def run_gaps(args) -> int:
-    from pgolf.inspect.gaps import measure_gaps
+    from pgolf.budget.exact.build import fake_quantize
+    from pgolf.inspect import distributed
+    from pgolf.inspect.gaps import changed_tensors, measure_gaps
     from pgolf.inspect.load import open_model
 
     plan = _plan(args)
     opened = open_model(args.input)
-    model, sl, cache = _evaluation(args, opened)
-    report = measure_gaps(model, plan, sl, sd=opened.state_dict, compressor=args.compressor,
-                          all_but_this=not args.no_all_but_this, proxy=not args.no_proxy, verify=not args.no_verify,
-                          cache_dir=cache, quiet=args.quiet, calib_tokens=args.calib_tokens, source=str(args.input))
+    nproc = getattr(args, "nproc", 1) or 1
+    if nproc > 1:  # before any process starts
+        sd = opened.state_dict
+        distributed.check_nproc(nproc, len(changed_tensors(sd, fake_quantize(sd, plan))), args.input)
+    ranks = distributed.launch(args, nproc)
+    ok = False
+    try:
+        lm, sl, cache = _evaluation(args, opened, ranks)
+        distributed.join(ranks, lm.device)
+        report = measure_gaps(lm.model, plan, sl, sd=lm.state_dict, compressor=args.compressor,
+                              all_but_this=not args.no_all_but_this, proxy=not args.no_proxy,
+                              verify=not args.no_verify, cache_dir=cache, quiet=args.quiet,
+                              calib_tokens=args.calib_tokens, source=str(args.input), batch_seqs=lm.batch_seqs,
+                              max_replay_bytes=args.max_replay_bytes)
+        ok = True
+    finally:
+        distributed.finish(ranks, ok)
+    if ranks is not None:
+        if ranks.rank != 0:
+            return 0
+        report.headline["nproc"] = ranks.world
+    _model_notes(report, args, lm, sl, report.headline["val_bpb_full"])
     return _print(report, args.json)
 
 
@@ -182,13 +263,17 @@ def run_headroom(args) -> int:
 
     plan, ladder = _plan(args), _split(args.ladder, "--ladder")
     opened = open_model(args.input)
-    oracle = None
+    oracle, sd, lm = None, opened.state_dict, None
     if args.gaps != "none":
-        model, sl, cache = _evaluation(args, opened)
-        oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
-    report = headroom(opened.state_dict, plan, compressor=args.compressor, code=args.code, cap=args.cap,
+        lm, sl, cache = _evaluation(args, opened)
+        sd = lm.state_dict
+        oracle = GapOracle(lm.model, sd, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
+                           args.max_replay_bytes)
+    report = headroom(sd, plan, compressor=args.compressor, code=_code(args), cap=args.cap,
                       oracle=oracle, ladder=ladder, delta_bytes=args.delta_bytes,
                       quiet=args.quiet, source=str(args.input))
+    if lm is not None:
+        _model_notes(report, args, lm, sl, oracle.reference_bpb)
     return _print(report, args.json)
 
 
@@ -201,10 +286,11 @@ def run_allocate(args) -> int:
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)
-    model, sl, cache = _evaluation(args, opened)
-    oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
+    lm, sl, cache = _evaluation(args, opened)
+    oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
+                           args.max_replay_bytes)
     try:
-        report = allocate(opened.state_dict, args.cap, oracle=oracle, code=args.code, code_wrapped=args.code_wrapped,
+        report = allocate(lm.state_dict, args.cap, oracle=oracle, code=_code(args), code_wrapped=args.code_wrapped,
                           candidates=candidates, margin=args.margin,
                           compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
     except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
@@ -213,4 +299,5 @@ def run_allocate(args) -> int:
     if args.output:
         report.plan.save(args.output)
         report.notes.append(f"plan written to {args.output}")
+    _model_notes(report, args, lm, sl, oracle.reference_bpb)
     return _print(report, args.json)

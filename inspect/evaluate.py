@@ -266,6 +266,8 @@ class BlockReplay:
         self.call_modules: list[int] = []  # module index of each call (depth recurrence repeats)
         self.sl: EvalSlice | None = None
         self.replayed = 0  # evaluations that restarted from a recording
+        self.peak_bytes = 0  # the largest recording kept, for reports
+        self.over_limit = False  # a recording was dropped for max_bytes: those sweeps ran full evaluations
         self._mode, self._batch, self._call, self._restart = "off", 0, 0, Restart()
         self._current, self._n_batches = 0, 0
 
@@ -330,6 +332,7 @@ class BlockReplay:
         if self._mode == "record" and b == 1 and self.cached_bytes() * self._n_batches > self.max_bytes:
             # the whole recording would not fit the memory budget: evaluate on without keeping it
             self._mode, self.outputs, self.attn_outputs = "off", [], []
+            self.over_limit = True
         if self._mode == "record":
             self.outputs.append([])
             self.attn_outputs.append({})
@@ -344,6 +347,7 @@ class BlockReplay:
         self._n_batches = -(-sl.n_seqs // self.batch_seqs)
         with self._patched("record"):
             result = _run(self.model, sl, self.batch_seqs, self._start_batch, desc, quiet)
+        self.peak_bytes = max(self.peak_bytes, self.cached_bytes())
         return result
 
     def evaluate_from(self, restart: Restart | int) -> EvalResult:

@@ -31,6 +31,7 @@ from pgolf.budget.exact.decode import read_artifact
 from pgolf.budget.exact.measure import tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
+from pgolf.inspect import distributed
 from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, evaluate_bpb,
                                     load_weights, set_tensor)
 from pgolf.inspect.load import model_function_sha256, state_dict_sha256
@@ -50,7 +51,7 @@ def default_cache_dir() -> Path:
 def tensor_sha256(t: Tensor) -> str:
     t = t.detach().cpu().contiguous()
     h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()
 
 
@@ -67,14 +68,17 @@ class GapSweep:
     """
 
     def __init__(self, model: nn.Module, sd: dict[str, Tensor], sl: EvalSlice, cache_dir: str | Path | None = None,
-                 quiet: bool = False, batch_seqs: int | None = None):
+                 quiet: bool = False, batch_seqs: int | None = None, max_replay_bytes: int | None = None):
         self.model, self.sd, self.sl, self.quiet = model, sd, sl, quiet
-        self.replay = BlockReplay(model, batch_seqs)
+        self.replay = BlockReplay(model, batch_seqs, **({"max_bytes": max_replay_bytes} if max_replay_bytes else {}))
         self.batch_seqs = self.replay.batch_seqs or max(1, 8192 // sl.seq_len)
         self.replay.batch_seqs = self.batch_seqs
         self.cache = JsonCache(cache_dir, CACHE_KEY_FIELDS, GAPS_CACHE_VERSION) if cache_dir else None
         self.model_sha256 = state_dict_sha256(sd)
         self.function_sha256 = model_function_sha256(model)  # the same weights under another config differ
+        identity = getattr(model, "pgolf_identity", "")  # the code that evaluates (a script, CUDA bf16)
+        if identity:
+            self.model_sha256 = hashlib.sha256(f"{self.model_sha256}|{identity}".encode()).hexdigest()
         self.evaluations = 0  # evaluations actually run (cache misses), for reports and benchmarks
         self.recorded: str | None = None  # which weights the replay recording belongs to
         self._reference: EvalResult | None = None
@@ -153,14 +157,18 @@ class GapSweep:
                 for n, s, v in items]
         results = [self._get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
+        ranks = distributed.current()
+        if ranks is not None:  # --nproc: rank 0's list is dealt out; each rank evaluates its share
+            todo = ranks.agree(todo)
         if not todo:
             return results
+        mine = [i for i in ranks.mine(todo) if results[i] is None] if ranks is not None else todo
         if base_sd is not self.sd:
             load_weights(self.model, base_sd)
         try:
             if self.recorded != base_label:
                 self._record(base_label, f"record for {desc}")
-            for i in progress(todo, desc=desc, total=len(todo), quiet=self.quiet):
+            for i in progress(mine, desc=desc, total=len(mine), quiet=self.quiet):
                 name, _, value = items[i]
                 set_tensor(self.model, name, value)
                 t0 = time.perf_counter()
@@ -174,6 +182,9 @@ class GapSweep:
         finally:
             if base_sd is not self.sd:
                 load_weights(self.model, self.sd)  # the recording stays valid for base_label's weights
+        if ranks is not None:
+            results = ranks.merge(results, todo, lambda loss, bpb: EvalResult(loss, bpb, self.sl.n_tokens,
+                                                                              self.sl.byte_count))
         return results
 
     def only_this(self, items: list[tuple[str, str, Tensor]], desc: str = "only-this") -> list[EvalResult]:
@@ -224,7 +235,8 @@ def _artifact_check(sweep: GapSweep, sd, q_sd, plan: Plan, compressor: str) -> t
 def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[str, Tensor] | None = None,
                  compressor: str = "zlib", all_but_this: bool = True, proxy: bool = True, verify: bool = True,
                  cache_dir: str | Path | None = None, quiet: bool = False,
-                 calib_tokens: int | None = None, source: str = "") -> GapsReport:
+                 calib_tokens: int | None = None, source: str = "", batch_seqs: int | None = None,
+                 max_replay_bytes: int | None = None) -> GapsReport:
     """Per-tensor gaps of `plan` for `model` (forward(x, y) -> mean loss) holding `sd`.
 
     `sd` defaults to the model's own state dict; pass the original state dict (e.g. bf16
@@ -241,7 +253,7 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
     q_sd = fake_quantize(sd, plan)
     names = changed_tensors(sd, q_sd)
     schemes = {n: plan.scheme_for(n, sd[n]) for n in sd}
-    sweep = GapSweep(model, sd, sl, cache_dir, quiet)
+    sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs, max_replay_bytes)
     ref = sweep.reference()
     only = dict(zip(names, sweep.only_this([(n, schemes[n], q_sd[n]) for n in names])))
     quant = sweep.evaluate_state(q_sd, plan.name, record=all_but_this and bool(names))
@@ -275,7 +287,12 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
     if sweep.cache is not None:
         head["cache_hits"] = sweep.cache.hits
     head["replayed_evaluations"] = sweep.replay.replayed
-    return GapsReport.build(head, frame, source=source, replay=sweep.replay.replayed > 0)
+    head.update(replay_bytes=sweep.replay.peak_bytes, replay_limit_bytes=sweep.replay.max_bytes)
+    report = GapsReport.build(head, frame, source=source, replay=sweep.replay.replayed > 0)
+    if sweep.replay.over_limit:
+        report.notes.append(f"the block activations would exceed replay_limit_bytes ({sweep.replay.max_bytes:,}): "
+                            f"those sweeps ran full evaluations instead (same numbers, slower)")
+    return report
 
 
 GAP_COLUMNS = ("name", "scheme", "bytes", "gap_only_this_bpb", "gap_all_but_this_bpb", "proxy_gap_bpb", "rel_mse",

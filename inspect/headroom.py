@@ -102,11 +102,13 @@ class GapOracle:
     """
 
     def __init__(self, model: nn.Module, sd: dict[str, Tensor], sl: EvalSlice, method: str = "proxy",
-                 cache_dir=None, quiet: bool = False, calib_tokens: int | None = None):
+                 cache_dir=None, quiet: bool = False, calib_tokens: int | None = None, batch_seqs: int | None = None,
+                 max_replay_bytes: int | None = None):
         if method not in ("measured", "proxy"):
             raise ValueError(f"gap method must be 'measured' or 'proxy', got {method!r}")
         self.model, self.sd, self.sl, self.method, self.quiet = model, sd, sl, method, quiet
-        self.sweep = GapSweep(model, sd, sl, cache_dir, quiet)  # also evaluates (and caches) whole plans
+        # also evaluates (and caches) whole plans
+        self.sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs, max_replay_bytes)
         self.stats = None
         self.calib_tokens = calib_tokens
         self.reference_bpb = self.sweep.reference(record=method == "measured").val_bpb

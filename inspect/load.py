@@ -1,5 +1,7 @@
 """Open any model file pgolf reads, and infer the baseline-family architecture from its tensors.
 
+`load_model(path, script=...)` is the one entry point for evaluation: the built-in baseline
+family, or the participant's own `GPT` built from their script (`pgolf.trainer.script_model`).
 `open_model(path)` loads through `pgolf.budget.exact.inputs.load_input` (our checkpoints, `.pt`,
 safetensors, official `.ptz`, pgolf artifacts) and infers the architecture; `build_model`
 turns a state dict into the trainer's `GPT` loaded with `strict=True`, so a participant's
@@ -81,8 +83,8 @@ def _blocks(sd: dict[str, Tensor], path) -> int:
         if m:
             found.setdefault(int(m.group(1)), set()).add(m.group(2))
         elif key not in TOP_TENSORS:
-            raise PgolfInputError(path, f"not the baseline GPT family: unexpected tensor {key} (evaluate it with "
-                                        f"the Python API and your own nn.Module)") from None
+            raise PgolfInputError(path, f"not the baseline GPT family: unexpected tensor {key} (build it from "
+                                        f"your training script with --script train_gpt.py)") from None
     n = len(found)
     if n == 0 or sorted(found) != list(range(n)):
         raise PgolfInputError(path, f"not the baseline GPT family: blocks numbered {sorted(found)[:12]}") from None
@@ -178,7 +180,7 @@ def state_dict_sha256(sd: dict[str, Tensor]) -> str:
     for name, t in sd.items():
         t = t.detach().cpu().contiguous()
         h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()
 
 
@@ -278,3 +280,67 @@ def inspect_summary(opened: OpenedModel, plan=None, compressor: str = "zlib", co
                         f"under {bh['plan']}")
     metrics = weight_metrics(loaded.state_dict, schemes=list(schemes)) if schemes else None
     return InspectReport.build(head, frame, source=str(loaded.path), notes=notes, metrics=metrics)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model ready to evaluate (`forward(x, y) -> mean loss`) and the state dict it holds.
+
+    `state_dict` has the stored dtypes (what quantization sees) and the model's key names;
+    `script` says which script built it (None: the built-in baseline family).
+    """
+
+    model: nn.Module
+    state_dict: dict[str, Tensor]
+    opened: OpenedModel
+    vocab_size: int | None
+    seq_len: int
+    device: torch.device
+    script: object = None  # pgolf.trainer.script_model.ScriptInfo
+    module: object = None  # the imported script, for its build_sentencepiece_luts
+    batch_seqs: int | None = None  # windows per evaluation batch (None: pgolf's default)
+
+    def notes(self) -> list[str]:
+        if self.script is None:
+            return []
+        return [self.script.describe()]
+
+    def headline(self) -> dict:
+        """Extra report headline fields: where the model came from and the script's code bytes."""
+        if self.script is None:
+            return {}
+        head = {"model_source": self.script.built_as, "script": self.script.path,
+                "script_bytes_shipped": self.script.shipped_bytes}
+        if self.script.inner_bytes is not None:
+            head["script_bytes_inner"] = self.script.inner_bytes
+        return head
+
+
+def load_model(path: str | Path, script: str | Path | None = None, env=None, factory: str | None = None,
+               device: str | torch.device = "cpu", stream=None, opened: OpenedModel | None = None) -> LoadedModel:
+    """Open `path` and build the model that evaluates it: the participant's `GPT` from `script`
+    (imported: runs its code) or `factory` (`FILE.py:function`), else the built-in baseline family.
+
+    >>> lm = load_model("final_model.pt", script="train_gpt.py", env=["NUM_LAYERS=3"])   # doctest: +SKIP
+    >>> lm.model(x, y)   # doctest: +SKIP
+    tensor(4.1234)
+    """
+    from pgolf.trainer.devices import prepare_model, resolve_device
+
+    dev = resolve_device(device)
+    opened = opened or open_model(path)
+    if script is None and factory is None:
+        arch = opened.require_arch()
+        model = build_model(opened.state_dict, arch)
+        if dev.type != "cpu":
+            model = prepare_model(model, dev, contract=False)
+            model.pgolf_identity = f"builtin|{dev.type}-bf16-autocast"
+        return LoadedModel(model, opened.state_dict, opened, arch.vocab_size, arch.train_seq_len, dev)
+    from pgolf.trainer.script_model import script_model
+
+    sm = script_model(opened.state_dict, script, env, factory, path=opened.loaded.path, stream=stream)
+    model = prepare_model(sm.model, dev, where=Path(sm.info.path).name, eager=True)
+    model.pgolf_identity = f"{sm.info.identity}|{dev.type}"  # gap-cache entries belong to this script
+    seq_len = sm.seq_len or (opened.arch.train_seq_len if opened.arch else DEFAULTS["train_seq_len"])
+    vocab = sm.vocab_size or (opened.arch.vocab_size if opened.arch else None)
+    return LoadedModel(model, sm.state_dict, opened, vocab, int(seq_len), dev, sm.info, sm.module)

@@ -321,3 +321,63 @@ AUDIT_CASES = [  # (arguments after `pgolf`, what it is)
     (["significance", "seed1.log", "seed1.log"], "significance without a baseline"),
     (["wrap", "empty.py", "-o", "out.py"], "wrapping an empty script"),
 ]
+
+
+# --- the participant's script: `pgolf gaps model.pt ARGS` ------------------------------------------
+
+SCRIPT_FILES = {  # name -> source, written under scripts/ beside model.pt (the 2L-d64 fixture)
+    "no_gpt.py": "import torch\n\n\nclass Model(torch.nn.Module):\n    pass\n",
+    "needs_arg.py": ("import os\n\nimport torch\n\n\nclass Hyperparameters:\n"
+                     "    vocab_size = int(os.environ.get('VOCAB_SIZE', 1024))\n\n\n"
+                     "class GPT(torch.nn.Module):\n    def __init__(self, vocab_size, mystery_width):\n"
+                     "        super().__init__()\n"),
+    "raises.py": "import os\n\nraise RuntimeError('DATA_PATH is not set')\n",
+    "needs_triton.py": "import torch\nimport triton\nimport triton.language as tl\n",
+    "syntax.py": "def broken(:\n    pass\n",
+}
+
+
+def corrupt_wrapper() -> str:
+    """A self-extracting script whose base85 payload lost its second half: it cannot decompress."""
+    from pgolf.budget.files.codebytes import wrap_source
+
+    text = wrap_source("".join(f"x{i} = {i * i}\n" for i in range(2000)).encode())
+    start = text.index('"') + 1
+    end = text.index('"', start)
+    mid = start + (end - start) // 2 // 5 * 5
+    return text[:mid] + text[end:]
+
+
+SCRIPT_CASES = [  # (arguments after `pgolf gaps model.pt`, what, a fragment the line must contain)
+    (["--script", "scripts/no_gpt.py"], "a script with no GPT class", "defines no GPT class"),
+    (["--script", "scripts/needs_arg.py"], "a GPT constructor argument pgolf cannot supply", "'mystery_width'"),
+    (["--script", "scripts/raises.py"], "a script that raises at import",
+     "RuntimeError: DATA_PATH is not set at line 3"),
+    (["--script", "scripts/needs_triton.py"], "a script that imports triton (not installed)",
+     "imports triton at line 2"),
+    (["--script", "scripts/syntax.py"], "a script that does not parse", "does not parse"),
+    (["--script", "scripts/corrupt_wrapped.py"], "a self-extracting script whose payload is corrupt",
+     "self-extracting script with a corrupt payload"),
+    (["--script", "BASELINE"], "the official baseline script at its default size (9x512) for the 2-layer model",
+     "state dict does not fit the script's model"),
+    (["--script", "BASELINE", "--env", "NUM_LAYERS"], "an --env value without =", "expected KEY=VALUE"),
+    (["--factory", "scripts/no_gpt.py:build"], "a --factory FILE whose function does not exist", "defines no function"),
+    (["--device", "cuda"], "--device cuda on a machine without CUDA", "no usable CUDA device"),
+    (["--nproc", "99"], "--nproc larger than the number of tensors the plan changes (4 under official-int8)",
+     "--nproc 99 is more processes than"),
+]
+
+
+def build_script_inputs(root: Path) -> None:
+    """scripts/*.py and model.pt under `root` for SCRIPT_CASES (BASELINE: the fixture's official script)."""
+    (root / "scripts").mkdir(parents=True, exist_ok=True)
+    for name, text in SCRIPT_FILES.items():
+        (root / "scripts" / name).write_text(text)
+    (root / "scripts" / "corrupt_wrapped.py").write_text(corrupt_wrapper())
+    (root / "model.pt").write_bytes(fixture_pt())
+
+
+def script_argv(args: list[str]) -> list[str]:
+    baseline = str(fixture_path("scripts", "official_baseline_train_gpt.py"))
+    return ["gaps", "model.pt", *(baseline if a == "BASELINE" else a for a in args),
+            "--tokens", "256", "--seq-len", "128", "--no-cache", "--quiet"]

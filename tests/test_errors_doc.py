@@ -94,7 +94,7 @@ def cell(text: str) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
-def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=()) -> str:
+def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_rows=()) -> str:
     lines = [
         "# Bad inputs and what pgolf says about them",
         "",
@@ -125,6 +125,11 @@ def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=()) -> str:
               "Record folders are copies of the baseline record fixture with one part broken.", "",
               "| ARGS | what it is | stderr |", "|---|---|---|"]
     lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in audit_rows]
+    lines += ["", "## The participant's script: `pgolf gaps model.pt ARGS`", "",
+              "`model.pt` is the 2L-d64 fixture's `final_model.pt`; `BASELINE` stands for the fixture",
+              "`official_baseline_train_gpt.py`. The same lines come from `pgolf headroom` and `pgolf allocate`.", "",
+              "| ARGS | what it is | stderr |", "|---|---|---|"]
+    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in script_rows]
     lines += ["", "## Readers other commands use (`pgolf.budget.exact.inputs`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]
@@ -189,7 +194,14 @@ def test_errors_doc_is_current(inputs):
         code, out, err = run_cli(args, records, {})
         audit_rows.append((" ".join(args), what, check_one_line(code, out, err, " ".join(args))))
     assert not (records / "out.py").exists(), "wrap left a file behind"
-    text = render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows)
+    script_rows = []
+    bad_inputs.build_script_inputs(inputs / "script-cases")
+    for args, what, expect in bad_inputs.SCRIPT_CASES:
+        code, out, err = run_cli(bad_inputs.script_argv(args), inputs / "script-cases", {"CUDA_VISIBLE_DEVICES": ""})
+        msg = check_one_line(code, out, err, " ".join(args))
+        assert expect in msg, (args, msg)
+        script_rows.append((" ".join(args), what, msg))
+    text = render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows, script_rows)
     if REGEN:
         write_text_atomic(DOC, text)
     assert DOC.exists(), "docs/errors.md is missing: run with PGOLF_REGEN_DOCS=1"

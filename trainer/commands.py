@@ -151,7 +151,8 @@ def run_export(args: argparse.Namespace) -> int:
         code = len(spliced)
     report = export_with_plan(args.input, plan, comp, output=args.output, score=args.score, data_path=args.data,
                               tokenizer_path=args.tokenizer, device=args.device, code_bytes=code,
-                              log=not args.no_log, quiet=args.quiet)
+                              log=not args.no_log, quiet=args.quiet, script=args.script,
+                              env=[e for group in args.env for e in group], factory=args.factory)
     if spliced is not None:
         from pgolf.budget.atomic import write_bytes_atomic
 
@@ -217,7 +218,16 @@ def register(subparsers) -> None:
     exp.add_argument("--data", metavar="DIR", help="validation shards folder (default: the run's DATA_PATH)")
     exp.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece model (default: a lone .model beside --data, "
                      "else the run's TOKENIZER_PATH)")
-    exp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="evaluation device (default: the run's DEVICE)")
+    exp.add_argument("--device", metavar="DEVICE", help="evaluation device: auto | cpu | cuda | cuda:N "
+                     "(default: the run's DEVICE; with --script, auto)")
+    exp.add_argument("--script", metavar="TRAIN_GPT_PY", help="score with the participant's own GPT built from this "
+                     "train_gpt.py (its Hyperparameters give the constructor's arguments; self-extracting scripts are "
+                     "unwrapped). IMPORTING THE SCRIPT RUNS ITS CODE, as running it would; pgolf never imports a "
+                     "script you did not name here. Its shipped bytes count as the code unless --code is given")
+    exp.add_argument("--env", metavar="KEY=VALUE", action="append", nargs="+", default=[],
+                     help="environment variables set while the script is imported and its model built; repeatable")
+    exp.add_argument("--factory", metavar="FILE.py:FUNCTION", help="build the model with FUNCTION(state_dict) -> "
+                     "nn.Module from FILE (imported: runs its code)")
     exp.add_argument("--code", metavar="FILE", help="count this script's bytes (default: the run's own code_bytes)")
     exp.add_argument("--emit-script", metavar="SCRIPT", help="also write SCRIPT with the artifact's decoder spliced in "
                      "(pgolf_load(path) -> state dict) beside the artifact; its bytes are the counted code bytes")

@@ -124,7 +124,7 @@ class RunScorer:
     """
 
     def __init__(self, config: dict, *, data_path: str | None = None, tokenizer_path: str | None = None,
-                 device: str | None = None, source=None):
+                 device: str | None = None, source=None, model=None, keys=None):
         from pgolf.trainer import train_gpt as tg
 
         self.tg, self.source = tg, source
@@ -144,8 +144,9 @@ class RunScorer:
         if wanted == "cuda" and not torch.cuda.is_available():
             raise PgolfInputError(None, "the run's DEVICE is cuda but no CUDA device is available here: "
                                         "pass --device cpu")
-        self.device = torch.device("cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())
-                                   else "cpu")
+        from pgolf.trainer.devices import resolve_device
+
+        self.device = resolve_device(wanted)
         use_bf16 = args.autocast == "bf16" or (args.autocast == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         try:
@@ -156,10 +157,16 @@ class RunScorer:
             raise PgolfInputError(None, f"validation data of the run: {exc} (--data DIR / --tokenizer MODEL)") \
                 from None
         self.luts = tg.build_sentencepiece_luts(sp, args.vocab_size, self.device)
-        self.args, self.model = args, tg.build_model(args)
+        self.args, self.model = args, (model if model is not None else tg.build_model(args))
+        self.keys = keys  # a participant's model: state-dict keys normalised first (_orig_mod., module.)
 
     def check(self, sd: dict) -> None:
         """Load `sd` into the run's architecture (strict), or say why it does not fit."""
+        if self.keys is not None:
+            from pgolf.trainer.script_model import load_strict
+
+            load_strict(self.model, self.keys(sd), self.source)
+            return
         try:
             self.model.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
@@ -192,16 +199,36 @@ def default_output(src: ExportSource, plan: Plan, comp: Compressor) -> Path:
     return src.path.with_name(f"{src.path.stem}.{slug(plan.name)}.{slug(comp.name)}.ptz")
 
 
+def script_scorer(sd: dict, script=None, env=None, factory: str | None = None, *, data_path: str | None = None,
+                  tokenizer_path: str | None = None, device: str | None = None, source=None) -> RunScorer:
+    """A RunScorer whose model is the participant's, built from their script (imported: runs its
+    code) or factory; validation data from `data_path`, else the embedded default's val split."""
+    from pgolf.trainer.devices import prepare_model, resolve_device
+    from pgolf.trainer.script_model import normalise_keys, script_model
+
+    dev = resolve_device(device or "auto")
+    sm = script_model(sd, script, env, factory, path=source)
+    config = {"vocab_size": sm.vocab_size or 1024, "train_seq_len": sm.seq_len or 1024}
+    scorer = RunScorer(config, data_path=data_path, tokenizer_path=tokenizer_path, device=dev.type, source=source,
+                       model=prepare_model(sm.model, dev, where=Path(sm.info.path).name, eager=True),
+                       keys=normalise_keys)
+    scorer.info = sm.info
+    return scorer
+
+
 def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compressor: str | Compressor = "zlib", *,
                      output: str | Path | None = None, score: bool | None = None, data_path: str | None = None,
                      tokenizer_path: str | None = None, device: str | None = None, code_bytes: int | None = None,
-                     log: bool = True, cap: int = CAP_BYTES, quiet: bool = True) -> PlanExportReport:
+                     log: bool = True, cap: int = CAP_BYTES, quiet: bool = True, script=None, env=None,
+                     factory: str | None = None) -> PlanExportReport:
     """Build `path`'s weights into the exact artifact of `plan` + `compressor`, write it atomically,
     read it back from disk and (when `score`) evaluate the dequantized weights like the script does.
 
     `path`: a run folder (OUT_DIR), a checkpoint or any model file; `score=None` scores when the
     input carries its run config; `log` appends the official-style lines to a run folder's train.log.
     `code_bytes` overrides the bytes the script counted for itself (sidecar `code_bytes`).
+    `script`/`env`/`factory` score with the participant's own model (see `script_scorer`); the
+    script's shipped bytes are then the code bytes unless `code_bytes` is given.
 
     >>> r = export_with_plan("runs/x", "int6")                     # doctest: +SKIP
     >>> r.headline["artifact_path"], r.headline["val_bpb_quantized"]  # doctest: +SKIP
@@ -210,16 +237,24 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
     plan, comp = resolve_plan(plan), get_compressor(compressor)
     comp.require()
     src = open_source(path)
-    if score and src.config is None:
+    own_model = script is not None or factory is not None
+    if score and src.config is None and not own_model:
         raise PgolfInputError(src.path, "scoring needs the run's config: give a run folder or a pgolf checkpoint "
                                         "(step_NNNNNN.safetensors + .json)")
-    score = src.config is not None if score is None else score
+    score = (src.config is not None or own_model) if score is None else score
     out = Path(output) if output is not None else default_output(src, plan, comp)
     run_files = [] if src.run_dir is None else [p for p in src.run_dir.iterdir() if p.suffix in RUN_FILE_SUFFIXES]
     refuse_overwriting(out, src.path, *run_files, what="the input or a file of its run")
     code = code_bytes if code_bytes is not None else src.code_bytes
+    if code_bytes is None and script is not None:  # the participant's script is the code that ships
+        from pgolf.budget.files.codebytes import read_code
+
+        code = len(read_code(script))
     scorer = None
-    if score:  # every input problem surfaces before the artifact is written
+    if score and own_model:
+        scorer = script_scorer(src.state_dict, script, env, factory, data_path=data_path,
+                               tokenizer_path=tokenizer_path, device=device, source=src.path)
+    elif score:  # every input problem surfaces before the artifact is written
         scorer = RunScorer(src.config, data_path=data_path, tokenizer_path=tokenizer_path, device=device,
                            source=src.path)
         scorer.check(src.state_dict)
@@ -241,6 +276,8 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
             "serialized_bytes": h["serialized_bytes"], "bytes_model": len(on_disk), "bytes_code": code or 0,
             "bytes_total": t.bytes_total, "cap": int(cap), "headroom_bytes": t.headroom_bytes, "roundtrip_exact": True}
     notes = [] if code is not None else ["bytes_code = 0: the input carries no code size (--code FILE adds one)"]
+    if getattr(scorer, "info", None) is not None:
+        notes.append(scorer.info.describe())
     result = None
     if scorer is not None:
         result = scorer(roundtrip)

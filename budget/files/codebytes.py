@@ -133,16 +133,21 @@ def _literal(node: ast.AST, aliases: dict[str, str]):
 
 def _bounded_decompress(module: str, data: bytes, kwargs: dict) -> bytes:
     if module == "lzma":
-        out = lzma.LZMADecompressor(**kwargs).decompress(data, max_length=MAX_INNER_BYTES + 1)
+        dec = lzma.LZMADecompressor(**kwargs)
+        out = dec.decompress(data, max_length=MAX_INNER_BYTES + 1)
     elif module == "zlib":
-        out = zlib.decompressobj(*( [kwargs.pop("wbits")] if "wbits" in kwargs else [])).decompress(
-            data, MAX_INNER_BYTES + 1)
+        dec = zlib.decompressobj(*([kwargs.pop("wbits")] if "wbits" in kwargs else []))
+        out = dec.decompress(data, MAX_INNER_BYTES + 1)
     elif module == "bz2":
-        out = bz2.BZ2Decompressor().decompress(data, max_length=MAX_INNER_BYTES + 1)
+        dec = bz2.BZ2Decompressor()
+        out = dec.decompress(data, max_length=MAX_INNER_BYTES + 1)
     else:  # gzip
-        out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, MAX_INNER_BYTES + 1)
+        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = dec.decompress(data, MAX_INNER_BYTES + 1)
     if len(out) > MAX_INNER_BYTES:
         raise _NotAWrapper(f"payload decodes to over {MAX_INNER_BYTES:,} bytes")
+    if not dec.eof:  # a truncated stream decodes without error to a prefix of the source
+        raise EOFError(f"{module} stream ends before its end marker, after {len(out):,} bytes")
     return out
 
 

@@ -1,0 +1,41 @@
+"""CPU and CUDA gaps agree within bf16 tolerance (CUDA evaluates under bf16 autocast like the
+official scorer); skipped with the reason on machines without CUDA."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fixture_path
+from pgolf.inspect.evaluate import load_slice
+from pgolf.inspect.gaps import measure_gaps
+from pgolf.budget.quant.plans import quantize_small
+from pgolf.inspect.load import load_model
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA device on this machine (torch.cuda.is_available() is False)")
+BF16 = 2.0 ** -8  # bf16 keeps 8 significant bits
+
+
+@pytest.mark.parametrize("script", [None, "official_baseline_train_gpt.py"])
+def test_cpu_and_cuda_gaps_agree(script):
+    pt = fixture_path("artifacts", "sp1024-3L-d128", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    kwargs = {}
+    if script:
+        kwargs = dict(script=fixture_path("scripts", script),
+                      env=["NUM_LAYERS=3", "MODEL_DIM=128", "NUM_HEADS=4", "NUM_KV_HEADS=2"])
+    sl = load_slice(tokenizer=tok, tokens=8192, seq_len=256, vocab_size=1024, quiet=True)
+    reports = {}
+    for device in ("cpu", "cuda"):
+        lm = load_model(pt, device=device, **kwargs)
+        reports[device] = measure_gaps(lm.model, quantize_small("int6"), sl, sd=lm.state_dict, proxy=False,
+                                       quiet=True)
+    cpu, cuda = reports["cpu"], reports["cuda"]
+    full = cpu.headline["val_bpb_full"]
+    # each evaluation carries bf16 rounding of ~2^-8 relative per activation; over a slice of 8,192
+    # tokens the mean is far tighter, and 2^-8 of the BPB bounds both values and their differences
+    assert abs(cuda.headline["val_bpb_full"] - full) <= BF16 * full
+    assert abs(cuda.headline["quant_gap_bpb"] - cpu.headline["quant_gap_bpb"]) <= BF16 * full
+    assert cuda.headline["artifact_matches"] and cpu.headline["artifact_matches"]
+    diff = (cuda.frame["gap_only_this_bpb"] - cpu.frame["gap_only_this_bpb"]).abs().max()
+    assert diff <= BF16 * full, diff
