@@ -73,15 +73,47 @@ COLUMNS: dict[str, str] = {
     "delta_bpb": "change in BPB for that step",
     "bpb_per_kb": "delta_bpb per 1,000 bytes",
     "exchange_bpb_per_kb": "-bpb_per_kb: BPB gained per 1,000 bytes spent, or lost per 1,000 bytes saved",
+    # measurement statistics (inspect/uncertainty.py); X_se, X_lo, X_hi, X_significant below
+    "target_se": "--target-se: the standard error (BPB) the slice was extended to reach",
+    "se_reached": "the largest standard error of the targeted differences at the end (BPB)",
+    "target_se_met": "True when se_reached <= target_se (else the data or --max-tokens ran out)",
+    "chunks": "disjoint consecutive slices of --tokens each that were evaluated (cached separately)",
+    "significant_only_this": "tensors whose only-this gap is significant (95% interval excludes 0)",
+    "insignificant_options": "allocation options whose measured gap is within noise, counted as gap 0",
+    "insignificant_moves": "tensors whose allocated scheme changed because within-noise gaps count as no gain",
+    "insignificant_steps": "exchange-rate steps whose delta_bpb is within noise, ranked as no gain",
+    "select_tokens": "tokens of the selection slice (allocate chooses its plan on it)",
+    "report_tokens": "tokens of the held-out report slice, disjoint from the selection slice",
+    "val_bpb_se": "standard error of a plan's val_bpb minus the unquantized val_bpb on the same windows",
+    "frontier_within_noise": "True where a Pareto step is not significant (95%): the frontier is not drawn through it",
     # training logs
     "source": "the log or run a row comes from",
     "step": "optimizer step",
     "total_steps": "the run's configured number of steps (T in step:S/T)",
     "step_avg_ms": "mean wall-clock milliseconds per step so far",
-    "tokens": "training tokens seen",
+    "tokens": "tokens: training tokens seen (logs), or validation targets scored (an evaluation slice)",
     "train_loss": "training loss in nats",
     "train_time_ms": "wall-clock training time in milliseconds",
 }
+
+
+# Differences measured on the same windows carry a paired standard error and a 95% interval
+UNCERTAIN = ("quant_gap_bpb", "artifact_gap_bpb", "gap_only_this_bpb", "gap_all_but_this_bpb", "delta_bpb",
+             "select_quant_gap_bpb", "plan_gap_bpb")
+COLUMNS.update({
+    "select_val_bpb_quantized": "val_bpb_quantized of the chosen plan on the selection slice (beside the held-out one)",
+    "select_val_bpb_full": "val_bpb_full on the selection slice",
+    "select_quant_gap_bpb": "quant_gap_bpb of the chosen plan on the selection slice (optimistic: chosen there)",
+    "plan_gap_bpb": "a plan's val_bpb minus the unquantized val_bpb, paired on the held-out slice",
+})
+for _base in UNCERTAIN:
+    COLUMNS.update({
+        f"{_base}_se": f"standard error of {_base} (BPB): paired per-window differences in blocks of >= 1,024 "
+                       "tokens, delta method for the ratio",
+        f"{_base}_lo": f"lower end of the 95% interval of {_base} (Student t over the blocks)",
+        f"{_base}_hi": f"upper end of the 95% interval of {_base}",
+        f"{_base}_significant": f"True when the 95% interval of {_base} excludes 0; False means within noise",
+    })
 
 
 def describe(column: str) -> str:

@@ -8,6 +8,7 @@ baseline GPT family (architecture inferred from the tensors, or a checkpoint's s
     pgolf gaps final_model.pt --plan int6 --tokenizer fineweb_1024_bpe.model --tokens 16384
     pgolf headroom runs/x/checkpoints --plan int6 --code train_gpt.py
     pgolf allocate runs/x/checkpoints --cap 15000000 --code train_gpt.py -o plan.json
+    pgolf gaps final_model.pt --target-se 0.0005 --max-tokens 1000000
 """
 from __future__ import annotations
 
@@ -52,14 +53,43 @@ def _quantize_small_flag(p: argparse.ArgumentParser) -> None:
                         "official passthrough (control tensors stay fp32); needed for small models")
 
 
-def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _target_se(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tokens chosen by the error")
+    g.add_argument("--target-se", type=_positive_float, metavar="BPB",
+                   help="extend the slice in chunks of --tokens until the whole-model gap's standard error is at "
+                        "most this (e.g. 0.0005); chunks are cached, so a rerun or a larger target resumes")
+    g.add_argument("--per-tensor-se", action="store_true", help="with --target-se: every tensor's only-this gap too")
+    g.add_argument("--max-tokens", type=_positive_int, help="with --target-se: never evaluate more tokens than this")
+
+
+def _split_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection and held-out report slices")
+    g.add_argument("--select-tokens", type=_positive_int, default=32_768,
+                   help="choose the plan on the first N validation tokens (default 32,768)")
+    g.add_argument("--report-tokens", type=_non_negative_int, default=32_768,
+                   help="report the chosen plan on the next N tokens, disjoint from the selection slice "
+                        "(default 32,768; 0: report on the selection slice)")
+
+
+def _data(p: argparse.ArgumentParser, default_tokens: int | None = 65_536) -> None:
     g = p.add_argument_group("evaluation slice")
     g.add_argument("--data", metavar="SHARD_DIR", help="folder of official fineweb_val_*.bin shards "
                                                         "(default: the embedded default's val split)")
     g.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece .model: with --data, the shards' tokenizer; "
                                                          "alone, tokenize the embedded default's val text with it")
-    g.add_argument("--tokens", type=_positive_int, default=default_tokens,
-                   help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
+    if default_tokens is not None:
+        g.add_argument("--tokens", type=_positive_int, default=default_tokens,
+                       help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
     g.add_argument("--seq-len", type=_positive_int, help="window length (default: the checkpoint's "
                                                           "train_seq_len, else 1024)")
     g.add_argument("--calib-tokens", type=_positive_int,
@@ -92,6 +122,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
     p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
     p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
+    _target_se(p)
     p.set_defaults(handler=run_gaps)
 
     p = subparsers.add_parser("headroom", help="headroom under the cap and each tensor's exchange rate",
@@ -123,7 +154,8 @@ def register(subparsers) -> None:
     p.add_argument("--gaps", choices=("measured", "proxy"), default="proxy",
                    help="predict gaps from the gradient proxy (default, fast) or measured only-this gaps")
     p.add_argument("-o", "--output", metavar="PLAN_JSON", help="write the plan here (pgolf-plan-v1)")
-    _data(p)
+    _data(p, default_tokens=None)
+    _split_flags(p)
     p.set_defaults(handler=run_allocate)
 
 
@@ -143,18 +175,34 @@ def _print(report, as_json: bool) -> int:
     return 0
 
 
-def _evaluation(args, opened):
-    """(model, slice, cache dir) for the opened baseline-family model."""
+def _slice_at(args, arch, tokens: int, offset: int = 0):
     from pgolf.inspect.evaluate import load_slice
+
+    return load_slice(args.data, args.tokenizer, tokens, args.seq_len or arch.train_seq_len, arch.vocab_size,
+                      args.quiet, offset=offset)
+
+
+def _evaluation(args, opened, tokens: int | None = None):
+    """(model, slice, cache dir) for the opened baseline-family model."""
     from pgolf.inspect.gaps import default_cache_dir
     from pgolf.inspect.load import build_model
 
     arch = opened.require_arch()
     model = build_model(opened.state_dict, arch)
-    sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or arch.train_seq_len,
-                    arch.vocab_size, args.quiet)
+    sl = _slice_at(args, arch, tokens or args.tokens)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return model, sl, cache
+
+
+def _next_chunk(args, arch, first):
+    """Chunk k of the --target-se extension: the next --tokens after k chunks (None past the data)."""
+    def chunk(k: int):
+        try:
+            sl = _slice_at(args, arch, first.n_tokens, offset=first.offset + k * first.n_tokens)
+        except PgolfInputError:
+            return None
+        return sl if sl.n_tokens == first.n_tokens else None
+    return chunk
 
 
 def _plan(args):
@@ -185,7 +233,9 @@ def run_gaps(args) -> int:
     model, sl, cache = _evaluation(args, opened)
     report = measure_gaps(model, plan, sl, sd=opened.state_dict, compressor=args.compressor,
                           all_but_this=not args.no_all_but_this, proxy=not args.no_proxy, verify=not args.no_verify,
-                          cache_dir=cache, quiet=args.quiet, calib_tokens=args.calib_tokens, source=str(args.input))
+                          cache_dir=cache, quiet=args.quiet, calib_tokens=args.calib_tokens, source=str(args.input),
+                          target_se=args.target_se, per_tensor_se=args.per_tensor_se,
+                          next_chunk=_next_chunk(args, opened.require_arch(), sl), max_tokens=args.max_tokens)
     return _print(report, args.json)
 
 
@@ -213,12 +263,18 @@ def run_allocate(args) -> int:
     from pgolf.budget.plans import resolve_plan
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
+    from pgolf.inspect.gaps import GapSweep
+
     opened = open_model(args.input)
-    model, sl, cache = _evaluation(args, opened)
+    model, sl, cache = _evaluation(args, opened, args.select_tokens)
+    held = None
+    if args.report_tokens:
+        held = GapSweep(model, opened.state_dict, _slice_at(args, opened.require_arch(), args.report_tokens,
+                                                            offset=sl.offset + sl.n_tokens), cache, args.quiet)
     oracle = GapOracle(model, opened.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens)
     try:
         report = allocate(opened.state_dict, args.cap, oracle=oracle, code=args.code, code_wrapped=args.code_wrapped,
-                          candidates=candidates, margin=args.margin,
+                          candidates=candidates, margin=args.margin, report=held,
                           compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
     except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
         raise PgolfInputError(None, f"{exc.problem}; raise --cap, lower --margin, or add a smaller scheme "

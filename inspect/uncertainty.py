@@ -9,6 +9,7 @@ Resampling unit: blocks of consecutive units covering at least `BLOCK_TOKENS` (1
 tokens. Neighbouring windows often continue the same document, so their differences are
 correlated; blocks of about a thousand tokens absorb most of that (the calibration test checks
 the resulting SE against the spread across disjoint slices). At seq_len 1024 a block is one window.
+A slice too short for MIN_BLOCKS such blocks uses smaller ones (down to one unit).
 
 Estimator: BPB of a slice is sum(loss) / (ln 2 * sum(bytes)), a ratio. The SE of the difference
 of two such ratios on the same bytes uses the delta method over blocks i with loss difference d_i
@@ -31,6 +32,7 @@ import math
 import numpy as np
 
 BLOCK_TOKENS = 1024
+MIN_BLOCKS = 4
 # two-sided 95% quantiles of Student's t (df 1..30); beyond, the Cornish-Fisher expansion
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
@@ -117,8 +119,9 @@ def interval(value: float, se: float, n_blocks: int) -> Interval:
 def paired_interval(loss_a, loss_b, unit_bytes, block_units: int, value: float | None = None) -> Interval:
     """BPB(a) - BPB(b) of two evaluations on the same units: per-unit loss sums (nats) and bytes.
     `value` overrides the point estimate (e.g. the headline difference, same number up to rounding)."""
-    d = block_sums(np.asarray(loss_a, np.float64) - np.asarray(loss_b, np.float64), block_units)
-    b = block_sums(unit_bytes, block_units)
+    diff = np.asarray(loss_a, np.float64) - np.asarray(loss_b, np.float64)
+    units = min(int(block_units), max(1, diff.size // MIN_BLOCKS))
+    d, b = block_sums(diff, units), block_sums(unit_bytes, units)
     if value is None:
         value = float(d.sum() / b.sum() / math.log(2.0))
     if not np.any(d):
