@@ -32,7 +32,7 @@ from pgolf.figures.demo_train import DemoRun, train_demo
 from pgolf.figures.export import export_plot
 from pgolf.figures.report_md import DemoReport, Figure
 from pgolf.inspect.allocate import allocate
-from pgolf.inspect.gaps import measure_gaps
+from pgolf.inspect.gaps import GapSweep, measure_gaps
 from pgolf.inspect.headroom import GapOracle, headroom
 from pgolf.inspect.reports import AllocationReport, GapsReport, HeadroomReport
 from pgolf.trainer.corpus import prepare_default
@@ -48,9 +48,10 @@ class Measured:
 
     cap: int
     cap_rule: str
-    eval_tokens: int
+    eval_tokens: int  # the selection slice: gaps, headroom, the allocator's choice, checkpoints
+    report_tokens: int  # the held-out slice after it: every plan's and the allocation's reported val_bpb
     compared: CompareReport
-    plan_bpb: pd.DataFrame  # plan, val_bpb (roundtrip; "none" = unquantized)
+    plan_bpb: pd.DataFrame  # plan, val_bpb (roundtrip; "none" = unquantized), plan_gap_bpb ± (held-out)
     points: pd.DataFrame  # compare rows + val_bpb: the headroom plot's input
     compressor_rows: pd.DataFrame
     gaps: list[GapsReport]
@@ -107,6 +108,7 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     opened, model = steps.open_checkpoint(run.final_checkpoint)
     sd, source = opened.state_dict, run.final_checkpoint.name
     sl = steps.eval_slice(opened, config.val_tokens)
+    held = steps.eval_slice(opened, config.val_tokens, offset=sl.n_tokens)  # disjoint: reporting only
 
     stages.start("budget")
     cap_rule = "given with --cap"
@@ -116,7 +118,7 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     plans = steps.small_plans(config.plans)
     compared = compare(sd, plans, config.compressors, cap=cap, quiet=quiet)
     stages.start("plan BPB")
-    bpb = steps.plan_bpb(model, sd, plans, sl, quiet=quiet)
+    bpb = steps.plan_bpb(model, sd, plans, held, quiet=quiet)
     stages.start("compressors")
     compressor_rows = steps.compressor_frame(sd, config.compressor_schemes, config.compressors, quiet=quiet)
 
@@ -132,7 +134,8 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
                     source=source)
     stages.start("allocate")
     try:
-        allocation = allocate(sd, cap, oracle=oracle, candidates=config.candidates, quiet=quiet, source=source)
+        allocation = allocate(sd, cap, oracle=oracle, candidates=config.candidates, quiet=quiet, source=source,
+                              report=GapSweep(model, sd, held, cache, quiet))
     except PgolfInputError as exc:  # the allocator's advice names its own CLI; say what the demo can change
         raise PgolfInputError(None, f"--cap {cap:,}: {exc.problem.split(';')[0]}; the demo allocates among "
                                     f"{', '.join(config.candidates)}, so give a larger --cap") from None
@@ -143,7 +146,7 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     stages.start("checkpoints")
     ckpts = steps.checkpoint_frame(run.checkpoints, sl, "official-int8", "zlib", cap=cap, quiet=quiet)
     points = steps.plan_points(compared, bpb, config.headroom_compressors)
-    return Measured(cap, cap_rule, sl.n_tokens, compared, bpb, points, compressor_rows,
+    return Measured(cap, cap_rule, sl.n_tokens, held.n_tokens, compared, bpb, points, compressor_rows,
                     gaps, room, allocation, plan_path, allocated_budget, ckpts)
 
 
