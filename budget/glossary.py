@@ -108,8 +108,8 @@ COLUMNS.update({
 })
 for _base in UNCERTAIN:
     COLUMNS.update({
-        f"{_base}_se": f"standard error of {_base} (BPB): paired per-window differences in blocks of >= 1,024 "
-                       "tokens, delta method for the ratio",
+        f"{_base}_se": f"standard error of {_base} (BPB): paired per-window differences in blocks of 4,096 "
+                       "tokens (at least 8 blocks), delta method for the ratio",
         f"{_base}_lo": f"lower end of the 95% interval of {_base} (Student t over the blocks)",
         f"{_base}_hi": f"upper end of the 95% interval of {_base}",
         f"{_base}_significant": f"True when the 95% interval of {_base} excludes 0; False means within noise",

@@ -98,8 +98,9 @@ def build_report(run: DemoRun, m: Measured, figs: dict[str, Figure]) -> DemoRepo
              f"selection slice: the first {m.eval_tokens:,} tokens of the embedded default's val split in windows "
              f"of {c.train_seq_len} (gaps, exchange rates, the allocator's choice, checkpoints); held-out slice: "
              f"the next {m.report_tokens:,} tokens (every plan's val_bpb and the allocation's headline numbers)",
-             "x ± s: a BPB difference and its standard error, paired over the same windows (blocks of >= 1,024 "
-             "tokens); a plan is called better than unquantized only when its 95% interval excludes 0",
+             "x ± s: a BPB difference and its standard error, paired over the same windows (blocks of 4,096 "
+             "tokens, at least 8 blocks); a plan is called better than unquantized only when its 95% interval "
+             "excludes 0",
              "bytes_code = 0 throughout: this small model is not a submission"]
     return DemoReport(f"pgolf demo ({c.name}) on the embedded default", headline(run, m), sections, notes)
 
