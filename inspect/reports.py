@@ -37,8 +37,8 @@ def _pm(value, se, lo=None, hi=None, significant=True, interval: bool = False) -
     """'value ± se' (se to 2 significant digits), with the interval or an (n.s.) flag."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if se is None or (isinstance(se, float) and math.isnan(se)):
-        return format_value(value)  # no spread known (the gradient proxy)
+    if se is None or (isinstance(se, float) and math.isnan(se)) or (se == 0 and value == 0):
+        return format_value(value)  # no spread known (the gradient proxy), or identical in every window
     text = f"{format_value(value)} ± {float(se):.2g}"
     if interval and lo is not None:
         text += f" (95%: {format_value(lo)} .. {format_value(hi)})"
