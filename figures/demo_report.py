@@ -81,7 +81,7 @@ def build_report(run: DemoRun, m: Measured, figs: dict[str, Figure]) -> DemoRepo
                 "checked bit for bit) of every plan and compressor, and each plan's roundtrip val_bpb.",
                 [m.compared, figs["headroom"], Table(f"roundtrip val_bpb per plan (held-out slice, {m.report_tokens:,} "
                                                      "tokens; plan_gap_bpb ± SE, (n.s.) = within noise)",
-                                                     with_intervals({}, m.plan_bpb)[1]),
+                                                     with_intervals({}, m.plan_bpb.drop(columns="val_bpb_se"))[1]),
                  figs["compressors"]]),
         Section("Quantization gaps per tensor", "ΔBPB of quantizing one tensor at a time, and the gradient "
                 "proxy that predicts it without an evaluation per tensor.", [figs["quant-gap"], *m.gaps]),
