@@ -58,6 +58,8 @@ COLUMNS: dict[str, str] = {
     "gap_only_this_bpb": "BPB gap when only this tensor is quantized",
     "gap_all_but_this_bpb": "whole-model gap minus the gap with this tensor kept unquantized",
     "proxy_gap_bpb": "gradient-based prediction of the only-this gap: g.dw + 0.5 * sum(Fisher * dw^2), in BPB",
+    "proxy_gap_bpb_se": "spread of the proxy: SE of the mean of its per-calibration-batch terms, in BPB (a "
+                        "prediction's spread, not a measurement error)",
     "proxy_spearman": "Spearman rank correlation of proxy_gap_bpb with gap_only_this_bpb",
     "val_bpb_artifact": "val_bpb of the weights read back from the real artifact bytes",
     "predicted_gap_bpb": "sum of the chosen schemes' only-this gaps (the allocator's objective)",

@@ -34,7 +34,7 @@ from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, 
                                     load_weights, set_tensor)
 from pgolf.inspect.load import state_dict_sha256
 from pgolf.inspect.metrics import weight_metrics
-from pgolf.inspect.proxy import gradient_stats, proxy_gaps, spearman
+from pgolf.inspect.proxy import gradient_stats, proxy_gaps, proxy_se, spearman
 from pgolf.inspect.reports import GapsReport
 from pgolf.inspect.uncertainty import Interval, block_sums
 
@@ -352,12 +352,16 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
                     artifact_matches=bool(exact and art.val_bpb == quant.val_bpb), bytes_model=nbytes)
     frame = gap_frame_rows(list(sd), schemes, ref, quant, only, rest)
     prox: dict[str, float] = {}
+    spread: dict[str, float] = {}
     if proxy and names:
         t0 = time.perf_counter()
-        stats = gradient_stats(model, sl, calib_tokens, set(names))
+        deltas = {n: q_sd[n].detach().float() - sd[n].detach().float() for n in names}
+        stats = gradient_stats(model, sl, calib_tokens, set(names), deltas)
         prox = proxy_gaps(stats, sd, {n: q_sd[n] for n in names}, sl.tokens_per_byte)
+        spread = proxy_se(stats, sl.tokens_per_byte)
         head.update(proxy_seconds=time.perf_counter() - t0, proxy_tokens=stats.tokens, proxy_fisher=stats.fisher_kind)
     frame["proxy_gap_bpb"] = [prox.get(n, 0.0 if n not in names else float("nan")) for n in frame["name"]]
+    frame["proxy_gap_bpb_se"] = [spread.get(n, 0.0 if n not in names else float("nan")) for n in frame["name"]]
     table = tensor_table(sd, plan, compressor).set_index("name")
     metrics = weight_metrics(sd, plan=plan).set_index("name")
     frame["bytes"] = frame["name"].map(table["compressed_bytes"]).astype(int)
@@ -379,5 +383,5 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
 
 _STAT = ("", "_se", "_lo", "_hi", "_significant")
 GAP_COLUMNS = ("name", "scheme", "bytes", *(f"gap_only_this_bpb{s}" for s in _STAT),
-               *(f"gap_all_but_this_bpb{s}" for s in _STAT), "proxy_gap_bpb", "rel_mse",
+               *(f"gap_all_but_this_bpb{s}" for s in _STAT), "proxy_gap_bpb", "proxy_gap_bpb_se", "rel_mse",
                "sqnr_db", "max_abs_err", "frac_clipped", "levels", "entropy_bytes")

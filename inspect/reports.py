@@ -135,7 +135,9 @@ class GapsReport(_Intervals, Report):
             notes.append("proxy_gap_bpb = (sum(g * dw) + 0.5 * sum(Fisher * dw^2)) / ln 2 * tokens/byte: mean gradient g "
                          "and diagonal Fisher (gradients against targets sampled from the model, proxy_fisher "
                          "'sampled'; else squared per-window gradients, 'empirical') over proxy_tokens calibration "
-                         "tokens; proxy_spearman = rank correlation with gap_only_this_bpb")
+                         "tokens; proxy_spearman = rank correlation with gap_only_this_bpb. The proxy is a prediction, "
+                         "not a measurement: its ± (proxy_gap_bpb_se) is the spread of its per-batch terms over the "
+                         "calibration batches")
         notes.append("bytes: the tensor's payload compressed alone (compressed_bytes); the artifact's total is "
                      "bytes_model")
         notes.append(EVAL_NOTE)
