@@ -118,7 +118,10 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     plans = steps.small_plans(config.plans)
     compared = compare(sd, plans, config.compressors, cap=cap, quiet=quiet)
     stages.start("plan BPB")
-    bpb = steps.plan_bpb(model, sd, plans, held, quiet=quiet)
+    # reported on the held-out slice; "best plan" is chosen on the selection slice (select_val_bpb)
+    bpb = steps.plan_bpb(model, sd, plans, held, quiet=quiet).merge(
+        steps.plan_bpb(model, sd, plans, sl, quiet=quiet)[["plan", "val_bpb"]].rename(
+            columns={"val_bpb": "select_val_bpb"}), on="plan")
     stages.start("compressors")
     compressor_rows = steps.compressor_frame(sd, config.compressor_schemes, config.compressors, quiet=quiet)
 

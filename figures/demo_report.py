@@ -43,11 +43,12 @@ def headline(run: DemoRun, m: Measured) -> dict:
     that is significant there."""
     c, final = run.config, run.results
     pairs = m.compared.to_dataframe().merge(m.plan_bpb, on="plan")
-    best = pairs[pairs["headroom_bytes"] >= 0].nsmallest(1, "val_bpb")
+    best = pairs[pairs["headroom_bytes"] >= 0].nsmallest(1, "select_val_bpb")  # chosen on selection
     best_text = "none fits"
     if len(best):
         b = best.iloc[0]
-        best_text = (f"{b['plan']} + {b['compressor']} (held-out val_bpb {b['val_bpb']:.4f}, "
+        best_text = (f"{b['plan']} + {b['compressor']} (chosen on the selection slice; held-out val_bpb "
+                     f"{b['val_bpb']:.4f}, "
                      f"{_versus_unquantized(b['plan_gap_bpb'], b['plan_gap_bpb_se'], b['plan_gap_bpb_significant'])})")
     alloc = m.allocation.headline
     return {

@@ -122,6 +122,9 @@ class GapsReport(_Intervals, Report):
     @classmethod
     def build(cls, head: dict, frame: pd.DataFrame, source: str = "", replay: bool = True) -> "GapsReport":
         notes = []
+        if head.get("quant_gap_bpb_significant") is False and head.get("quant_gap_bpb_se", 0) > 0:
+            notes.append(f"the whole-model gap is within noise on these {head.get('tokens', 0):,} tokens (its 95% "
+                         "interval contains 0): evaluate more tokens (--tokens) or let --target-se choose them")
         if "artifact_matches" in head:
             notes.append("whole-model gap measured twice: in-memory quantize->dequantize and the real artifact "
                          "(build -> compress -> read back -> evaluate): "
@@ -135,9 +138,9 @@ class GapsReport(_Intervals, Report):
             notes.append("proxy_gap_bpb = (sum(g * dw) + 0.5 * sum(Fisher * dw^2)) / ln 2 * tokens/byte: mean gradient g "
                          "and diagonal Fisher (gradients against targets sampled from the model, proxy_fisher "
                          "'sampled'; else squared per-window gradients, 'empirical') over proxy_tokens calibration "
-                         "tokens; proxy_spearman = rank correlation with gap_only_this_bpb. The proxy is a prediction, "
-                         "not a measurement: its ± (proxy_gap_bpb_se) is the spread of its per-batch terms over the "
-                         "calibration batches")
+                         "tokens; proxy_spearman = rank correlation with gap_only_this_bpb. The proxy is a "
+                         "prediction, not a measurement: its ± (proxy_gap_bpb_se) is the spread of its per-batch "
+                         "terms over the calibration batches")
         notes.append("bytes: the tensor's payload compressed alone (compressed_bytes); the artifact's total is "
                      "bytes_model")
         notes.append(EVAL_NOTE)
