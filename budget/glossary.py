@@ -107,6 +107,10 @@ COLUMNS.update({
     "select_val_bpb_full": "val_bpb_full on the selection slice",
     "select_quant_gap_bpb": "quant_gap_bpb of the chosen plan on the selection slice (optimistic: chosen there)",
     "plan_gap_bpb": "a plan's val_bpb minus the unquantized val_bpb, paired on the held-out slice",
+    "artifact_gap_bpb": "val_bpb_artifact - val_bpb_full",
+    "select_val_bpb": "a plan's val_bpb on the selection slice (what a choice among plans is made on)",
+    "bpb_half95": "half-width of a point's 95% interval in BPB (the headroom plot's vertical error bar)",
+    "within_noise": "True where a step's delta_bpb is not significant: ranked as rate 0, never bought",
 })
 for _base in UNCERTAIN:
     COLUMNS.update({
