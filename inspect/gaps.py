@@ -332,7 +332,10 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
         parts.append(whole(chunks.sweeps[-1], False))
     for sweep, part in zip(chunks.sweeps, parts):
         _sweep_chunk(sweep, names, schemes, q_sd, plan.name, all_but_this, part)
-    while (target_se is not None and per_tensor_se and names and not se_of("only") <= target_se
+    def reached() -> float:
+        return max(se_of("quant"), se_of("only")) if per_tensor_se and names else se_of("quant")
+
+    while (target_se is not None and per_tensor_se and names and not reached() <= target_se
            and chunks.extend(max_tokens)):
         parts.append(whole(chunks.sweeps[-1], True))
         _sweep_chunk(chunks.sweeps[-1], names, schemes, q_sd, plan.name, all_but_this, parts[-1])
@@ -343,8 +346,7 @@ def measure_gaps(model: nn.Module, plan: str | Plan, sl: EvalSlice, *, sd: dict[
             "val_bpb_full": ref.val_bpb, "val_bpb_quantized": quant.val_bpb,
             **quant.minus(ref).columns("quant_gap_bpb")}
     if target_se is not None:
-        head.update(target_se=target_se, se_reached=se_of("only" if per_tensor_se and names else "quant"),
-                    chunks=len(parts))
+        head.update(target_se=target_se, se_reached=reached(), chunks=len(parts))
         head["target_se_met"] = bool(head["se_reached"] <= target_se)
     if verify:
         art, nbytes, exact = _artifact_check(chunks.sweeps, sd, q_sd, plan, compressor)

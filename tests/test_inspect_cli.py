@@ -219,6 +219,12 @@ def test_target_se_extends_in_cached_chunks_and_resumes(capsys, tmp_path, one_th
         assert resumed[key] == fresh[key], key
     assert [r["gap_only_this_bpb_se"] for r in resumed["tensors"]] == \
         [r["gap_only_this_bpb_se"] for r in fresh["tensors"]]
+    # --per-tensor-se: every only-this gap's SE counts too (answered from the cached chunks)
+    code, out, err = _run(capsys, "gaps", model, *flags, *cache, "--target-se", 1e-9, "--max-tokens", 4096,
+                          "--per-tensor-se")
+    per = json.loads(out)
+    assert per["evaluations"] == 0 and per["chunks"] == 4
+    assert per["se_reached"] == max(per["quant_gap_bpb_se"], *(r["gap_only_this_bpb_se"] for r in per["tensors"]))
     # the text rendering shows the interval and says whether the target was met
     code, out, err = _run(capsys, "gaps", model, *flags[:-2], "--quiet", *cache, "--target-se", 1e-9,
                           "--max-tokens", 4096)
