@@ -261,10 +261,9 @@ def run_allocate(args) -> int:
     from pgolf.inspect.load import open_model
 
     from pgolf.budget.plans import resolve_plan
-
-    candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     from pgolf.inspect.gaps import GapSweep
 
+    candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)
     model, sl, cache = _evaluation(args, opened, args.select_tokens)
     held = None
