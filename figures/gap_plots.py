@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from pgolf.budget.errors import PgolfInputError
@@ -123,7 +124,11 @@ def draw_quant_gap(frame: pd.DataFrame, ax: Axes | None = None, title: str | Non
     else:
         ax.set_xlabel(f"{column} (ΔBPB, bits per byte)")
     tall_axis(ax)
-    add_legend(ax, owned, ncol=min(3, len(schemes) + 1))
+    # a scheme's legend patch in its own colour, even when its first bar is grey (within noise)
+    handles, labels = ax.get_legend_handles_labels()
+    handles = [Patch(facecolor=PALETTE[schemes.index(lab) % len(PALETTE)], label=lab) if lab in schemes else h
+               for h, lab in zip(handles, labels)]
+    add_legend(ax, owned, ncol=min(3, len(schemes) + 1), handles=handles)
     if title is None:
         shown = len(names)
         total = frame.attrs.get("total", shown)
