@@ -157,7 +157,8 @@ def exchange_rate_frame(data, top: int | None = 25, budget_bytes: int = BUDGET_B
     best first) or BPB lost per 1,000 bytes saved (downgrades; cheapest first). within_budget marks
     the greedy choice of the next `budget_bytes`: upgrades in rank order (one step per tensor) until
     the bytes run out; downgrades until they free that many bytes. With delta_bpb_significant, a
-    step within noise ranks as rate 0 (no gain, no loss; within_noise True) and buys no upgrade.
+    step within noise ranks as rate 0 (no gain, no loss; within_noise True); an upgrade is bought
+    only when it gains (rate > 0).
     """
     frame = as_frame(data)
     require(frame, ("name", "scheme", "scheme_next", "delta_bytes", "delta_bpb"), "exchange-rate plot")
@@ -176,9 +177,10 @@ def exchange_rate_frame(data, top: int | None = 25, budget_bytes: int = BUDGET_B
         rows = frame[frame["direction"] == direction].sort_values("rank_rate", ascending=best_first, kind="stable")
         rows = rows.head(top) if top else rows
         moved, chosen, within = 0.0, set(), []
-        for name, delta, noise in zip(rows["name"], rows["delta_bytes"].abs(), rows["within_noise"]):
+        for name, delta, rate in zip(rows["name"], rows["delta_bytes"].abs(), rows["rank_rate"]):
             fits = moved + delta <= budget_bytes if direction == "upgrade" else moved < budget_bytes
-            take = name not in chosen and fits and not (noise and direction == "upgrade")
+            # bytes are spent only on an upgrade that gains: not on noise, not on a measured loss
+            take = name not in chosen and fits and not (direction == "upgrade" and rate <= 0)
             if take:
                 moved += delta
                 chosen.add(name)
