@@ -8,7 +8,10 @@ On a baseline-shaped 17M-parameter model (seeded synthetic weights, or --checkpo
   first block, the recording pass included); target <= 0.6 x (tensors x full evaluation);
 - the gradient proxy for the same tensors; target: at least 20x faster than the sweep;
 - the proxy's Spearman rank correlation with the measured gaps (target >= 0.8 on a trained
-  checkpoint; synthetic weights have no meaningful ranking, so there it is only printed).
+  checkpoint; synthetic weights have no meaningful ranking, so there it is only printed);
+- the cost of the uncertainty: the same replayed only-this evaluations with per-window losses
+  and each gap's SE and interval, against the model's plain mean loss and no statistics, in
+  alternating back-to-back rounds; target <= 3 % extra (`--se-only` runs just this part).
 
     python benchmarks/gaps_speed.py                     # 9x512 synthetic, int6, 65,536 tokens
     python benchmarks/gaps_speed.py --checkpoint runs/x/checkpoints --plan ternary --quantize-small
@@ -19,11 +22,13 @@ On a baseline-shaped 17M-parameter model (seeded synthetic weights, or --checkpo
 sweep to one full evaluation.
 
     python benchmarks/gaps_speed.py --scaling --tokens 8192
+    python benchmarks/gaps_speed.py --checkpoint runs/x/checkpoints --quantize-small --se-only --tokens 16384
 """
 from __future__ import annotations
 
 import argparse
 import time
+import types
 
 import torch
 
@@ -48,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", type=int, default=4, help="sweep segments, a full evaluation after each (default 4)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--scaling", action="store_true", help="time `pgolf gaps --nproc 1/2` (and --device cuda)")
+    ap.add_argument("--se-only", action="store_true", help="only measure the cost of the standard errors")
+    ap.add_argument("--se-tensors", type=int, default=8, help="tensors per round of the SE cost (default 8)")
+    ap.add_argument("--se-rounds", type=int, default=6, help="alternating rounds of the SE cost (default 6)")
     args = ap.parse_args(argv)
     if args.scaling:
         return scaling(args)
@@ -75,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {label}, {arch.describe()}, {params:,} params")
     print(f"slice: {sl.n_tokens:,} tokens, {sl.source}; plan {plan.name}: {len(names)} tensors change; "
           f"threads {torch.get_num_threads()}")
+
+    if args.se_only:
+        se_cost(model, sd, sl, [(n, plan.scheme_for(n, sd[n]), q_sd[n]) for n in names], args)
+        return 0
 
     def timed_full():
         t0 = time.perf_counter()
@@ -130,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{rho2:.3f} (Fisher term alone){note}")
     print(f"measured gaps: sum {sum(measured):.6f} BPB, largest {max(measured):.6f} "
           f"({names[measured.index(max(measured))]})")
+    se_cost(model, sd, sl, items, args)
     return 0
 
 
@@ -202,6 +215,39 @@ def scaling(args) -> int:
     else:
         print("--device cuda: skipped (no CUDA device here)")
     return 0
+def se_cost(model, sd, sl, items, args) -> float:
+    """Extra time of replayed only-this evaluations with per-window losses + SE/interval per gap,
+    against the same evaluations through the model's mean loss alone (forward(x, y), no
+    statistics): alternating rounds on one recording, order swapped every round; median ratio."""
+    subset = items[: max(1, args.se_tensors)]
+    sweep = GapSweep(model, sd, sl, cache_dir=None, quiet=True)
+    ref = sweep.reference()  # recorded once: both modes replay the same block outputs
+    mean_only = types.MethodType(lambda self, x, y: type(self).forward(self, x, y), model)
+
+    def run(with_se: bool) -> float:
+        if with_se:
+            model.__dict__.pop("forward", None)
+        else:
+            model.forward = mean_only  # forward(x, y) -> mean: evaluation keeps no per-window sums
+        t0 = time.perf_counter()
+        results = sweep.only_this(subset, desc="se cost")
+        if with_se:
+            [r.minus(ref) for r in results]
+        model.__dict__.pop("forward", None)
+        return time.perf_counter() - t0
+
+    ratios = []
+    for k in range(max(1, args.se_rounds)):
+        order = (True, False) if k % 2 == 0 else (False, True)
+        times = {mode: run(mode) for mode in order}
+        ratios.append(times[True] / times[False])
+        print(f"  SE round {k + 1}: with {times[True]:.2f} s, without {times[False]:.2f} s "
+              f"({100 * (ratios[-1] - 1):+.1f} %)", flush=True)
+    sweep.release()
+    extra = 100 * (sorted(ratios)[len(ratios) // 2] - 1)
+    print(f"cost of the uncertainty (per-window losses + SE + interval per gap), {len(subset)} tensors x "
+          f"{len(ratios)} rounds: median {extra:+.1f} % (target <= 3 %: {'met' if extra <= 3 else 'NOT met'})")
+    return extra
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ COLUMNS: dict[str, str] = {
     "gap_only_this_bpb": "BPB gap when only this tensor is quantized",
     "gap_all_but_this_bpb": "whole-model gap minus the gap with this tensor kept unquantized",
     "proxy_gap_bpb": "gradient-based prediction of the only-this gap: g.dw + 0.5 * sum(Fisher * dw^2), in BPB",
+    "proxy_gap_bpb_se": "spread of the proxy: SE of the mean of its per-calibration-batch terms, in BPB (a "
+                        "prediction's spread, not a measurement error)",
     "proxy_spearman": "Spearman rank correlation of proxy_gap_bpb with gap_only_this_bpb",
     "val_bpb_artifact": "val_bpb of the weights read back from the real artifact bytes",
     "predicted_gap_bpb": "sum of the chosen schemes' only-this gaps (the allocator's objective)",
@@ -75,12 +77,25 @@ COLUMNS: dict[str, str] = {
     "delta_bpb": "change in BPB for that step",
     "bpb_per_kb": "delta_bpb per 1,000 bytes",
     "exchange_bpb_per_kb": "-bpb_per_kb: BPB gained per 1,000 bytes spent, or lost per 1,000 bytes saved",
+    # measurement statistics (inspect/uncertainty.py); X_se, X_lo, X_hi, X_significant below
+    "target_se": "--target-se: the standard error (BPB) the slice was extended to reach",
+    "se_reached": "the largest standard error of the targeted differences at the end (BPB)",
+    "target_se_met": "True when se_reached <= target_se (else the data or --max-tokens ran out)",
+    "chunks": "disjoint consecutive slices of --tokens each that were evaluated (cached separately)",
+    "significant_only_this": "tensors whose only-this gap is significant (95% interval excludes 0)",
+    "insignificant_options": "allocation options whose measured gap is within noise, counted as gap 0",
+    "insignificant_moves": "tensors whose allocated scheme changed because within-noise gaps count as no gain",
+    "insignificant_steps": "exchange-rate steps whose delta_bpb is within noise, ranked as no gain",
+    "select_tokens": "tokens of the selection slice (allocate chooses its plan on it)",
+    "report_tokens": "tokens of the held-out report slice, disjoint from the selection slice",
+    "val_bpb_se": "standard error of a plan's val_bpb minus the unquantized val_bpb on the same windows",
+    "frontier_within_noise": "True where a Pareto step is not significant (95%): the frontier is not drawn through it",
     # training logs
     "source": "the log or run a row comes from",
     "step": "optimizer step",
     "total_steps": "the run's configured number of steps (T in step:S/T)",
     "step_avg_ms": "mean wall-clock milliseconds per step so far",
-    "tokens": "training tokens seen",
+    "tokens": "tokens: training tokens seen (logs), or validation targets scored (an evaluation slice)",
     "train_loss": "training loss in nats",
     "train_time_ms": "wall-clock training time in milliseconds",
     "score_kind": "kind of a log's headline score: roundtrip, sliding (window, with score_stride) or ttt",
@@ -114,6 +129,29 @@ def totals(bytes_model: int, bytes_code: int, params: int, cap: int = CAP_BYTES)
     bytes_total = int(bytes_model) + int(bytes_code)
     bits = round(8 * int(bytes_model) / params, 4) if params else float("nan")
     return Totals(bytes_total, int(cap) - bytes_total, bits)
+
+
+# Differences measured on the same windows carry a paired standard error and a 95% interval
+UNCERTAIN = ("quant_gap_bpb", "artifact_gap_bpb", "gap_only_this_bpb", "gap_all_but_this_bpb", "delta_bpb",
+             "select_quant_gap_bpb", "plan_gap_bpb")
+COLUMNS.update({
+    "select_val_bpb_quantized": "val_bpb_quantized of the chosen plan on the selection slice (beside the held-out one)",
+    "select_val_bpb_full": "val_bpb_full on the selection slice",
+    "select_quant_gap_bpb": "quant_gap_bpb of the chosen plan on the selection slice (optimistic: chosen there)",
+    "plan_gap_bpb": "a plan's val_bpb minus the unquantized val_bpb, paired on the held-out slice",
+    "artifact_gap_bpb": "val_bpb_artifact - val_bpb_full",
+    "select_val_bpb": "a plan's val_bpb on the selection slice (what a choice among plans is made on)",
+    "bpb_half95": "half-width of a point's 95% interval in BPB (the headroom plot's vertical error bar)",
+    "within_noise": "True where a step's delta_bpb is not significant: ranked as rate 0, never bought",
+})
+for _base in UNCERTAIN:
+    COLUMNS.update({
+        f"{_base}_se": f"standard error of {_base} (BPB): paired per-window differences in blocks of 4,096 "
+                       "tokens (at least 8 blocks), delta method for the ratio",
+        f"{_base}_lo": f"lower end of the 95% interval of {_base} (Student t over the blocks)",
+        f"{_base}_hi": f"upper end of the 95% interval of {_base}",
+        f"{_base}_significant": f"True when the 95% interval of {_base} excludes 0; False means within noise",
+    })
 
 
 def describe(column: str) -> str:

@@ -44,9 +44,30 @@ def pareto_front(cost_x, cost_y) -> np.ndarray:
 
 # ---------------------------------------------------------------- headroom vs BPB
 
+def significant_front(cost_x, cost_y, half) -> np.ndarray:
+    """Of the Pareto points, those that stay on the drawn frontier: walking from the fewest bytes,
+    a point is kept only when its BPB is below the last kept one by more than the combined 95%
+    half-widths (sqrt(h1^2 + h2^2): independent errors, conservative for positively correlated
+    plans). Points are given as (bytes cost, BPB, 95% half-width); NaN half-width = no error known.
+
+    >>> significant_front([1, 2, 3], [1.30, 1.29, 1.20], [0.02, 0.02, 0.02]).tolist()
+    [True, False, True]
+    """
+    cx, cy, h = (np.asarray(a, float) for a in (cost_x, cost_y, half))
+    pareto = pareto_front(cx, cy)
+    keep = np.zeros(len(cx), bool)
+    last = None
+    for i in np.lexsort((cy, cx)):
+        if pareto[i] and (last is None or cy[last] - cy[i] > np.hypot(np.nan_to_num(h[last]), np.nan_to_num(h[i]))):
+            keep[i], last = True, i
+    return keep
+
+
 def headroom_frame(data, x: str = "bytes_total", y: str | None = None, cap: int | None = None) -> pd.DataFrame:
     """One row per plan/compressor: label, x (bytes_total or headroom_bytes), y (val_bpb), cap,
-    under_cap, on_frontier (no other row has fewer bytes *and* lower BPB)."""
+    under_cap, on_frontier (no other row has fewer bytes *and* lower BPB); with an error
+    (plan_gap_bpb_lo/_hi, else val_bpb_se), bpb_half95 and frontier_within_noise (a Pareto point
+    not significantly better than the cheaper point before it: the frontier skips it)."""
     if x not in ("bytes_total", "headroom_bytes"):
         raise PgolfInputError(None, f"x must be bytes_total or headroom_bytes, not {x!r}")
     frame = as_frame(data)
@@ -67,14 +88,23 @@ def headroom_frame(data, x: str = "bytes_total", y: str | None = None, cap: int 
     if len(dup):
         raise PgolfInputError(None, f"headroom plot: more than one row for {dup.iloc[0]!r}")
     keep = [c for c in ("label", "plan", "compressor") if c in frame]
-    out = numeric(frame[keep + [x, y]], (x, y), "headroom plot").dropna(subset=[x, y]).reset_index(drop=True)
+    if {"plan_gap_bpb", "plan_gap_bpb_hi"} <= set(frame):
+        frame["bpb_half95"] = pd.to_numeric(frame["plan_gap_bpb_hi"], errors="coerce") \
+            - pd.to_numeric(frame["plan_gap_bpb"], errors="coerce")
+    elif "val_bpb_se" in frame:
+        frame["bpb_half95"] = 1.96 * pd.to_numeric(frame["val_bpb_se"], errors="coerce")
+    errs = ["bpb_half95"] if "bpb_half95" in frame else []
+    out = numeric(frame[keep + [x, y] + errs], (x, y, *errs), "headroom plot").dropna(subset=[x, y])
+    out = out.reset_index(drop=True)
     if not len(out):
         raise PgolfInputError(None, f"headroom plot: no row has both {x} and {y}")
     out["cap"] = int(cap)
     out["under_cap"] = out[x] < cap if x == "bytes_total" else out[x] > 0
     bytes_cost = out[x] if x == "bytes_total" else -out[x]
     out["on_frontier"] = pareto_front(bytes_cost, out[y])
-    out.attrs.update(x=x, y=y)
+    if errs:
+        out["frontier_within_noise"] = out["on_frontier"] & ~significant_front(bytes_cost, out[y], out["bpb_half95"])
+    out.attrs.update(x=x, y=y, errors=bool(errs))
     return out
 
 
@@ -87,14 +117,28 @@ def draw_headroom(frame: pd.DataFrame, ax: Axes | None = None, title: str | None
     ax.scatter(ok[x], ok[y], s=36, color=PALETTE[0], zorder=3, label="under the cap")
     if len(over):
         ax.scatter(over[x], over[y], s=44, marker="X", color=CAP_COLOR, zorder=3, label="over the cap")
-    front = frame[frame["on_frontier"]].sort_values(x)
-    (frontier,) = ax.plot(front[x], front[y], color="0.35", ls="--", lw=1.0, zorder=2, label="Pareto frontier")
+    errors = frame.attrs.get("errors", False)
+    front = frame[frame["on_frontier"]]
+    frontier_label = "Pareto frontier"
+    if errors:
+        ax.errorbar(frame[x], frame[y], yerr=frame["bpb_half95"].fillna(0).clip(lower=0), fmt="none",
+                    ecolor="0.45", elinewidth=0.8, capsize=2, zorder=2, label="95% interval (vs unquantized)")
+        front = front[~front["frontier_within_noise"]]
+        dropped = int(frame["frontier_within_noise"].sum())
+        frontier_label = ("Pareto frontier (significant steps only)" if len(front) > 1 else
+                          "frontier within noise: no step significant")
+        if dropped and len(front) > 1:
+            frontier_label += f"; {dropped} within noise skipped"
+    front = front.sort_values(x)
+    (frontier,) = ax.plot(front[x], front[y], color="0.35", ls="--", lw=1.0, zorder=2, label=frontier_label,
+                          marker="o" if len(front) == 1 else None, mfc="none")
     cap_x = cap if x == "bytes_total" else 0
     cap_line = ax.axvline(cap_x, color=CAP_COLOR, lw=1.2, zorder=1, label=f"cap {format_bytes(cap)}")
     lo, hi = min(frame[x].min(), cap_x), max(frame[x].max(), cap_x)
     pad = 0.08 * (hi - lo or abs(hi) or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
-    ylo, yhi = frame[y].min(), frame[y].max()
+    span = frame["bpb_half95"].fillna(0).clip(lower=0) if errors else 0.0
+    ylo, yhi = (frame[y] - span).min(), (frame[y] + span).max()
     ypad = 0.12 * (yhi - ylo or abs(yhi) or 1.0)
     ax.set_ylim(ylo - ypad, yhi + ypad)
     byte_axis(ax.xaxis, max(abs(lo), abs(hi)), what=x)

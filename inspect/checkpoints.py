@@ -35,35 +35,54 @@ def open_checkpoint(path: str | Path) -> tuple[OpenedModel, nn.Module]:
     return opened, build_model(opened.state_dict, opened.require_arch())
 
 
-def eval_slice(opened: OpenedModel, tokens: int, quiet: bool = True) -> EvalSlice:
-    """`tokens` validation tokens of the embedded default, in the model's training windows.
+def eval_slice(opened: OpenedModel, tokens: int, quiet: bool = True, offset: int = 0) -> EvalSlice:
+    """`tokens` validation tokens of the embedded default from `offset` on, in the model's training
+    windows (offset = the selection slice's tokens: the disjoint held-out slice after it).
 
     >>> sl = eval_slice(open_model("runs/demo/checkpoints"), tokens=8192)  # doctest: +SKIP
     >>> sl.n_tokens  # doctest: +SKIP
     8192
     """
     arch = opened.require_arch()
-    return load_slice(tokens=tokens, seq_len=arch.train_seq_len, vocab_size=arch.vocab_size, quiet=quiet)
+    return load_slice(tokens=tokens, seq_len=arch.train_seq_len, vocab_size=arch.vocab_size, quiet=quiet,
+                      offset=offset)
 
 
 def plan_bpb(model: nn.Module, sd: dict[str, Tensor], plans: list[Plan], sl: EvalSlice,
              quiet: bool = True) -> pd.DataFrame:
     """val_bpb of each plan's quantize -> dequantize roundtrip on the slice (plus the unquantized
-    reference as plan "none"); the model holds `sd` again afterwards.
+    reference as plan "none"), and plan_gap_bpb = val_bpb - unquantized with its paired SE,
+    interval and significance (val_bpb_se = plan_gap_bpb_se); the model holds `sd` again afterwards.
 
     >>> plan_bpb(model, sd, small_plans(["int6"]), sl).plan.tolist()  # doctest: +SKIP
     ['none', 'int6+small']
     """
-    rows = []
     try:
         load_weights(model, sd)
-        rows.append({"plan": "none", "val_bpb": evaluate_bpb(model, sl).val_bpb})
+        ref = evaluate_bpb(model, sl)
+        results = [("none", ref)]
         for plan in progress(plans, desc="evaluate plans", quiet=quiet):
             load_weights(model, fake_quantize(sd, plan))
-            rows.append({"plan": plan.name, "val_bpb": evaluate_bpb(model, sl).val_bpb})
+            results.append((plan.name, evaluate_bpb(model, sl)))
     finally:
         load_weights(model, sd)
+    rows = []
+    for name, r in results:
+        gap = r.minus(ref)
+        rows.append({"plan": name, "val_bpb": r.val_bpb, "val_bpb_se": gap.se, **gap.columns("plan_gap_bpb")})
     return pd.DataFrame(rows)
+
+
+def better_than_unquantized(bpb: pd.DataFrame) -> pd.DataFrame:
+    """Plans whose val_bpb is below the unquantized one *significantly* (95%, paired): the only
+    ones a report may call better.
+
+    >>> rows = pd.DataFrame({"plan": ["none", "a", "b"], "plan_gap_bpb": [0.0, -0.001, -0.002],
+    ...                      "plan_gap_bpb_significant": [False, False, True]})
+    >>> better_than_unquantized(rows)["plan"].tolist()
+    ['b']
+    """
+    return bpb[(bpb["plan_gap_bpb"] < 0) & bpb["plan_gap_bpb_significant"].astype(bool)]
 
 
 def checkpoint_frame(checkpoints, sl: EvalSlice, plan: Plan | str = "official-int8", compressor: str = "zlib",

@@ -10,6 +10,7 @@ participant's own `GPT` from their train_gpt.py (`pgolf.trainer.script_model`).
     pgolf headroom runs/x/checkpoints --plan int6 --code train_gpt.py
     pgolf allocate runs/x/checkpoints --cap 15000000 --code train_gpt.py -o plan.json
     pgolf gaps final_model.pt --script train_gpt.py --env NUM_LAYERS=11 --device cuda
+    pgolf gaps final_model.pt --target-se 0.0005 --max-tokens 1000000
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import os
 import sys
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.flags import count
+from pgolf.budget.flags import count, positive_float
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.quant.plans import PRESETS
 
@@ -42,14 +43,33 @@ def _quantize_small_flag(p: argparse.ArgumentParser) -> None:
                         "official passthrough (control tensors stay fp32); needed for small models")
 
 
-def _data(p: argparse.ArgumentParser, default_tokens: int = 65_536) -> None:
+def _target_se(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tokens chosen by the error")
+    g.add_argument("--target-se", type=positive_float(), metavar="BPB",
+                   help="extend the slice in chunks of --tokens until the whole-model gap's standard error is at "
+                        "most this (e.g. 0.0005); chunks are cached, so a rerun or a larger target resumes")
+    g.add_argument("--per-tensor-se", action="store_true", help="with --target-se: every tensor's only-this gap too")
+    g.add_argument("--max-tokens", type=count(), help="with --target-se: never evaluate more tokens than this")
+
+
+def _split_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection and held-out report slices")
+    g.add_argument("--select-tokens", type=count(), default=32_768,
+                   help="choose the plan on the first N validation tokens (default 32,768)")
+    g.add_argument("--report-tokens", type=count(minimum=0), default=32_768,
+                   help="report the chosen plan on the next N tokens, disjoint from the selection slice "
+                        "(default 32,768; 0: report on the selection slice)")
+
+
+def _data(p: argparse.ArgumentParser, default_tokens: int | None = 65_536) -> None:
     g = p.add_argument_group("evaluation slice")
     g.add_argument("--data", metavar="SHARD_DIR", help="folder of official fineweb_val_*.bin shards "
                                                         "(default: the embedded default's val split)")
     g.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece .model: with --data, the shards' tokenizer; "
                                                          "alone, tokenize the embedded default's val text with it")
-    g.add_argument("--tokens", type=count(), default=default_tokens,
-                   help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
+    if default_tokens is not None:
+        g.add_argument("--tokens", type=count(), default=default_tokens,
+                       help=f"evaluate the first N validation tokens, whole windows (default {default_tokens:,})")
     g.add_argument("--seq-len", type=count(), help="window length (default: the checkpoint's "
                                                           "train_seq_len, else 1024)")
     g.add_argument("--calib-tokens", type=count(),
@@ -111,6 +131,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
     p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
     p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
+    _target_se(p)
     p.set_defaults(handler=run_gaps)
 
     p = subparsers.add_parser("headroom", help="headroom under the cap and each tensor's exchange rate",
@@ -143,7 +164,8 @@ def register(subparsers) -> None:
     p.add_argument("--gaps", choices=("measured", "proxy"), default="proxy",
                    help="predict gaps from the gradient proxy (default, fast) or measured only-this gaps")
     p.add_argument("-o", "--output", metavar="PLAN_JSON", help="write the plan here (pgolf-plan-v1)")
-    _data(p)
+    _data(p, default_tokens=None)
+    _split_flags(p)
     _model_flags(p)
     p.set_defaults(handler=run_allocate)
 
@@ -164,20 +186,26 @@ def _print(report, as_json: bool) -> int:
     return 0
 
 
-def _evaluation(args, opened, ranks=None):
-    """(loaded model, slice, cache dir) for the opened input: the built-in baseline family, or the
-    participant's model with --script/--factory, on --device."""
-    from pgolf.trainer.devices import batch_seqs_for, resolve_device
+def _slice_at(args, seq_len: int, vocab_size: int | None, tokens: int, offset: int = 0):
     from pgolf.inspect.evaluate import load_slice
+
+    return load_slice(args.data, args.tokenizer, tokens, args.seq_len or seq_len, vocab_size, args.quiet,
+                      offset=offset)
+
+
+def _evaluation(args, opened, ranks=None, tokens: int | None = None):
+    """(loaded model, slice, cache dir) for the opened input: the built-in baseline family, or the
+    participant's model with --script/--factory, on --device; `tokens` overrides --tokens."""
     from pgolf.inspect.gaps import default_cache_dir
     from pgolf.inspect.load import load_model
+    from pgolf.trainer.devices import batch_seqs_for, resolve_device
 
     device = args.device
     if ranks is not None and resolve_device(device).type == "cuda":
         device = f"cuda:{os.environ.get('LOCAL_RANK', ranks.rank)}"  # one GPU per rank
     lm = load_model(args.input, script=args.script, env=[e for group in args.env for e in group],
                     factory=args.factory, device=device, opened=opened)
-    sl = load_slice(args.data, args.tokenizer, args.tokens, args.seq_len or lm.seq_len, lm.vocab_size, args.quiet)
+    sl = _slice_at(args, lm.seq_len, lm.vocab_size, tokens or args.tokens)
     lm.batch_seqs = batch_seqs_for(args.batch_tokens, sl.seq_len)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return lm, sl, cache
@@ -203,6 +231,17 @@ def _model_notes(report, args, lm, sl, val_bpb: float) -> None:
 def _code(args):
     """--code, else the --script itself: its shipped bytes count toward the artifact."""
     return args.code or getattr(args, "script", None)
+
+
+def _next_chunk(args, lm, first):
+    """Chunk k of the --target-se extension: the next --tokens after k chunks (None past the data)."""
+    def chunk(k: int):
+        try:
+            sl = _slice_at(args, first.seq_len, lm.vocab_size, first.n_tokens, offset=first.offset + k * first.n_tokens)
+        except PgolfInputError:
+            return None
+        return sl if sl.n_tokens == first.n_tokens else None
+    return chunk
 
 
 def _plan(args):
@@ -245,7 +284,9 @@ def run_gaps(args) -> int:
                               all_but_this=not args.no_all_but_this, proxy=not args.no_proxy,
                               verify=not args.no_verify, cache_dir=cache, quiet=args.quiet,
                               calib_tokens=args.calib_tokens, source=str(args.input), batch_seqs=lm.batch_seqs,
-                              max_replay_bytes=args.max_replay_bytes)
+                              max_replay_bytes=args.max_replay_bytes, target_se=args.target_se,
+                              per_tensor_se=args.per_tensor_se, next_chunk=_next_chunk(args, lm, sl),
+                              max_tokens=args.max_tokens)
         ok = True
     finally:
         distributed.finish(ranks, ok)
@@ -283,15 +324,21 @@ def run_allocate(args) -> int:
     from pgolf.inspect.load import open_model
 
     from pgolf.budget.quant.plans import resolve_plan
+    from pgolf.inspect.gaps import GapSweep
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)
-    lm, sl, cache = _evaluation(args, opened)
+    lm, sl, cache = _evaluation(args, opened, tokens=args.select_tokens)
+    held = None
+    if args.report_tokens:
+        held = GapSweep(lm.model, lm.state_dict, _slice_at(args, sl.seq_len, lm.vocab_size, args.report_tokens,
+                                                           offset=sl.offset + sl.n_tokens), cache, args.quiet,
+                        lm.batch_seqs, args.max_replay_bytes)
     oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
-                           args.max_replay_bytes)
+                       args.max_replay_bytes)
     try:
         report = allocate(lm.state_dict, args.cap, oracle=oracle, code=_code(args), code_wrapped=args.code_wrapped,
-                          candidates=candidates, margin=args.margin,
+                          candidates=candidates, margin=args.margin, report=held,
                           compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
     except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
         raise PgolfInputError(None, f"{exc.problem}; raise --cap, lower --margin, or add a smaller scheme "

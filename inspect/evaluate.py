@@ -11,6 +11,10 @@ recorded outputs. The model's own forward still runs around the blocks (embeddin
 additions, head), so the restart reproduces a full evaluation bit for bit whenever the tensors
 feeding calls < r are unchanged: a tensor of block j only changes calls >= j's first call.
 
+Every `EvalResult` keeps the loss sum and byte count of each unit (one window when the model takes
+`reduction="none"`, else one batch), so two results on the same slice give a paired difference
+with its standard error (`EvalResult.minus`, see `pgolf.inspect.uncertainty`).
+
 >>> sl = make_slice(torch.arange(9) % 4, seq_len=4, luts=byte_luts_uniform(4))
 >>> sl.n_tokens, sl.byte_count
 (8, 8.0)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect as pyinspect
 import math
 import re
 from pathlib import Path
@@ -30,10 +35,11 @@ from torch import Tensor, nn
 
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.progress import progress
+from pgolf.inspect.uncertainty import Interval, block_sums, block_units, bpb_interval, paired_interval
 
 DEFAULT_TOKENS = 65_536
 DEFAULT_BATCH_TOKENS = 8_192
-EVAL_CODE_VERSION = "pgolf-eval-v1"  # part of every gap-cache key: bump when evaluation changes
+EVAL_CODE_VERSION = "pgolf-eval-v2"  # part of every gap-cache key: bump when evaluation changes
 MAX_REPLAY_BYTES = 8 * 10**9  # refuse to cache more activations than this; fall back to full evals
 _BLOCK_NAME = re.compile(r"blocks\.(\d+)\.")
 
@@ -49,6 +55,8 @@ class EvalSlice:
     byte_count: float
     source: str = ""
     digest: str = ""
+    window_bytes: tuple[float, ...] = dataclasses.field(default=(), repr=False)  # targets' bytes per window
+    offset: int = 0  # first token's position in the validation stream
 
     @property
     def n_tokens(self) -> int:
@@ -79,13 +87,14 @@ def byte_luts_uniform(vocab_size: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def make_slice(tokens, seq_len: int, luts: tuple[Tensor, Tensor, Tensor], max_tokens: int | None = None,
-               source: str = "") -> EvalSlice:
-    """The first whole windows of `tokens` (at most `max_tokens` targets) and their byte count.
+               source: str = "", offset: int = 0) -> EvalSlice:
+    """The first whole windows of `tokens[offset:]` (at most `max_tokens` targets) and their byte count.
 
     `luts` = (base_bytes, has_leading_space, is_boundary_token) as build_sentencepiece_luts
     returns them; bytes(t) = base[t] + (space[t] and not boundary[prev]) as the challenge counts.
+    Slices at offsets k * tokens are disjoint in their targets (they share one boundary input).
     """
-    toks = torch.as_tensor(np.asarray(tokens), dtype=torch.int64).reshape(-1)
+    toks = torch.as_tensor(np.asarray(tokens), dtype=torch.int64).reshape(-1)[int(offset):]
     limit = toks.numel() - 1 if max_tokens is None else min(int(max_tokens), toks.numel() - 1)
     usable = (limit // seq_len) * seq_len
     if seq_len < 1 or usable <= 0:
@@ -104,7 +113,8 @@ def make_slice(tokens, seq_len: int, luts: tuple[Tensor, Tensor, Tensor], max_to
     h = hashlib.sha256(f"{EVAL_CODE_VERSION}|seq_len={seq_len}|".encode())
     h.update(toks.numpy().astype("<i8").tobytes())
     h.update(per_token.numpy().astype("<i8").tobytes())
-    return EvalSlice(toks, int(seq_len), byte_count, source, h.hexdigest())
+    window_bytes = tuple(per_token.reshape(-1, seq_len).sum(1).to(torch.float64).tolist())
+    return EvalSlice(toks, int(seq_len), byte_count, source, h.hexdigest(), window_bytes, int(offset))
 
 
 def _val_shards(folder: Path) -> list[Path]:
@@ -125,9 +135,10 @@ def _find_tokenizer(folder: Path) -> Path | None:
 
 def load_slice(data: str | Path | None = None, tokenizer: str | Path | None = None,
                tokens: int = DEFAULT_TOKENS, seq_len: int = 1024, vocab_size: int | None = None,
-               quiet: bool = False) -> EvalSlice:
+               quiet: bool = False, offset: int = 0) -> EvalSlice:
     """The evaluation slice: official val shards in `data` (tokenizer beside them or `tokenizer`),
-    else the embedded default's val split (tokenized with `tokenizer` when given).
+    else the embedded default's val split (tokenized with `tokenizer` when given), starting
+    `offset` tokens into it.
 
     >>> load_slice(tokens=4096, seq_len=256).n_tokens   # doctest: +SKIP
     4096
@@ -147,7 +158,7 @@ def load_slice(data: str | Path | None = None, tokenizer: str | Path | None = No
             arr = read_shard(shard, None)
             parts.append(arr)
             have += arr.size
-            if have > tokens:
+            if have > tokens + offset:
                 break
         val = np.concatenate(parts)
         source = f"{folder} (official val shards, {tok_path.name})"
@@ -163,27 +174,85 @@ def load_slice(data: str | Path | None = None, tokenizer: str | Path | None = No
         raise PgolfInputError(tok_path, f"tokenizer has {sp.vocab_size():,} pieces but the model's vocabulary "
                                         f"is {vocab_size:,}") from None
     luts = build_sentencepiece_luts(sp, max(vocab_size or 0, sp.vocab_size()), torch.device("cpu"))
-    return make_slice(val, seq_len, luts, tokens, source)
+    if offset and val.size - 1 - offset < seq_len:
+        where = tok_path if data is None else Path(data)
+        raise PgolfInputError(where, f"the validation data has {val.size:,} tokens: nothing left after the first "
+                                     f"{offset:,} for another slice (lower --tokens, --select-tokens or "
+                                     f"--max-tokens)") from None
+    return make_slice(val, seq_len, luts, tokens, source, offset)
 
 
 # --- evaluation -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
+    """val_loss / val_bpb over `tokens` targets and `bytes` bytes, with each unit's loss sum (nats)
+    and bytes; a unit is `unit_windows` consecutive windows of `seq_len`."""
+
     val_loss: float
     val_bpb: float
     tokens: int
     bytes: float
+    unit_loss: tuple[float, ...] = dataclasses.field(default=(), repr=False)
+    unit_bytes: tuple[float, ...] = dataclasses.field(default=(), repr=False)
+    unit_windows: int = 1
+    seq_len: int = 0
+
+    @property
+    def block_units(self) -> int:
+        return block_units(self.seq_len, self.unit_windows)
+
+    def minus(self, other: "EvalResult") -> Interval:
+        """val_bpb(self) - val_bpb(other) with its paired SE and 95% interval (same slice)."""
+        if len(self.unit_loss) != len(other.unit_loss) or self.unit_windows != other.unit_windows:
+            raise ValueError("paired difference of evaluations on different slices or units")
+        return paired_interval(self.unit_loss, other.unit_loss, self.unit_bytes, self.block_units,
+                               value=self.val_bpb - other.val_bpb)
+
+    def interval(self) -> Interval:
+        """val_bpb with its (unpaired) SE over blocks."""
+        return bpb_interval(self.unit_loss, self.unit_bytes, self.block_units, value=self.val_bpb)
+
+
+def combine(results: list[EvalResult]) -> EvalResult:
+    """One result over consecutive disjoint slices (chunks), as if evaluated as one slice.
+
+    >>> a = EvalResult(2.0, 0.0, 4, 8.0, (3.0, 5.0), (4.0, 4.0), 1, 2)
+    >>> r = combine([a, a])
+    >>> r.val_loss, r.tokens, len(r.unit_loss), round(r.val_bpb, 6)
+    (2.0, 8, 4, 1.442695)
+    """
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    if any(r.unit_windows != first.unit_windows or r.seq_len != first.seq_len for r in results):
+        raise ValueError("chunks evaluated with different windows cannot be combined")
+    loss = tuple(x for r in results for x in r.unit_loss)
+    nbytes = tuple(x for r in results for x in r.unit_bytes)
+    tokens = sum(r.tokens for r in results)
+    byte_count = sum(r.bytes for r in results)
+    return _result(math.fsum(loss), tokens, byte_count, loss, nbytes, first.unit_windows, first.seq_len)
 
 
 def default_batch_seqs(sl: EvalSlice) -> int:
     return max(1, DEFAULT_BATCH_TOKENS // sl.seq_len)
 
 
-def _result(loss_sum: float, sl: EvalSlice) -> EvalResult:
-    val_loss = loss_sum / sl.n_tokens
+def _result(loss_sum: float, tokens: int, byte_count: float, unit_loss, unit_bytes, unit_windows: int,
+            seq_len: int) -> EvalResult:
+    val_loss = loss_sum / tokens
     # the official formula and operation order: bits per token x tokens per byte
-    return EvalResult(val_loss, val_loss / math.log(2.0) * (sl.n_tokens / sl.byte_count), sl.n_tokens, sl.byte_count)
+    return EvalResult(val_loss, val_loss / math.log(2.0) * (tokens / byte_count), tokens, byte_count,
+                      tuple(unit_loss), tuple(unit_bytes), int(unit_windows), int(seq_len))
+
+
+def takes_reduction(model: nn.Module) -> bool:
+    """Whether `model.forward` accepts `reduction` (the trainer's GPT does: per-token losses)."""
+    try:
+        params = pyinspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "reduction" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -196,7 +265,8 @@ def _run(model: nn.Module, sl: EvalSlice, batch_seqs: int, before_batch=None, de
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    loss_sum = 0.0
+    per_window = takes_reduction(model)
+    units: list[float] = []
     batches = sl.batches(batch_seqs)
     try:
         # no_grad, not inference_mode: modules cache tensors (RoPE tables) that a later
@@ -205,11 +275,20 @@ def _run(model: nn.Module, sl: EvalSlice, batch_seqs: int, before_batch=None, de
             for b, (x, y) in progress(enumerate(batches), desc=desc, total=len(batches), quiet=quiet or not desc):
                 if before_batch is not None:
                     before_batch(b)
-                loss = model(x.to(device), y.to(device))
-                loss_sum += float(loss.detach().to(torch.float64)) * float(y.numel())
+                if per_window:
+                    loss = model(x.to(device), y.to(device), reduction="none")  # [B, T] nats per target
+                    if tuple(loss.shape) != tuple(y.shape):
+                        raise ValueError(f"forward(x, y, reduction='none') returned shape {tuple(loss.shape)}, "
+                                         f"expected per-token losses {tuple(y.shape)}")
+                    units += loss.detach().to(torch.float64).sum(1).cpu().tolist()
+                else:  # forward(x, y) -> mean loss: the batch is the smallest unit we can see
+                    loss = model(x.to(device), y.to(device))
+                    units.append(float(loss.detach().to(torch.float64)) * float(y.numel()))
     finally:
         model.train(was_training)
-    return _result(loss_sum, sl)
+    unit_windows = 1 if per_window else batch_seqs
+    unit_bytes = block_sums(sl.window_bytes, unit_windows).tolist()
+    return _result(math.fsum(units), sl.n_tokens, sl.byte_count, units, unit_bytes, unit_windows, sl.seq_len)
 
 
 def evaluate_bpb(model: nn.Module, sl: EvalSlice, batch_seqs: int | None = None) -> EvalResult:

@@ -5,8 +5,9 @@ plan lets a rule choose (float, not a control tensor, above the plan's passthrou
 next scheme on a precision ladder (default int4 < int5 < int6 < int8 < fp16) up and down, with
 - delta_bytes: exact compressed bytes, either of the whole artifact rebuilt with that one tensor's
   scheme changed ("whole"), or of the tensor's payload compressed alone ("alone", faster);
-- delta_bpb: the change in that tensor's only-this gap, measured (replayed evaluations) or from
-  the gradient proxy;
+- delta_bpb: the change in that tensor's only-this gap, measured (replayed evaluations, with the
+  paired SE and 95% interval of the two evaluations: delta_bpb_se, _lo, _hi, _significant) or
+  from the gradient proxy (no spread: NaN SE);
 - bpb_per_kb = delta_bpb / (delta_bytes / 1000).
 
 >>> ladder_steps("int6", DEFAULT_LADDER)
@@ -14,6 +15,8 @@ next scheme on a precision ladder (default int4 < int5 < int6 < int8 < fp16) up 
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 import pandas as pd
@@ -32,6 +35,9 @@ from pgolf.inspect.evaluate import EvalSlice
 from pgolf.inspect.gaps import GapSweep
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps
 from pgolf.inspect.reports import HeadroomReport
+from pgolf.inspect.uncertainty import Interval, significance_note
+
+NO_SPREAD = Interval(math.nan, math.nan, math.nan, math.nan, 0)
 
 DEFAULT_LADDER = ("int4", "int5", "int6", "int8", "fp16")
 _FLOAT_PRECISION = {"fp8_e4m3": 7.5, "bf16": 15.5, "fp16": 16.0, "fp32": 32.0, "passthrough": 64.0}
@@ -111,7 +117,9 @@ class GapOracle:
         self.sweep = GapSweep(model, sd, sl, cache_dir, quiet, batch_seqs, max_replay_bytes)
         self.stats = None
         self.calib_tokens = calib_tokens
-        self.reference_bpb = self.sweep.reference(record=method == "measured").val_bpb
+        self.reference_result = self.sweep.reference(record=method == "measured")
+        self.reference_bpb = self.reference_result.val_bpb
+        self.results: dict[tuple[str, str], object] = {}  # measured only-this evaluations by (name, scheme)
 
     @property
     def label(self) -> str:
@@ -121,11 +129,14 @@ class GapOracle:
         values = {(n, s): roundtrip(self.sd[n], s) for n, s in dict.fromkeys(pairs)}
         exact = {k for k, v in values.items() if v.dtype == self.sd[k[0]].dtype and torch.equal(v, self.sd[k[0]])}
         out = {k: 0.0 for k in exact}
+        if self.method == "measured":
+            self.results.update({k: self.reference_result for k in exact})
         todo = [k for k in values if k not in exact]
         if not todo:
             return out
         if self.method == "measured":
             results = self.sweep.only_this([(n, get_scheme(s).name, values[(n, s)]) for n, s in todo], desc)
+            self.results.update(zip(todo, results))
             out.update({k: r.val_bpb - self.reference_bpb for k, r in zip(todo, results)})
             return out
         if self.stats is None:
@@ -133,6 +144,14 @@ class GapOracle:
         for n, s in todo:
             out[(n, s)] = proxy_gaps(self.stats, self.sd, {n: values[(n, s)]}, self.sl.tokens_per_byte)[n]
         return out
+
+    def difference(self, a: tuple[str, str], b: tuple[str, str] | None = None) -> Interval:
+        """gap(a) - gap(b) (b None: gap(a) itself) with its paired SE; NO_SPREAD for the proxy.
+        Call `gaps` on both pairs first."""
+        if self.method != "measured":
+            return NO_SPREAD
+        other = self.results[b] if b is not None else self.reference_result
+        return self.results[a].minus(other)
 
     def release(self) -> None:
         if self.sweep is not None:
@@ -152,7 +171,7 @@ def exchange_rates(sd: dict[str, Tensor], plan: str | Plan, oracle: GapOracle | 
                    ladder: tuple[str, ...] = DEFAULT_LADDER, compressor: str = "zlib", delta_bytes: str = "whole",
                    quiet: bool = False) -> pd.DataFrame:
     """One row per tensor and direction: name, scheme, direction, scheme_next, delta_bytes,
-    delta_bpb (NaN without an oracle), bpb_per_kb."""
+    delta_bpb (NaN without an oracle) with _se, _lo, _hi, _significant, bpb_per_kb."""
     plan = resolve_plan(plan)
     if delta_bytes not in ("whole", "alone"):
         raise ValueError(f"delta_bytes must be 'whole' or 'alone', got {delta_bytes!r}")
@@ -173,11 +192,18 @@ def exchange_rates(sd: dict[str, Tensor], plan: str | Plan, oracle: GapOracle | 
     rows = []
     for (n, c, d, x), dbytes in zip(steps, db):
         dbpb = gaps[(n, x)] - gaps[(n, c)] if gaps else float("nan")
+        spread = oracle.difference((n, x), (n, c)) if oracle else NO_SPREAD
+        stats = dataclasses.replace(spread, value=dbpb).columns("delta_bpb")
+        if not math.isfinite(spread.se):
+            stats["delta_bpb_significant"] = bool(gaps)  # the proxy has no spread: taken as it is
         rows.append({"name": n, "scheme": get_scheme(c).name, "direction": d, "scheme_next": get_scheme(x).name,
-                     "delta_bytes": int(dbytes), "delta_bpb": dbpb,
+                     "delta_bytes": int(dbytes), **stats,
                      "bpb_per_kb": dbpb / (dbytes / 1000) if dbytes else float("nan")})
-    return pd.DataFrame(rows, columns=["name", "scheme", "direction", "scheme_next", "delta_bytes", "delta_bpb",
-                                       "bpb_per_kb"])
+    return pd.DataFrame(rows, columns=EXCHANGE_COLUMNS)
+
+
+EXCHANGE_COLUMNS = ["name", "scheme", "direction", "scheme_next", "delta_bytes", "delta_bpb", "delta_bpb_se",
+                    "delta_bpb_lo", "delta_bpb_hi", "delta_bpb_significant", "bpb_per_kb"]
 
 
 def headroom(sd: dict[str, Tensor], plan: str | Plan = "official-int8", *, compressor: str = "zlib", code=None,
@@ -197,10 +223,16 @@ def headroom(sd: dict[str, Tensor], plan: str | Plan = "official-int8", *, compr
     head.update(ladder=" < ".join(get_scheme(s).name for s in sorted(ladder, key=precision)),
                 delta_bytes_method="whole artifact rebuilt" if delta_bytes == "whole" else "tensor compressed alone",
                 delta_bpb_source=oracle.label if oracle else "none (no evaluation slice)")
-    if oracle is not None:
-        head["tokens"] = oracle.sl.n_tokens
     notes = [f"delta_bytes: {head['delta_bytes_method']} with {compressor}",
              "bpb_per_kb = delta_bpb / (delta_bytes / 1000): negative up-steps gain BPB per KB spent"]
+    if oracle is not None:
+        head["tokens"] = oracle.sl.n_tokens
+        if oracle.method == "measured" and len(frame):
+            head["insignificant_steps"] = int((~frame["delta_bpb_significant"].astype(bool)).sum())
+            notes.append(significance_note(head["insignificant_steps"], "steps") + " by the exchange-rate ranking")
+        elif len(frame):
+            notes.append("delta_bpb from the gradient proxy, a first + second order prediction, not a measurement: "
+                         "no standard error; use --gaps measured for intervals")
     if not len(frame):
         notes.append("no tensor is decided by a name rule under this plan (all passthrough); "
                      "try --quantize-small")

@@ -52,6 +52,9 @@ class GradStats:
     windows: int
     tokens: int
     fisher_kind: str = "sampled"
+    # per calibration batch and tensor: g_b.dw + 0.5 T_b (g_fb^2).dw^2 in nats per token (its mean is
+    # the proxy); only for the `deltas` given to gradient_stats; the spread gives the proxy's SE
+    batch_terms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 def calibration_windows(sl: EvalSlice, calib_tokens: int | None = None) -> list[int]:
@@ -111,8 +114,9 @@ def _grads(params: dict[str, nn.Parameter]) -> dict[str, Tensor]:
 
 
 def gradient_stats(model: nn.Module, sl: EvalSlice, calib_tokens: int | None = None,
-                   names: set[str] | None = None) -> GradStats:
-    """Mean gradient (real targets) and diagonal Fisher (sampled targets; see the module doc), fp32."""
+                   names: set[str] | None = None, deltas: dict[str, Tensor] | None = None) -> GradStats:
+    """Mean gradient (real targets) and diagonal Fisher (sampled targets; see the module doc), fp32;
+    with `deltas` (replacement - original per tensor) also each batch's proxy term (batch_terms)."""
     params = {n: p for n, p in model.named_parameters() if names is None or n in names}
     windows = calibration_windows(sl, calib_tokens)
     per_window = sl.batches(1)
@@ -122,6 +126,9 @@ def gradient_stats(model: nn.Module, sl: EvalSlice, calib_tokens: int | None = N
     mean = {n: torch.zeros(p.shape, dtype=torch.float32, device=device) for n, p in params.items()}
     sampler = _SampledTargets(torch.Generator().manual_seed(SAMPLE_SEED))
     kind = "sampled"
+    dws = {n: d.detach().float().to(device) for n, d in (deltas or {}).items() if n in params}
+    terms: dict[str, list[float]] = {n: [] for n in dws}
+    first: dict[str, float] = {}
     was_training = model.training
     model.eval()
     try:
@@ -144,17 +151,26 @@ def gradient_stats(model: nn.Module, sl: EvalSlice, calib_tokens: int | None = N
                 kind, batches, i = "empirical", [[w] for w in windows], 0
                 for t in (*fisher.values(), *mean.values()):
                     t.zero_()
+                terms = {n: [] for n in dws}
                 continue
             loss.backward(retain_graph=sampling)
             for n, g in _grads(params).items():
                 mean[n] += g * tokens
+                if n in dws:
+                    first[n] = float((g * dws[n]).sum(dtype=torch.float64))
                 if kind == "empirical":
                     fisher[n] += g.square() * tokens
+                    if n in dws:
+                        terms[n].append(first[n] + 0.5 * tokens * float((g.square() * dws[n].square()).sum(
+                            dtype=torch.float64)))
             if sampling:
                 model.zero_grad(set_to_none=True)
                 sampler.sampled.backward()
                 for n, g in _grads(params).items():
                     fisher[n] += g.square() * tokens
+                    if n in dws:
+                        terms[n].append(first.get(n, 0.0) + 0.5 * tokens * float(
+                            (g.square() * dws[n].square()).sum(dtype=torch.float64)))
             sampler.sampled = None
             i += 1
     finally:
@@ -166,7 +182,23 @@ def gradient_stats(model: nn.Module, sl: EvalSlice, calib_tokens: int | None = N
     n_batches = len(batches)
     # sampled: F = mean over batches of T_b * g_b^2; empirical (single windows): S * mean(g_w^2)
     return GradStats({n: t.div_(n_batches) for n, t in fisher.items()}, {n: t.div_(total) for n, t in mean.items()},
-                     len(windows), total, kind)
+                     len(windows), total, kind, terms)
+
+
+def proxy_se(stats: GradStats, tokens_per_byte: float) -> dict[str, float]:
+    """The proxy's own spread: SE (BPB) of the mean of its per-batch terms, per tensor given as
+    `deltas`; a spread of a prediction over calibration batches, not a measurement's error.
+
+    >>> s = GradStats({}, {}, 4, 4, batch_terms={"w": [1.0, 2.0, 3.0, 4.0]})
+    >>> round(proxy_se(s, 1.0)["w"], 6)
+    0.931256
+    """
+    out = {}
+    for n, v in stats.batch_terms.items():
+        v = np.asarray(v, dtype=np.float64)
+        out[n] = float(v.std(ddof=1) / math.sqrt(v.size)) / math.log(2.0) * tokens_per_byte if v.size > 1 \
+            else float("nan")
+    return out
 
 
 def proxy_gaps(stats: GradStats, sd: dict[str, Tensor], replacements: dict[str, Tensor], tokens_per_byte: float,

@@ -116,3 +116,28 @@ def test_report_json_matches_what_was_measured(demo):
         assert gaps["artifact_matches"] is True
     steps = [c["step"] for c in data["checkpoints"]]
     assert steps == sorted(steps) and len(steps) >= 3
+
+
+@pytest.mark.slow
+def test_demo_reports_held_out_numbers_and_calls_nothing_better_within_noise(demo):
+    """The allocation's headline is the held-out slice's, with its interval, in report.json and
+    report.md; a plan or the allocation is called better than unquantized only when significant."""
+    out = demo[0]
+    data = json.loads((out / "report.json").read_text())
+    head, alloc = data["headline"], data["allocation"]
+    assert head["allocated_val_bpb"] == alloc["val_bpb_quantized"]
+    assert alloc["report_tokens"] == head["report_tokens"] > 0 and alloc["select_tokens"] == head["eval_tokens"]
+    assert alloc["quant_gap_bpb_lo"] < alloc["quant_gap_bpb"] < alloc["quant_gap_bpb_hi"]
+    assert head["allocated_quant_gap_bpb_se"] == alloc["quant_gap_bpb_se"] > 0
+    better = head["allocated_quant_gap_bpb"] < 0 and head["allocated_quant_gap_bpb_significant"]
+    assert ("better than unquantized" in head["allocated_vs_unquantized"]) == better
+    if not head["allocated_quant_gap_bpb_significant"]:
+        assert head["allocated_vs_unquantized"].startswith("within noise")
+    points = {p["plan"]: p for p in data["plan_points"]}
+    best = head["best_plan_under_cap"]
+    if best != "none fits":
+        p = points[best.split(" + ")[0]]
+        assert ("better than unquantized" in best) == (p["plan_gap_bpb"] < 0 and p["plan_gap_bpb_significant"])
+    text = (out / "report.md").read_text()
+    assert f"**allocated_val_bpb**: {head['allocated_val_bpb']:.6g}" in text
+    assert "**allocated_quant_gap_bpb_hi**" in text and " ± " in text

@@ -364,6 +364,53 @@ def test_quant_gap_legible(gap_rows):
     assert_legible(ax, ["Quantization gap", "gap_only_this_bpb", "int4", "int6", "top 30 of 55"])
 
 
+def with_intervals(rows, column: str, seed: int = 0):
+    """Rows with the 95% interval a measurement carries: SE about a third of a typical gap, so
+    the small gaps come out within noise (as on a 16,384-token slice)."""
+    rng = np.random.default_rng(seed)
+    typical = float(rows[column].abs().median())
+    se = typical * rng.uniform(0.2, 0.5, len(rows))
+    return rows.assign(**{f"{column}_se": se, f"{column}_lo": rows[column] - 2.1 * se,
+                          f"{column}_hi": rows[column] + 2.1 * se,
+                          f"{column}_significant": (rows[column] - 2.1 * se > 0) | (rows[column] + 2.1 * se < 0)})
+
+
+def test_quant_gap_with_error_bars_and_a_dominant_embedding_legible(gap_rows):
+    """The tied embedding 30x every other tensor: a symlog axis (said in the legend) keeps every
+    bar and interval readable; within-noise bars grey."""
+    rows = with_intervals(gap_rows, "gap_only_this_bpb")
+    others = rows.loc[~rows["name"].eq("tok_emb.weight"), "gap_only_this_bpb"].max()
+    emb = rows["name"].eq("tok_emb.weight")
+    for col in ("gap_only_this_bpb", "gap_only_this_bpb_lo", "gap_only_this_bpb_hi"):
+        rows.loc[emb, col] = rows.loc[emb, col] - rows.loc[emb, "gap_only_this_bpb"] + 30 * others
+    assert (~rows["gap_only_this_bpb_significant"]).sum() > 5
+    ax = PLOTS["quant-gap"].plot(rows)
+    assert ax.get_xscale() == "symlog"
+    legend = " ".join(t.get_text() for t in ax.figure.legends[0].get_texts())
+    assert "symlog" in legend and "95% interval" in legend and "within noise" in legend
+    assert_legible(ax, ["Quantization gap", "within noise"])
+
+
+def test_headroom_with_error_bars_legible(headroom_points):
+    rows = headroom_points.assign(plan_gap_bpb=headroom_points["val_bpb"] - 1.2200,
+                                  plan_gap_bpb_hi=headroom_points["val_bpb"] - 1.2200 + 0.004)
+    frame = PLOTS["headroom"].frame(rows)
+    assert frame["frontier_within_noise"].any()  # 1.2244 vs 1.2263: 0.0019 apart, within ±0.004
+    ax = PLOTS["headroom"].plot(rows)
+    assert_legible(ax, ["val_bpb", "bytes_total"])
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert "95% interval" in legend and "frontier" in legend
+
+
+def test_exchange_rate_with_steps_within_noise_legible(exchange_rows):
+    rows = with_intervals(exchange_rows, "delta_bpb")
+    frame = PLOTS["exchange-rate"].frame(rows, budget_bytes=53_309)
+    assert frame["within_noise"].any() and not (frame["within_noise"] & frame["within_budget"]
+                                                & frame["direction"].eq("upgrade")).any()
+    ax = PLOTS["exchange-rate"].plot(rows, budget_bytes=53_309)
+    assert_legible(ax, ["Exchange rate", "within noise"])
+
+
 def test_compressors_legible(compressor_rows):
     ax = PLOTS["compressors"].plot(compressor_rows)
     assert_legible(ax, ["entropy floor", "scheme × compressor"])

@@ -13,7 +13,7 @@ from pgolf.budget.quant.plans import Plan, load_plan
 from pgolf.figures.cli import main
 from pgolf.inspect import allocate as allocate_module
 from pgolf.inspect.allocate import Option, allocate, greedy, monotone
-from pgolf.inspect.evaluate import evaluate_bpb, load_weights
+from pgolf.inspect.evaluate import evaluate_bpb, load_slice, load_weights
 from pgolf.budget.quant.plans import quantize_small
 from pgolf.inspect.headroom import DEFAULT_LADDER, GapOracle, headroom, ladder_steps, with_scheme
 
@@ -67,8 +67,8 @@ def test_allocation_between_uniform_plans_fits_and_beats_them(trained, trained_r
     cap = (sizes["int5"] + sizes["int6"]) // 2
     plan_file = tmp_path / "plan.json"
     code = main(["allocate", str(trained_run / "checkpoints"), "--cap", str(cap), "--gaps", "measured",
-                 "--tokens", str(SLICE_TOKENS), "--cache-dir", str(tmp_path / "cache"), "-o", str(plan_file),
-                 "--json", "--quiet"])
+                 "--select-tokens", str(SLICE_TOKENS), "--report-tokens", str(SLICE_TOKENS),
+                 "--cache-dir", str(tmp_path / "cache"), "-o", str(plan_file), "--json", "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
@@ -80,18 +80,27 @@ def test_allocation_between_uniform_plans_fits_and_beats_them(trained, trained_r
     assert measured == report["bytes_total"] < cap
     assert main(["budget", str(trained_run / "checkpoints"), "--plan", str(plan_file), "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["bytes_model"] == measured
-    # measured BPB: no worse than the best uniform plan that fits (each evaluated here, independently)
-    def bpb(p):
-        load_weights(model, fake_quantize(sd, p))
-        return evaluate_bpb(model, sl).val_bpb
+    # measured BPB on the selection slice: not significantly worse than the best uniform plan that
+    # fits (each evaluated here, independently)
+    def result(p, where=sl):
+        load_weights(model, sd if p is None else fake_quantize(sd, p))
+        return evaluate_bpb(model, where)
     fitting = [s for s in DEFAULT_LADDER if sizes[s] < cap]
     assert fitting == ["int4", "int5"]
-    best_uniform = min(bpb(quantize_small(s)) for s in fitting)
-    allocated = bpb(plan)
-    load_weights(model, sd)
-    assert allocated == report["val_bpb_quantized"]
-    assert allocated <= best_uniform
+    best_uniform = min((result(quantize_small(s)) for s in fitting), key=lambda r: r.val_bpb)
+    allocated = result(plan)
+    assert allocated.val_bpb == report["select_val_bpb_quantized"]
+    assert not allocated.minus(best_uniform).significant or allocated.val_bpb < best_uniform.val_bpb
     assert report["chosen"] == "allocation"  # the knapsack's own plan, not the uniform fallback
+    # the headline is the held-out slice: the next SLICE_TOKENS tokens, disjoint from the selection
+    held = load_slice(tokens=SLICE_TOKENS, seq_len=sl.seq_len, quiet=True, offset=SLICE_TOKENS)
+    held_q, held_full = result(plan, held), result(None, held)
+    load_weights(model, sd)
+    assert report["val_bpb_quantized"] == held_q.val_bpb and report["report_tokens"] == SLICE_TOKENS
+    gap = held_q.minus(held_full)
+    assert report["quant_gap_bpb_se"] == gap.se > 0 and report["quant_gap_bpb_lo"] < report["quant_gap_bpb"]
+    assert report["quant_gap_bpb_significant"] == gap.significant
+    assert report["insignificant_options"] >= 0 and report["insignificant_moves"] >= 0
     rows = {r["name"]: r["scheme"] for r in report["tensors"]}
     assert len(rows) == 19 and len(set(rows.values())) >= 2  # really mixed precision
 

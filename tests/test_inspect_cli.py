@@ -94,7 +94,8 @@ def test_headroom_exact_delta_bytes(capsys, tmp_path):
 @pytest.mark.parametrize("argv, problem", [
     (["gaps", "{bigram}", "--plan", "int6"], "not the baseline GPT family: unexpected tensor bigram.embed.weight"),
     (["gaps", "{d64}", "--data", "{missing}"], "--data must be a folder"),
-    (["allocate", "{d64}", "--cap", "1000", "--tokens", "1024", "--gaps", "proxy"], "is below the smallest candidate"),
+    (["allocate", "{d64}", "--cap", "1000", "--select-tokens", "1024", "--gaps", "proxy"], "is below the smallest candidate"),
+    (["allocate", "{d64}", "--cap", "100000", "--select-tokens", "69000"], "nothing left after the first 68,608"),
     (["gaps", "{d64}", "--plan", "int99"], "unknown plan 'int99'"),
     (["allocate", "{d64}", "--cap", "10000000", "--candidates", "int6,int77"], "scheme 'int77'"),
 ])
@@ -162,20 +163,22 @@ def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(c
     model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
     plan_file = tmp_path / "allocated.json"
     code, out, err = _run(capsys, "allocate", model, "--cap", 70_000, "--gaps", "proxy", "--tokenizer",
-                          fixture_path(*TOKENIZER), "--tokens", 2048, "--no-cache", "-o", plan_file, "--json",
-                          "--quiet")
+                          fixture_path(*TOKENIZER), "--select-tokens", 2048, "--report-tokens", 2048, "--no-cache",
+                          "-o", plan_file, "--json", "--quiet")
     assert code == 0, err
     data = json.loads(out)
     for key in GAPS_KEYS:
         assert isinstance(data[key], float) and math.isfinite(data[key]), key
     assert data["quant_gap_bpb"] == data["val_bpb_quantized"] - data["val_bpb_full"]
     assert data["artifact_matches"] is True and data["fits"] is True and data["bytes_total"] < 70_000
-    assert data["gap_source"].startswith("gradient proxy") and data["tokens"] == 2048
-    # the same numbers measured here independently
+    assert data["gap_source"].startswith("gradient proxy") and data["select_tokens"] == data["report_tokens"] == 2048
+    # the same numbers measured here independently: the headline on the held-out slice after the
+    # selection slice, the select_* numbers on the selection slice
     sd = load_input(model).state_dict
     net = build_model(sd)
-    sl = load_slice(tokenizer=fixture_path(*TOKENIZER), tokens=2048, seq_len=1024, vocab_size=1024, quiet=True)
-    assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_full"]
+    sl = load_slice(tokenizer=fixture_path(*TOKENIZER), tokens=2048, seq_len=1024, vocab_size=1024, quiet=True,
+                    offset=2048)
+    assert evaluate_bpb(net, sl).val_bpb == data["val_bpb_full"] != data["select_val_bpb_full"]
     from pgolf.budget.quant.plans import load_plan
     from pgolf.budget.exact.build import fake_quantize
 
@@ -190,10 +193,48 @@ def test_allocate_with_the_proxy_measures_real_bpb_and_budget_accepts_its_plan(c
         == {t["name"]: t["scheme"] for t in data["tensors"]}
 
 
+def test_target_se_extends_in_cached_chunks_and_resumes(capsys, tmp_path, one_thread):
+    """--target-se adds chunks of --tokens until the SE is reached or --max-tokens stops it; a
+    larger --max-tokens later reuses every cached chunk and gives the numbers of a fresh run."""
+    model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    flags = ["--plan", "int5", "--quantize-small", "--tokenizer", fixture_path(*TOKENIZER), "--tokens", 1024,
+             "--no-proxy", "--no-verify", "--no-all-but-this", "--json", "--quiet"]
+    cache = ["--cache-dir", tmp_path]
+    code, out, err = _run(capsys, "gaps", model, *flags, *cache, "--target-se", 0.5)
+    assert code == 0, err
+    easy = json.loads(out)
+    # one 1,024-token window has no SE at all (one block): a second chunk is needed, then it is met
+    assert (easy["chunks"], easy["tokens"], easy["target_se_met"]) == (2, 2048, True)
+    code, out, err = _run(capsys, "gaps", model, *flags, *cache, "--target-se", 1e-9, "--max-tokens", 4096)
+    first = json.loads(out)
+    assert (first["chunks"], first["tokens"], first["target_se_met"]) == (4, 4096, False)
+    assert first["se_reached"] == first["quant_gap_bpb_se"] > 1e-9
+    code, out, err = _run(capsys, "gaps", model, *flags, *cache, "--target-se", 1e-9, "--max-tokens", 6144)
+    resumed = json.loads(out)
+    code, out, err = _run(capsys, "gaps", model, *flags, "--no-cache", "--target-se", 1e-9, "--max-tokens", 6144)
+    fresh = json.loads(out)
+    assert resumed["tokens"] == fresh["tokens"] == 6144 and resumed["chunks"] == 6
+    assert resumed["evaluations"] < fresh["evaluations"] / 2  # 4 of 6 chunks came from the cache
+    for key in ("val_bpb_full", "quant_gap_bpb", "quant_gap_bpb_se", "quant_gap_bpb_lo"):
+        assert resumed[key] == fresh[key], key
+    assert [r["gap_only_this_bpb_se"] for r in resumed["tensors"]] == \
+        [r["gap_only_this_bpb_se"] for r in fresh["tensors"]]
+    # --per-tensor-se: every only-this gap's SE counts too (answered from the cached chunks)
+    code, out, err = _run(capsys, "gaps", model, *flags, *cache, "--target-se", 1e-9, "--max-tokens", 4096,
+                          "--per-tensor-se")
+    per = json.loads(out)
+    assert per["evaluations"] == 0 and per["chunks"] == 4
+    assert per["se_reached"] == max(per["quant_gap_bpb_se"], *(r["gap_only_this_bpb_se"] for r in per["tensors"]))
+    # the text rendering shows the interval and says whether the target was met
+    code, out, err = _run(capsys, "gaps", model, *flags[:-2], "--quiet", *cache, "--target-se", 1e-9,
+                          "--max-tokens", 4096)
+    assert "quant_gap_bpb: " in out and " ± " in out and "target_se_met: False" in out
+
+
 def test_infeasible_cap_advice_names_the_clis_flags(capsys):
     model = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
     code, out, err = _run(capsys, "allocate", model, "--cap", 5_000, "--candidates", "int6,int8", "--tokenizer",
-                          fixture_path(*TOKENIZER), "--tokens", 1024, "--no-cache", "--quiet")
+                          fixture_path(*TOKENIZER), "--select-tokens", 1024, "--no-cache", "--quiet")
     assert code == 2 and out == ""
     line = err.strip()
     assert "\n" not in line and "is below the smallest candidate plan (uniform int6: " in line

@@ -98,6 +98,33 @@ def test_gap_frame_columns_and_exact_zeros(gap_tables):
                                        "proxy_gap_bpb", "rel_mse", "sqnr_db"}
 
 
+def test_every_gap_carries_its_interval(gap_tables, trained, one_thread):
+    """SE > 0 and lo < gap < hi wherever a tensor changed; significant iff 0 is outside; the
+    whole-model gap's interval equals the paired difference of the two evaluations."""
+    from pgolf.budget.exact.build import fake_quantize
+
+    report = gap_tables["int4"]
+    frame = report.frame
+    for view in ("gap_only_this_bpb", "gap_all_but_this_bpb"):
+        changed = frame[frame["scheme"] == "int4"]
+        assert (changed[f"{view}_se"] > 0).all()
+        assert ((changed[f"{view}_lo"] < changed[view]) & (changed[view] < changed[f"{view}_hi"])).all()
+        outside = (changed[f"{view}_lo"] > 0) | (changed[f"{view}_hi"] < 0)
+        assert (changed[f"{view}_significant"] == outside).all()
+        exact = frame[frame["scheme"] == "fp32"]
+        assert (exact[f"{view}_se"] == 0).all() and not exact[f"{view}_significant"].any()
+    assert frame.loc[frame["name"] == "tok_emb.weight", "gap_only_this_bpb_significant"].item()
+    opened, model, sl = trained
+    sd = opened.state_dict
+    ref = evaluate_bpb(load_weights(model, sd), sl)
+    quant = evaluate_bpb(load_weights(model, fake_quantize(sd, quantize_small("int4"))), sl)
+    load_weights(model, sd)
+    iv = quant.minus(ref)
+    h = report.headline
+    assert (h["quant_gap_bpb_se"], h["quant_gap_bpb_lo"], h["quant_gap_bpb_hi"]) == (iv.se, iv.lo, iv.hi)
+    assert h["quant_gap_bpb_significant"] is True and h["significant_only_this"] >= 1
+
+
 def test_proxy_ranks_large_gaps_like_the_measurement(gap_tables):
     """Spearman of the gradient proxy against measured only-this gaps where gaps are large."""
     for plan in ("int4", "ternary"):

@@ -146,3 +146,26 @@ def test_calibration_windows_and_batches(windows, seq_len, calib, sizes):
     batches = calibration_batches(chosen, seq_len)
     assert [len(b) for b in batches] == sizes
     assert [w for b in batches for w in b] == chosen == sorted(set(chosen))
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "manual"])  # sampled Fisher, and the empirical fallback
+def test_proxy_spread_is_the_se_of_its_per_batch_terms(one_thread, loss):
+    """With equal batches the proxy is the mean of its per-batch terms; its SE is their spread."""
+    import math
+
+    import numpy as np
+
+    from pgolf.inspect.proxy import gradient_stats, proxy_gaps, proxy_se
+
+    model = SoftmaxRegression(scale=1.5, loss=loss)
+    sl = _slice()
+    w = model.out.weight.detach().clone()
+    new = w + torch.randn(w.shape, generator=torch.Generator().manual_seed(6)) * 0.05
+    stats = gradient_stats(model, sl, names={"out.weight"}, deltas={"out.weight": new - w})
+    terms = stats.batch_terms["out.weight"]
+    assert len(terms) == (8 if loss == "cross_entropy" else 64)
+    nats = proxy_gaps(stats, {"out.weight": w}, {"out.weight": new}, 1.0)["out.weight"] * math.log(2)
+    assert sum(terms) / len(terms) == pytest.approx(nats, rel=1e-5)
+    se = proxy_se(stats, 1.0)["out.weight"]
+    assert se == pytest.approx(float(np.std(terms, ddof=1)) / math.sqrt(len(terms)) / math.log(2), rel=1e-12)
+    assert 0 < se < abs(nats)

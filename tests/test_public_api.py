@@ -15,7 +15,8 @@ from conftest import ROOT
 # Their examples need the demo's trained model and validation data (minutes of training): they
 # are marked +SKIP here, and tests/test_notebooks.py runs these calls for real.
 NEED_TRAINED_MODEL = {"open_checkpoint", "eval_slice", "plan_bpb", "checkpoint_frame", "measure_gaps", "GapOracle",
-                      "headroom", "allocate", "demo_run", "demo_checkpoint"}
+                      "GapSweep", "headroom", "allocate", "demo_run", "demo_checkpoint",
+                      "load_model"}  # load_model's example needs a participant's script beside a model
 NAMES = [n for n in pg.__all__ if n != "__version__"]
 
 

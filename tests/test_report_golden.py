@@ -97,6 +97,47 @@ def test_golden_numbers_are_the_measured_ones(budget, compared):
         assert f"{row.bytes_model:,}" in (GOLDEN / "compare.txt").read_text()
 
 
+def interval_gaps_report():
+    """A gaps report from hand-made per-window losses (exact float64 arithmetic, no evaluation):
+    one clear gap, one within noise, one tensor stored exactly."""
+    import numpy as np
+
+    from pgolf.inspect.evaluate import EvalResult, combine
+    from pgolf.inspect.gaps import gap_frame_rows
+    from pgolf.inspect.reports import GapsReport
+
+    rng = np.random.default_rng(7)
+    nbytes = tuple(float(b) for b in rng.integers(380, 420, 16))
+
+    def result(losses):
+        r = EvalResult(0.0, 0.0, 16 * 128, sum(nbytes), tuple(float(x) for x in losses), nbytes, 1, 128)
+        return combine([r, r])  # recomputes val_loss / val_bpb from the unit sums (and doubles the slice)
+
+    base = rng.uniform(300, 340, 16)
+    ref, quant = result(base), result(base + rng.normal(2.0, 0.5, 16))
+    only = {"tok_emb.weight": result(base + rng.normal(1.5, 0.4, 16)),
+            "blocks.0.mlp.fc.weight": result(base + rng.normal(0.02, 0.3, 16))}
+    frame = gap_frame_rows(["tok_emb.weight", "blocks.0.mlp.fc.weight", "blocks.0.attn_scale"],
+                           {"tok_emb.weight": "int4", "blocks.0.mlp.fc.weight": "int4", "blocks.0.attn_scale": "fp32"},
+                           ref, quant, only, {})
+    head = {"plan": "int4+small", "tokens": ref.tokens, "val_bpb_full": ref.val_bpb, "val_bpb_quantized": quant.val_bpb,
+            **quant.minus(ref).columns("quant_gap_bpb")}
+    return GapsReport.build(head, frame, source="golden.pt", replay=False)
+
+
+@pytest.mark.parametrize("render", ["text", "markdown", "html"])
+def test_gaps_report_with_intervals_rendering(render):
+    report = interval_gaps_report()
+    text = {"text": lambda: report.to_text() + "\n", "markdown": report.to_markdown,
+            "html": lambda: report._repr_html_() + "\n"}[render]()
+    check_golden(f"gaps_intervals.{ {'text': 'txt', 'markdown': 'md', 'html': 'html'}[render] }", text)
+    frame = report.to_dataframe().set_index("name")
+    assert frame.loc["tok_emb.weight", "gap_only_this_bpb_significant"]
+    assert not frame.loc["blocks.0.mlp.fc.weight", "gap_only_this_bpb_significant"]
+    assert " ± " in text and "(n.s.)" in text
+    assert report.to_dict()["quant_gap_bpb_se"] == report.headline["quant_gap_bpb_se"] > 0
+
+
 @pytest.mark.parametrize("module", ["report_md", "report_html", "demo.config"])
 def test_docstring_examples(module):
     import doctest

@@ -13,7 +13,7 @@ from pgolf.budget.flags import count
 from pgolf.budget.report_base import format_value
 
 SUMMARY_KEYS = ("model", "params", "steps", "val_bpb", "official_int8_roundtrip_val_bpb", "cap", "cap_rule",
-                "best_plan_under_cap", "allocated_bytes_model", "allocated_val_bpb")
+                "best_plan_under_cap", "allocated_bytes_model", "allocated_val_bpb", "allocated_vs_unquantized")
 
 
 def register(subparsers) -> None:

@@ -17,9 +17,10 @@ class Measured:
 
     cap: int
     cap_rule: str
-    eval_tokens: int
+    eval_tokens: int  # the selection slice: gaps, headroom, the allocator's choice, checkpoints
+    report_tokens: int  # the held-out slice after it: every plan's and the allocation's reported val_bpb
     compared: CompareReport
-    plan_bpb: pd.DataFrame  # plan, val_bpb (roundtrip; "none" = unquantized)
+    plan_bpb: pd.DataFrame  # plan, val_bpb (roundtrip; "none" = unquantized), plan_gap_bpb ± (held-out)
     points: pd.DataFrame  # compare rows + val_bpb: the headroom plot's input
     compressor_rows: pd.DataFrame
     gaps: list[GapsReport]

@@ -18,17 +18,35 @@ from pgolf.figures.demo.measured import Measured
 from pgolf.figures.demo.train import DemoRun
 from pgolf.figures.report_html import render_html
 from pgolf.figures.report_md import DemoReport, Figure, Link, Section, Table, render_markdown
+from pgolf.inspect.reports import with_intervals
 
 DEMO_FORMAT = "pgolf-demo-v1"
 
 
+def _versus_unquantized(gap: float, se: float, significant: bool) -> str:
+    """How a held-out val_bpb compares with the unquantized one, in words a reader can trust.
+
+    >>> _versus_unquantized(-0.0008, 0.0005, False)
+    'within noise of unquantized: -0.0008 ± 0.0005 BPB'
+    """
+    if not significant:
+        return f"within noise of unquantized: {gap:.2g} ± {se:.1g} BPB"
+    return f"{'better' if gap < 0 else 'worse'} than unquantized by {abs(gap):.2g} ± {se:.1g} BPB"
+
+
 def headline(run: DemoRun, m: Measured) -> dict:
-    """The numbers a reader wants first: the model, its training, the cap and what fits under it."""
+    """The numbers a reader wants first: the model, its training, the cap and what fits under it.
+    Every val_bpb here is the held-out slice's; a plan is called better than unquantized only when
+    that is significant there."""
     c, final = run.config, run.results
     pairs = m.compared.to_dataframe().merge(m.plan_bpb, on="plan")
-    best = pairs[pairs["headroom_bytes"] >= 0].nsmallest(1, "val_bpb")
-    best_text = (f"{best['plan'].iloc[0]} + {best['compressor'].iloc[0]} (val_bpb {best['val_bpb'].iloc[0]:.4f})"
-                 if len(best) else "none fits")
+    best = pairs[pairs["headroom_bytes"] >= 0].nsmallest(1, "select_val_bpb")  # chosen on selection
+    best_text = "none fits"
+    if len(best):
+        b = best.iloc[0]
+        best_text = (f"{b['plan']} + {b['compressor']} (chosen on the selection slice; held-out val_bpb "
+                     f"{b['val_bpb']:.4f}, "
+                     f"{_versus_unquantized(b['plan_gap_bpb'], b['plan_gap_bpb_se'], b['plan_gap_bpb_significant'])})")
     alloc = m.allocation.headline
     return {
         "model": f"{c.num_layers} layers x {c.model_dim}, {c.num_heads}/{c.num_kv_heads} heads, MLP x{c.mlp_mult}",
@@ -36,9 +54,14 @@ def headline(run: DemoRun, m: Measured) -> dict:
         "tokens_trained": final["step"] * c.train_batch_tokens,
         "train_seconds": round(final["train_time_ms"] / 1000, 1),
         "val_bpb": final["val_bpb"], "official_int8_roundtrip_val_bpb": final["roundtrip_val_bpb"],
-        "cap": m.cap, "cap_rule": m.cap_rule, "eval_tokens": m.eval_tokens,
+        "cap": m.cap, "cap_rule": m.cap_rule, "eval_tokens": m.eval_tokens, "report_tokens": m.report_tokens,
         "best_plan_under_cap": best_text,
         "allocated_bytes_model": alloc["bytes_model"], "allocated_val_bpb": alloc.get("val_bpb_quantized"),
+        "allocated_vs_unquantized": _versus_unquantized(alloc["quant_gap_bpb"], alloc["quant_gap_bpb_se"],
+                                                        alloc["quant_gap_bpb_significant"]),
+        **{f"allocated_{k}": alloc[k] for k in ("quant_gap_bpb", "quant_gap_bpb_se", "quant_gap_bpb_lo",
+                                                "quant_gap_bpb_hi", "quant_gap_bpb_significant",
+                                                "select_val_bpb_quantized")},
         "allocated_chosen": alloc["chosen"],
     }
 
@@ -54,7 +77,9 @@ def build_report(run: DemoRun, m: Measured, figs: dict[str, Figure]) -> DemoRepo
                 [figs["training-curve"], Table("checkpoints", m.checkpoints[ckpt_cols])]),
         Section("Byte budget: plans x compressors", "Exact artifact bytes (built, compressed, read back and "
                 "checked bit for bit) of every plan and compressor, and each plan's roundtrip val_bpb.",
-                [m.compared, figs["headroom"], Table("roundtrip val_bpb per plan", m.plan_bpb),
+                [m.compared, figs["headroom"], Table(f"roundtrip val_bpb per plan (held-out slice, {m.report_tokens:,} "
+                                                     "tokens; plan_gap_bpb ± SE, (n.s.) = within noise)",
+                                                     with_intervals({}, m.plan_bpb.drop(columns="val_bpb_se"))[1]),
                  figs["compressors"]]),
         Section("Quantization gaps per tensor", "ΔBPB of quantizing one tensor at a time, and the gradient "
                 "proxy that predicts it without an evaluation per tensor.", [figs["quant-gap"], *m.gaps]),
@@ -68,8 +93,12 @@ def build_report(run: DemoRun, m: Measured, figs: dict[str, Figure]) -> DemoRepo
     notes = [f"plans end in '+small': on a {c.model_dim}-wide model the official passthrough rule (floats of "
              "<= 65,536 values stay fp16) would keep every block matrix unquantized, so small matrices follow "
              "the plan too and only control tensors stay fp32",
-             f"every val_bpb: the first {m.eval_tokens:,} tokens of the embedded default's val split in windows of "
-             f"{c.train_seq_len}, as the trainer evaluates them",
+             f"selection slice: the first {m.eval_tokens:,} tokens of the embedded default's val split in windows "
+             f"of {c.train_seq_len} (gaps, exchange rates, the allocator's choice, checkpoints); held-out slice: "
+             f"the next {m.report_tokens:,} tokens (every plan's val_bpb and the allocation's headline numbers)",
+             "x ± s: a BPB difference and its standard error, paired over the same windows (blocks of 4,096 "
+             "tokens, at least 8 blocks); a plan is called better than unquantized only when its 95% interval "
+             "excludes 0",
              "bytes_code = 0 throughout: this small model is not a submission"]
     return DemoReport(f"pgolf demo ({c.name}) on the embedded default", headline(run, m), sections, notes)
 

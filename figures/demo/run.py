@@ -35,7 +35,7 @@ from pgolf.figures.frames import plan_points
 from pgolf.figures.report_md import DemoReport, Figure
 from pgolf.inspect.allocate import allocate
 from pgolf.inspect.checkpoints import checkpoint_frame, eval_slice, open_checkpoint, plan_bpb
-from pgolf.inspect.gaps import measure_gaps
+from pgolf.inspect.gaps import GapSweep, measure_gaps
 from pgolf.inspect.headroom import GapOracle, headroom
 from pgolf.trainer.corpus import prepare_default
 from pgolf.trainer.logs import parse_log
@@ -84,6 +84,7 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     opened, model = open_checkpoint(run.final_checkpoint)
     sd, source = opened.state_dict, run.final_checkpoint.name
     sl = eval_slice(opened, config.val_tokens)
+    held = eval_slice(opened, config.val_tokens, offset=sl.n_tokens)  # disjoint: reporting only
 
     stages.start("budget")
     cap_rule = "given with --cap"
@@ -93,7 +94,10 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     plans = small_plans(config.plans)
     compared = compare(sd, plans, config.compressors, cap=cap, quiet=quiet)
     stages.start("plan BPB")
-    bpb = plan_bpb(model, sd, plans, sl, quiet=quiet)
+    # reported on the held-out slice; "best plan" is chosen on the selection slice (select_val_bpb)
+    bpb = plan_bpb(model, sd, plans, held, quiet=quiet).merge(
+        plan_bpb(model, sd, plans, sl, quiet=quiet)[["plan", "val_bpb"]].rename(
+            columns={"val_bpb": "select_val_bpb"}), on="plan")
     stages.start("compressors")
     compressor_rows = compressor_frame(sd, config.compressor_schemes, config.compressors, quiet=quiet)
 
@@ -109,7 +113,8 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
                     source=source)
     stages.start("allocate")
     try:
-        allocation = allocate(sd, cap, oracle=oracle, candidates=config.candidates, quiet=quiet, source=source)
+        allocation = allocate(sd, cap, oracle=oracle, candidates=config.candidates, quiet=quiet, source=source,
+                              report=GapSweep(model, sd, held, cache, quiet))
     except PgolfInputError as exc:  # the allocator's advice names its own CLI; say what the demo can change
         raise PgolfInputError(None, f"--cap {cap:,}: {exc.problem.split(';')[0]}; the demo allocates among "
                                     f"{', '.join(config.candidates)}, so give a larger --cap") from None
@@ -120,7 +125,7 @@ def measure(run: DemoRun, config: DemoConfig, cap: int | None, out: Path, stages
     stages.start("checkpoints")
     ckpts = checkpoint_frame(run.checkpoints, sl, "official-int8", "zlib", cap=cap, quiet=quiet)
     points = plan_points(compared, bpb, config.headroom_compressors)
-    return Measured(cap, cap_rule, sl.n_tokens, compared, bpb, points, compressor_rows,
+    return Measured(cap, cap_rule, sl.n_tokens, held.n_tokens, compared, bpb, points, compressor_rows,
                     gaps, room, allocation, plan_path, allocated_budget, ckpts)
 
 

@@ -10,12 +10,14 @@ use so that `import pgolf` stays cheap.
 True
 
 - open any input: load_input (weights, checkpoints, artifacts), open_model (+ its architecture),
+  load_model (the model that evaluates it: built in, or the participant's own train_gpt.py),
   open_checkpoint (+ the trainer's model), eval_slice (validation tokens for it)
 - budget: measure_budget, measure_input, compare, compare_input, build_artifact, read_artifact,
   fake_quantize, totals, half_fp16_cap, compressor_frame
 - estimate and predict: estimate_budget, predict
 - plans: resolve_plan, load_plan, small_plans, quantize_small
-- quality and headroom: plan_bpb, checkpoint_frame, measure_gaps, GapOracle, headroom, allocate
+- quality and headroom: plan_bpb, checkpoint_frame, measure_gaps, GapSweep (paired evaluations on
+  one slice; a held-out one for allocate's report), GapOracle, headroom, allocate
 - plots: plot_headroom_vs_bpb, plot_tensor_bytes, plot_quant_gap, plot_compressors_vs_entropy,
   plot_exchange_rate, plot_training_curve, plan_points (the headroom plot's input)
 - reports: Report, BudgetReport, CompareReport, EstimateReport, PredictReport, InspectReport,
@@ -44,6 +46,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _HOMES = {
     "load_input": "pgolf.budget.exact.inputs",
     "open_model": "pgolf.inspect.load",
+    "load_model": "pgolf.inspect.load",
     "open_checkpoint": "pgolf.inspect.checkpoints",
     "eval_slice": "pgolf.inspect.checkpoints",
     "measure_budget": "pgolf.budget.exact.measure",
@@ -66,6 +69,7 @@ _HOMES = {
     "checkpoint_frame": "pgolf.inspect.checkpoints",
     "measure_gaps": "pgolf.inspect.gaps",
     "GapOracle": "pgolf.inspect.headroom",
+    "GapSweep": "pgolf.inspect.gaps",
     "headroom": "pgolf.inspect.headroom",
     "allocate": "pgolf.inspect.allocate",
     "plot_headroom_vs_bpb": "pgolf.figures.plots",
