@@ -213,19 +213,31 @@ def test_symbol_stats_golden():
     assert (levels, entropy) == (256, 256.0)
 
 
-@pytest.mark.parametrize("plan", ["official-int8", "int6"])
-def test_tied_tensors_are_counted_once(mini, plan):
+def test_tied_tensors_in_a_pgolf_container_are_stored_once_and_said_so(mini):
     untied = dict(mini)
     tied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"]})
     copied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"].clone()})
-    r0, r1, r2 = (measure_budget(sd, plan, "zlib", per_tensor=False) for sd in (untied, tied, copied))
+    r0, r1, r2 = (measure_budget(sd, "int6", "zlib", per_tensor=False) for sd in (untied, tied, copied))
     assert r1.headline["params"] == r0.headline["params"] == r2.headline["params"] - 98_304
     assert 0 < r1.headline["bytes_model"] - r0.headline["bytes_model"] < 400
     assert r2.headline["bytes_model"] - r0.headline["bytes_model"] > 40_000
     row = r1.frame.set_index("name").loc["lm_head.weight"]
     assert row["tied_to"] == "tok_emb.weight" and row["payload_bytes"] == 0
+    assert any("stored once (a pgolf container choice" in n for n in r1.notes)
     decoded = read_artifact(r1.artifact)
     assert torch.equal(decoded["lm_head.weight"], decoded["tok_emb.weight"])
+
+
+@pytest.mark.parametrize("plan", ["official-int8", "fp16-embed"])
+def test_tied_tensors_under_the_official_export_cost_what_the_baseline_writes(mini, plan):
+    tied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"]})
+    keep = ("tok_emb.weight", "lm_head.weight") if plan == "fp16-embed" else ()
+    obj, _ = official.quantize_state_dict_int8(tied, keep_float=keep)
+    expected = len(zlib.compress(official.serialize_export(obj), 9))
+    report = measure_budget(tied, plan, "zlib", per_tensor=False)
+    assert report.headline["bytes_model"] == expected  # two copies, as quantize_state_dict_int8 writes them
+    copied = dict(mini, **{"lm_head.weight": mini["tok_emb.weight"].clone()})
+    assert measure_budget(copied, plan, "zlib", per_tensor=False).headline["bytes_model"] == expected
 
 
 @pytest.mark.parametrize("bad,word", [(float("nan"), "1 NaN and 0 Inf"), (float("-inf"), "0 NaN and 1 Inf")])

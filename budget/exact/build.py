@@ -113,7 +113,27 @@ def assign(sd: dict[str, Tensor], plan: str | Plan, check_finite: bool = True) -
         if key is not None:
             seen[key] = item
         items.append(item)
-    return items
+    return _official_ties(items, plan) if artifact_kind(items) == "official-export" else items
+
+
+def _copies(scheme: Scheme, dtype: torch.dtype) -> bool:
+    return isinstance(scheme, OfficialInt8Scheme) or (isinstance(scheme, FloatScheme) and scheme.stored_dtype != dtype)
+
+
+def _official_ties(items: list[Item], plan: Plan) -> list[Item]:
+    """The official export quantizes and casts every name on its own, by its own name's rule, so a
+    tied entry gets its own int8 or cast copy (two storages); only an entry passed through uncast
+    stays one storage. Deduplicating would report fewer bytes than the baseline's export writes."""
+    by_name = {i.name: i for i in items}
+    out = []
+    for item in items:
+        src = by_name.get(item.tied_to) if item.tied_to else None
+        if src is not None:
+            own = get_scheme(plan.scheme_for(item.name, src.tensor))
+            if _copies(own, src.dtype) or _copies(src.scheme, src.dtype):
+                item = Item(item.name, src.tensor, own, src.shape, src.dtype)
+        out.append(item)
+    return out
 
 
 def quantize_item(item: Item) -> Item:

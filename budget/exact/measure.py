@@ -182,6 +182,11 @@ def _report(frame, plan_name, comp, built, code, code_wrapped, cap, exact, sourc
                      f"{code['inner']:,} bytes of source inside")
     if head["headroom_bytes"] < 0:
         notes.append(f"over the cap by {-head['headroom_bytes']:,} bytes")
+    tied = frame.loc[frame["tied_to"] != "", ["name", "tied_to"]]
+    if len(tied):
+        pairs = ", ".join(f"{n} = {t}" for n, t in list(zip(tied["name"], tied["tied_to"]))[:3])
+        notes.append(f"tied tensors stored once (a pgolf container choice; the official export writes each name): "
+                     f"{pairs}{' ...' if len(tied) > 3 else ''}")
     measured = frame["compressed_bytes"] >= 0
     if not measured.all():
         notes.append("compressed_bytes = -1: per-tensor compression skipped (per_tensor=False / --no-per-tensor)")

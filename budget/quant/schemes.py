@@ -60,6 +60,7 @@ class FloatScheme(Scheme):
             raise ValueError(f"unknown float format {self.format!r}; write one of {', '.join(_FLOATS)}")
 
     name = property(lambda self: self.format)
+    stored_dtype = property(lambda self: _FLOATS[self.format][0])
     bits = property(lambda self: float(_FLOATS[self.format][2]))
     levels = None  # every bit pattern of the float format: not a useful count
     stores = property(lambda self: f"values as {_FLOATS[self.format][0]}".replace("torch.", "")
