@@ -45,10 +45,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
-        v = float(value)
-        return None if math.isnan(v) else v
-    if isinstance(value, float) and math.isnan(value):
-        return None
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity: null (an unbounded interval, an undefined SE)
     return value
 
 

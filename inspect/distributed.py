@@ -53,16 +53,17 @@ class Ranks:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def merge(self, results: list, todo: list[int], make) -> list:
-        """Every rank's results for `todo` in place of the Nones: make(val_loss, val_bpb) -> result."""
+    def merge(self, results: list, todo: list[int]) -> list:
+        """Every rank's results for `todo` in place of the Nones, whole (per-unit losses too: the
+        paired standard errors need them)."""
         import torch.distributed as dist
 
-        mine = {i: (results[i].val_loss, results[i].val_bpb) for i in self.mine(todo)}
+        mine = {i: results[i] for i in self.mine(todo)}
         parts: list = [None] * self.world
         dist.all_gather_object(parts, mine)
         for part in parts:
-            for i, (loss, bpb) in part.items():
-                results[i] = make(loss, bpb)
+            for i, r in part.items():
+                results[i] = r
         return results
 
 

@@ -280,6 +280,12 @@ def _run(model: nn.Module, sl: EvalSlice, batch_seqs: int, before_batch=None, de
                     if tuple(loss.shape) != tuple(y.shape):
                         raise ValueError(f"forward(x, y, reduction='none') returned shape {tuple(loss.shape)}, "
                                          f"expected per-token losses {tuple(y.shape)}")
+                    if b == 0 and loss.numel() > 1 and bool((loss == loss.flatten()[0]).all()):
+                        # a mean loss spread over the positions (a script's model without logits):
+                        # its windows are not seen, so the batch is the unit, as below
+                        per_window = False
+                        units.append(float(loss.detach().to(torch.float64).sum()))
+                        continue
                     units += loss.detach().to(torch.float64).sum(1).cpu().tolist()
                 else:  # forward(x, y) -> mean loss: the batch is the smallest unit we can see
                     loss = model(x.to(device), y.to(device))

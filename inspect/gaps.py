@@ -196,8 +196,7 @@ class GapSweep:
             if base_sd is not self.sd:
                 load_weights(self.model, self.sd)  # the recording stays valid for base_label's weights
         if ranks is not None:
-            results = ranks.merge(results, todo, lambda loss, bpb: EvalResult(loss, bpb, self.sl.n_tokens,
-                                                                              self.sl.byte_count))
+            results = ranks.merge(results, todo)
         return results
 
     def only_this(self, items: list[tuple[str, str, Tensor]], desc: str = "only-this") -> list[EvalResult]:

@@ -88,4 +88,9 @@ def test_interrupt_ends_every_rank_and_keeps_the_cache(tmp_path):
     kept = len(list(cache.rglob("*.json")))
     assert kept >= 6
     again = gaps(argv)
-    assert again["cache_hits"] == kept  # every kept entry is whole (atomic writes) and served
+    fresh = gaps(argv[:-2] + ["--no-cache"])
+    # every kept entry is whole (atomic writes) and served: only the rest is evaluated again, plus
+    # the reference once more when it was kept (the replay needs its activations recorded); an
+    # entry may be read more than once, so hits alone can exceed the files
+    assert fresh["evaluations"] - kept <= again["evaluations"] <= fresh["evaluations"] - kept + 1
+    assert again["cache_hits"] >= kept

@@ -190,3 +190,24 @@ def test_replay_over_its_memory_budget_falls_back_to_full_evaluations(one_thread
     assert replay.evaluate_from(replay.restart_for(name)) == evaluate_bpb(model, sl, 1)
     assert replay.replayed == 0
     set_tensor(model, name, sd[name])
+
+
+def test_a_mean_loss_spread_over_positions_is_one_unit_per_batch(one_thread):
+    """A script's model without logits gives its mean loss at every position: its windows are not
+    seen, so the standard error may not treat them as independent units."""
+    model, _ = _model("3L-tied")
+    sl = _slice(256)
+
+    class SpreadMean(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, y, reduction="mean"):
+            loss = self.inner(x, y)
+            return loss if reduction == "mean" else loss.expand(y.shape)
+
+    spread, real = evaluate_bpb(SpreadMean(), sl, 2), evaluate_bpb(model, sl, 2)
+    assert (spread.unit_windows, len(spread.unit_loss)) == (2, sl.n_seqs // 2)
+    assert (real.unit_windows, len(real.unit_loss)) == (1, sl.n_seqs)
+    assert spread.val_bpb == pytest.approx(real.val_bpb, rel=float32_mean_rtol(sl.n_tokens, 64, 256))

@@ -125,7 +125,9 @@ def test_fixture_script_end_to_end(name, tmp_path):
     assert f"bytes_code: {script.stat().st_size:,}" in out  # the script is the code that ships
 
     cap = 60_000 + script.stat().st_size + sum(t.numel() for t in sd.values()) * 5 // 8
-    code, out, err = run(["allocate", *args, "--cap", str(cap), "--json"])
+    # allocate chooses on one slice and reports on the next: --select-tokens/--report-tokens for --tokens
+    select = args[:-len(SLICE)] + SLICE[2:] + ["--select-tokens", "1024", "--report-tokens", "1024"]
+    code, out, err = run(["allocate", *select, "--cap", str(cap), "--json"])
     assert code == 0, err
     alloc = json.loads(out)
     assert alloc["bytes_total"] <= cap and alloc["bytes_code"] == script.stat().st_size
