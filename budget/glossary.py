@@ -103,6 +103,8 @@ COLUMNS: dict[str, str] = {
     "val_bpb_score": "val_bpb of a log's headline score",
     # code bytes and review (audit, significance, wrap, decoder)
     "bytes_code_inner": "bytes of the source a self-extracting script runs (the counted bytes stay as shipped)",
+    "bytes_code_self_logged": "what the baseline script's own `Code size:` line logs for a CRLF file (text "
+                              "read with universal newlines); the challenge counts the file as shipped",
     "bytes_code_decoder": "bytes of the decoder the artifact needs, counted in bytes_code (0: the script has it)",
     "check": "one item of the reviewer's checklist (pgolf audit)",
     "status": "pass | fail | not checked",

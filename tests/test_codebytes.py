@@ -5,6 +5,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from pgolf.budget.files import codebytes
 from pgolf.budget.files.codebytes import unwrap_source, wrap_source
@@ -64,3 +65,19 @@ def test_a_payload_that_would_blow_up_is_refused(monkeypatch):
     bomb = wrap_source(b"#" * 20_000).encode()
     with pytest.raises(PgolfInputError, match="over 10,000 bytes"):
         unwrap_source(bomb, "bomb.py")
+
+
+def test_a_crlf_script_counts_as_shipped_and_names_what_it_logs(tmp_path):
+    from pgolf.budget.exact.measure import measure_budget
+    from pgolf.budget.files.codebytes import code_bytes
+
+    script = tmp_path / "train_gpt.py"
+    script.write_bytes(b"import os\r\nprint('hi')\r\n# last\r\n")
+    sizes = code_bytes(script)
+    assert (sizes["raw"], sizes["self_logged"]) == (32, 29)
+    report = measure_budget({"w": torch.zeros(4, 4)}, "int6", "zlib", code=script, per_tensor=False)
+    assert report.headline["bytes_code"] == 32 and report.headline["bytes_code_self_logged"] == 29
+    assert any("CRLF line ends" in n for n in report.notes)
+    lf = tmp_path / "lf.py"
+    lf.write_bytes(b"import os\nprint('hi')\n")
+    assert "self_logged" not in code_bytes(lf)

@@ -127,7 +127,7 @@ def code_sizes_for(code) -> dict[str, int]:
     if code is None:
         return {}
     if isinstance(code, dict):
-        return {k: int(code[k]) for k in ("raw", "wrapped", "inner") if k in code}
+        return {k: int(code[k]) for k in ("raw", "wrapped", "inner", "self_logged") if k in code}
     return code_bytes(code)
 
 
@@ -180,6 +180,10 @@ def _report(frame, plan_name, comp, built, code, code_wrapped, cap, exact, sourc
     elif "inner" in code:
         notes.append(f"the code is a self-extracting wrapper: counted as shipped ({code['raw']:,} bytes), "
                      f"{code['inner']:,} bytes of source inside")
+    if "self_logged" in code:
+        head["bytes_code_self_logged"] = code["self_logged"]
+        notes.append(f"the code has CRLF line ends: counted as shipped ({code['raw']:,} bytes); the script's own "
+                     f"`Code size:` line will log {code['self_logged']:,} (it reads text with universal newlines)")
     if head["headroom_bytes"] < 0:
         notes.append(f"over the cap by {-head['headroom_bytes']:,} bytes")
     tied = frame.loc[frame["tied_to"] != "", ["name", "tied_to"]]

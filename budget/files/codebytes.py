@@ -65,13 +65,16 @@ def code_bytes(path: str | os.PathLike) -> dict[str, int]:
     """Code sizes of a file as shipped: {"raw": its bytes, "wrapped": its lzma+base85 wrapper's}.
 
     A file that already is a self-extracting wrapper counts as shipped both ways and adds
-    "inner": the bytes of the source it runs (read back, never executed).
+    "inner": the bytes of the source it runs (read back, never executed). A file with CRLF line
+    ends adds "self_logged": what the baseline's `Code size:` line prints for it (it reads the
+    file as text, so each CRLF counts one byte); the challenge counts the file as shipped.
     """
     data = read_code(path)
     inner = unwrap_source(data, path)
-    if inner is None:
-        return code_sizes(data)
-    return {"raw": len(data), "wrapped": len(data), "inner": inner.inner_bytes}
+    sizes = code_sizes(data) if inner is None else {"raw": len(data), "wrapped": len(data), "inner": inner.inner_bytes}
+    if b"\r\n" in data:  # the script's own log reads text with universal newlines: one byte less per line
+        sizes["self_logged"] = len(data.replace(b"\r\n", b"\n"))
+    return sizes
 
 
 # ---------------------------------------------------------------------------------------------
