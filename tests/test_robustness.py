@@ -181,3 +181,53 @@ def test_greedy_allocation_ends_with_infinite_and_nan_gaps():
     options["b"][1] = Option("int6", 15, float("nan"))
     with pytest.raises(PgolfInputError, match="the gap of b under int6 is NaN"):
         bounded(greedy, options, 40)
+
+
+def _peak_rss_of_pgolf(argv: list[str]) -> tuple[int, str, int]:
+    """(exit code, stderr, peak RSS in bytes) of `pgolf ARGV` in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom pgolf.figures.cli import main\n"
+            f"code = main({argv!r})\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND_S)
+    lines = done.stderr.strip().splitlines()
+    return done.returncode, "\n".join(lines[:-1]), int(lines[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+
+def test_small_files_that_decode_to_huge_tensors_are_refused_under_2_gb(tmp_path):
+    view = tmp_path / "view.pt"
+    torch.save({"w": torch.zeros(1).expand(20_000, 20_000)}, view)  # stored: 4 bytes; dense: 1.6 GB
+    assert view.stat().st_size < 10_000
+    code, err, peak = _peak_rss_of_pgolf(["budget", str(view), "--plan", "int6"])
+    assert code == 2 and "would take over 1,500,000,000 bytes once materialised" in err, err
+    assert peak < 2_000_000_000
+
+
+def test_an_export_declaring_float64_for_int8_values_is_refused_before_decoding(tmp_path):
+    import io
+    import zlib as zlib_module
+
+    from pgolf.budget.quant import official
+
+    q = torch.zeros(12_000, 16_000, dtype=torch.int8)  # 192 MB of int8, 1.5 GB as float64
+    obj = {"__quant_format__": official.FORMAT_TAG, "quantized": {"w": q},
+           "scales": {"w": torch.ones(12_000, dtype=torch.float16)}, "dtypes": {"w": "float64"}, "passthrough": {}}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    ptz = tmp_path / "m.ptz"
+    ptz.write_bytes(zlib_module.compress(buf.getvalue(), 9))
+    with pytest.raises(PgolfInputError, match="would take 1,536,000,000 bytes decoded"):
+        bounded(load_input, ptz)
+
+
+def test_a_container_declaring_more_decoded_bytes_than_the_limit_is_refused_before_unpacking(monkeypatch):
+    from pgolf.budget.exact import decode
+    from pgolf.budget.exact.build import build_artifact
+
+    blob = build_artifact({"w": torch.randn(300, 300)}, "binary", "zlib")  # 90,000 values, 360,000 bytes decoded
+    assert decode.read_artifact(blob)["w"].shape == (300, 300)
+    monkeypatch.setattr(decode, "MAX_DENSE_BYTES", 359_999)
+    with pytest.raises(PgolfInputError, match="would take 360,000 bytes decoded, over the 359,999-byte limit"):
+        decode.read_artifact(blob)

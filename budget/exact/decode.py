@@ -20,6 +20,8 @@ False
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -30,7 +32,7 @@ from pgolf.budget.exact.build import Built, Item, dequantized, tie_key
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.files.safeload import decompress_zlib_bounded, is_zip, torch_load_bytes
-from pgolf.budget.files.validate import one_line, validate_export
+from pgolf.budget.files.validate import MAX_DENSE_BYTES, one_line, validate_export
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.quant import official
 from pgolf.budget.quant.schemes import QTensor, get_scheme
@@ -107,8 +109,21 @@ def items_from_records(records: list[container.Record]) -> list[Item]:
     return items
 
 
+def _check_decoded_size(sizes: Iterable[tuple[tuple[int, ...], torch.dtype]], path) -> None:
+    """Refuse before materialising: a few stored bytes can declare gigabytes of tensors (2**28
+    binary values, int8 values declared float64)."""
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in sizes)
+    if total > MAX_DENSE_BYTES:
+        raise PgolfInputError(path, f"the artifact's tensors would take {total:,} bytes decoded, over the "
+                                    f"{MAX_DENSE_BYTES:,}-byte limit") from None
+
+
 def _official(blob: bytes, raw: bytes, spec: str, path, limit: int) -> Decoded:
     export = validate_export(torch_load_bytes(raw, path, limit), path)
+    orig = export.get("passthrough_orig_dtypes", {})
+    _check_decoded_size([(tuple(q.shape), getattr(torch, export["dtypes"][n])) for n, q in export["quantized"].items()]
+                        + [(tuple(t.shape), getattr(torch, orig[n]) if isinstance(orig.get(n), str) else t.dtype)
+                           for n, t in export["passthrough"].items()], path)
     try:
         sd = official.dequantize_state_dict_int8(export)
     except Exception as exc:  # validated above; a residual mismatch still must not escape
@@ -116,8 +131,10 @@ def _official(blob: bytes, raw: bytes, spec: str, path, limit: int) -> Decoded:
     return Decoded(sd, "official-export", spec, Built(blob, len(raw), "official-export"), OFFICIAL_PLAN, export=export)
 
 
-def _container(blob: bytes, raw: bytes, spec: str) -> Decoded:
-    items = items_from_records(container.decode(raw))
+def _container(blob: bytes, raw: bytes, spec: str, path) -> Decoded:
+    records = container.decode(raw)
+    _check_decoded_size([(tuple(r.shape), r.dtype) for r in records if not r.tied_to], path)
+    items = items_from_records(records)
     built = Built(blob, len(raw), "pgolf-container")
     return Decoded(dequantized(items), "pgolf-container", spec, built, container.plan_name(raw), items=items)
 
@@ -133,7 +150,7 @@ def decode_artifact(blob: bytes, path=None, max_output_bytes: int = DEFAULT_MAX_
             comp.require()
             raw = comp.decompress(body, max_output_bytes)
             if kind == container.KIND_CONTAINER:
-                return _container(blob, raw, spec)
+                return _container(blob, raw, spec, path)
             return _official(blob, raw, spec, path, max_output_bytes)
         if blob[:1] == b"\x78":  # zlib header byte: the baseline's .ptz
             raw = decompress_zlib_bounded(blob, max_output_bytes, path)

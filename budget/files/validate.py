@@ -31,6 +31,7 @@ SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_INTS = 256
 SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4
+MAX_DENSE_BYTES = 1_500_000_000  # tensors materialised: 375M fp32 values, 10x a record's 35.9M-value model
 MAX_JSON_BYTES = 64 * 1_000_000  # plans, sidecars and caches are kilobytes; refuse absurd files
 MAX_SHARD_BYTES = 2_000_000_000  # the challenge's shards hold 100M tokens (200 MB)
 MAX_TOKENIZER_BYTES = 256 * 1_000_000  # SentencePiece models are kilobytes to a few MB
@@ -68,6 +69,7 @@ def validate_state_dict(sd: object, path, what: str = "state dict") -> dict[str,
         raise PgolfInputError(path, f"empty {what} (no tensors)") from None
     out: dict[str, Tensor] = {}
     bad_finite: list[tuple[str, int]] = []
+    dense = 0
     for name, t in sd.items():
         if not isinstance(name, str):
             raise PgolfInputError(path, f"{what} key {name!r} is a {describe(name)}, expected a string") from None
@@ -76,6 +78,11 @@ def validate_state_dict(sd: object, path, what: str = "state dict") -> dict[str,
             raise PgolfInputError(path, f"{what} entry '{name}' is a {describe(t)}, expected a tensor{hint}") from None
         if t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
             raise PgolfInputError(path, f"tensor '{name}' is not a dense CPU tensor (layout {t.layout}, dtype {t.dtype})") from None
+        dense += t.numel() * t.element_size()  # what it takes once materialised (a stride-0 view: far more than stored)
+        if dense > MAX_DENSE_BYTES:
+            raise PgolfInputError(path, f"the tensors would take over {MAX_DENSE_BYTES:,} bytes once materialised "
+                                        f"(reached at '{name}', {tuple(t.shape)} {t.dtype}); a model under the cap "
+                                        f"needs far less") from None
         if (t.is_floating_point() or t.is_complex()) and not bool(finite_mask(t).all()):
             bad_finite.append((name, int(t.numel() - finite_mask(t).sum().item())))
         out[name] = t
