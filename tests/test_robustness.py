@@ -231,3 +231,37 @@ def test_a_container_declaring_more_decoded_bytes_than_the_limit_is_refused_befo
     monkeypatch.setattr(decode, "MAX_DENSE_BYTES", 359_999)
     with pytest.raises(PgolfInputError, match="would take 360,000 bytes decoded, over the 359,999-byte limit"):
         decode.read_artifact(blob)
+
+
+def test_fp8_tensors_and_huge_rows_under_the_official_rule(tmp_path, capsys):
+    fp8 = tmp_path / "fp8.pt"
+    torch.save({"w": torch.randn(300, 300, generator=torch.Generator().manual_seed(0)).to(torch.float8_e4m3fn)}, fp8)
+    assert pgolf(["budget", str(fp8), "--json", "--quiet"]) == 0  # the baseline's export holds float8 too
+    assert json.loads(capsys.readouterr().out)["roundtrip_exact"] is True
+    big = tmp_path / "big.pt"
+    w = torch.randn(300, 300)
+    w[0] *= 1e30
+    torch.save({"w": w}, big)
+    assert pgolf(["budget", str(big)]) == 2
+    assert "a row scale beyond fp16's range" in capsys.readouterr().err
+
+
+def test_compare_refuses_two_plans_of_one_name(tmp_path, capsys):
+    plan = tmp_path / "int6.json"
+    plan.write_text(json.dumps({"format": "pgolf-plan-v1", "name": "int6", "rules": [{"pattern": "w", "scheme": "int6"}]}))
+    assert pgolf(["compare", "--baseline", "--plans", f"int6,{plan}"]) == 2
+    assert "two plans are named 'int6'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--num-heads", "3", "--model-dim", "64"], "heads must divide the width"),
+    (["--model-dim", "0"], "MODEL_DIM=0 must be at least 1"),
+    (["--resume", "nope.safetensors"], "--resume needs a checkpoint"),
+])
+def test_pgolf_train_refuses_impossible_runs_before_starting(flags, problem, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pgolf(["train", *flags, "--out-dir", "run", "--device", "cpu"]) == 2
+    assert problem in capsys.readouterr().err and not (tmp_path / "run").exists()
+    (tmp_path / "afile").write_text("x")
+    assert pgolf(["train", "--out-dir", "afile", "--device", "cpu"]) == 2
+    assert "--out-dir is a file" in capsys.readouterr().err

@@ -106,6 +106,14 @@ def run_train(args: argparse.Namespace) -> int:
         config = Hyperparameters.from_env(env)
     except ValueError as exc:
         raise PgolfInputError(None, str(exc)) from None
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise PgolfInputError(out_dir, "--out-dir is a file, not a folder")
+    if config.resume and config.resume != "latest":
+        sidecar = Path(config.resume).with_suffix(".json")
+        if not sidecar.is_file() or not sidecar.with_suffix(".safetensors").is_file():
+            raise PgolfInputError(config.resume, "--resume needs a checkpoint: step_NNNNNN.safetensors with its "
+                                                 ".json sidecar beside it")
     if args.nproc is not None and not (1 <= args.nproc <= 8 and 8 % args.nproc == 0):
         raise PgolfInputError(None, f"--nproc {args.nproc}: must divide 8 (1, 2, 4 or 8), as in the baseline")
     if not config.data_path and not Path(OFFICIAL_DATA_PATH).is_dir():

@@ -143,6 +143,13 @@ class Hyperparameters:
             raise ValueError(f"TOK_EMB_DTYPE={self.tok_emb_dtype!r}: choose bf16 or fp32")
         if not 0 <= self.num_unique_layers <= self.num_layers:
             raise ValueError(f"NUM_UNIQUE_LAYERS={self.num_unique_layers} must be in [0, NUM_LAYERS={self.num_layers}]")
+        sizes = ("num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "train_seq_len")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.upper()}={getattr(self, name)} must be at least 1")
+        if self.model_dim % self.num_heads or self.num_heads % self.num_kv_heads or (self.model_dim // self.num_heads) % 2:
+            raise ValueError(f"MODEL_DIM={self.model_dim}, NUM_HEADS={self.num_heads}, NUM_KV_HEADS={self.num_kv_heads}: "
+                             f"heads must divide the width, kv heads the heads, and the head dim must be even (RoPE)")
 
     @property
     def train_files(self) -> str:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import pandas as pd
 from torch import Tensor
 
+from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.build import Item, assign, dequantized, package, serialize
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, Stored, read_artifact, roundtrip_mismatches, stored_form
 from pgolf.budget.exact.threads import one_torch_thread
@@ -86,6 +87,11 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
     [['int6', 'zlib'], ['int6', 'none'], ['int4', 'zlib'], ['int4', 'none']]
     """
     plan_objs = [resolve_plan(p) for p in plans]
+    names = [p.name for p in plan_objs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PgolfInputError(None, f"two plans are named {twice[0]!r}: give each plan (or plan file's \"name\") "
+                                    f"a name of its own")
     comps = [get_compressor(c) for c in compressors]
     for c in comps:
         c.require()

@@ -25,7 +25,7 @@ from torch import Tensor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.quant.official import FORMAT_TAG
 
-FLOAT_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+FLOAT_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64", "float8_e4m3fn", "float8_e5m2")
 EXPORT_KEYS = ("quantized", "scales", "dtypes", "passthrough")
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1

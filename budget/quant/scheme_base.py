@@ -42,7 +42,8 @@ def all_finite(t: Tensor) -> bool:
     """True when no value is NaN or +-Inf: one min/max pass (NaN propagates), no mask allocated."""
     if t.numel() == 0 or not t.is_floating_point():
         return True
-    lo, hi = torch.aminmax(t.detach())
+    t = t.detach()
+    lo, hi = torch.aminmax(t.float() if t.element_size() == 1 else t)  # float8 has no aminmax kernel
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 

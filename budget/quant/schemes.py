@@ -139,6 +139,9 @@ class OfficialInt8Scheme(Scheme):
     def quantize(self, t: Tensor) -> QTensor:
         _require_finite_float(t)
         q, s = official.quantize_float_tensor(t.detach().cpu())
+        if not all_finite(s):  # clip / 127 beyond fp16's 65,504: the official export would store inf
+            raise ValueError(f"a row scale beyond fp16's range (max |w| = {float(t.abs().max()):.6g}): the official "
+                             f"export would store inf and score NaN; clip the weights or keep this tensor in fp32")
         return QTensor(q, s, tuple(t.shape), t.dtype, self.name)
 
     def dequantize(self, q: QTensor) -> Tensor:
