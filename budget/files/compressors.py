@@ -1,7 +1,10 @@
-"""Compressors (zlib, zstd, lzma, brotli, none) with byte transforms, bounded decompression.
+"""Compressors (zlib, zstd, lzma, brotli, ans, zpaq, none) with byte transforms, bounded decompression.
 
 Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `lzma:6`,
 `lzma:9e` (preset 9 | extreme, the default), `brotli+byte-shuffle`, `zlib+transpose(1024)`.
+`ans` is order-0 entropy coding (entropy.py) of segments whose byte statistics differ: the data
+cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
+of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5).
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
   low and high bytes of fp16 scales apart, as the records did before brotli-11);
@@ -19,12 +22,14 @@ import dataclasses
 import importlib
 import lzma
 import re
+import struct
 import zlib
 from typing import Iterable
 
 import numpy as np
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.files import entropy
 
 
 def _optional(module: str):
@@ -36,11 +41,14 @@ def _optional(module: str):
 
 _zstd, _ZSTD_REASON = _optional("zstandard")
 _brotli, _BROTLI_REASON = _optional("brotli")
+_zpaq, _ZPAQ_REASON = _optional("zpaq")
 
 ZSTD_WINDOW_LOG = 27      # `zstd --long` window: 128 MiB, larger than any artifact
 BROTLI_LGWIN = 24         # brotli's largest standard window (16 MiB)
-DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11}
-LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12)}
+DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5}
+LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12),
+                "zpaq": range(1, 6)}
+ANS_BLOCK = 1 << 16
 _CHUNK = 1 << 16
 
 
@@ -162,8 +170,77 @@ def _decompress_brotli(data: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _segment_cost(c: np.ndarray) -> float:
+    k = int((c > 0).sum())
+    return entropy.entropy_bits(c) / 8 + 1 + 3 * k
+
+
+def ans_segments(data: bytes) -> list[int]:
+    """Segment lengths for `ans`: 64 KiB blocks, each merged into the previous segment when one
+    table codes both smaller (estimated: floor plus table bytes).
+
+    >>> ans_segments(bytes(100_000) + bytes(range(256)) * 400)
+    [65536, 65536, 71328]
+    """
+    arr = np.frombuffer(data, np.uint8)
+    lengths: list[int] = []
+    current = None
+    for start in range(0, arr.size, ANS_BLOCK):
+        block = arr[start:start + ANS_BLOCK]
+        c = entropy.counts(block)
+        if current is not None and _segment_cost(current + c) <= _segment_cost(current) + _segment_cost(c):
+            current += c
+            lengths[-1] += block.size
+        else:
+            current = c
+            lengths.append(block.size)
+    return lengths
+
+
+def _compress_ans(data: bytes) -> bytes:
+    arr = np.frombuffer(data, np.uint8)
+    parts, pos = [], 0
+    for n in ans_segments(data):
+        blob = entropy.encode(arr[pos:pos + n])
+        parts.append(struct.pack("<I", len(blob)) + blob)
+        pos += n
+    return struct.pack("<I", len(parts)) + b"".join(parts)
+
+
+def _decompress_ans(data: bytes, limit: int) -> bytes:
+    try:
+        (k,) = struct.unpack_from("<I", data, 0)
+        pos, blobs, total = 4, [], 0
+        for _ in range(k):
+            (m,) = struct.unpack_from("<I", data, pos)
+            blob = data[pos + 4:pos + 4 + m]
+            if len(blob) != m:
+                raise ValueError("truncated ans stream")
+            total += struct.unpack_from("<I", blob, 0)[0]
+            if total > limit:
+                raise _too_big(limit)
+            blobs.append(blob)
+            pos += 4 + m
+    except struct.error:
+        raise ValueError("truncated ans stream") from None
+    if pos != len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes after the ans stream")
+    try:
+        return b"".join(entropy.decode(b).tobytes() for b in blobs)
+    except (IndexError, struct.error) as exc:
+        raise ValueError(f"corrupt ans stream ({type(exc).__name__})") from None
+
+
+def _decompress_zpaq(data: bytes, limit: int) -> bytes:
+    out = _zpaq.decompress(data)  # the package offers no output cap: checked after
+    if len(out) > limit:
+        raise _too_big(limit)
+    return out
+
+
 _CODEC_ERRORS: tuple[type[BaseException], ...] = (zlib.error, lzma.LZMAError) + tuple(
-    e for e in (getattr(_zstd, "ZstdError", None), getattr(_brotli, "error", None)) if e)
+    e for e in (getattr(_zstd, "ZstdError", None), getattr(_brotli, "error", None), getattr(_zpaq, "Error", None))
+    if e)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +256,8 @@ class Compressor:
             raise ValueError(f"unknown compressor {self.codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
         if self.level is None:
             object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
-        elif self.codec == "none":
-            raise ValueError("'none' takes no level")
+        elif self.codec in ("none", "ans"):
+            raise ValueError(f"'{self.codec}' takes no level")
         elif not _level_ok(self.codec, self.level):
             hint = "0..9 or 0e..9e" if self.codec == "lzma" else f"{min(LEVEL_RANGES[self.codec])}.." \
                                                                    f"{max(LEVEL_RANGES[self.codec])}"
@@ -197,7 +274,8 @@ class Compressor:
 
     @property
     def reason(self) -> str:
-        return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON}.get(self.codec, "")
+        return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON, "zpaq": _ZPAQ_REASON,
+                "ans": entropy.CONSTRICTION_REASON}.get(self.codec, "")
 
     def require(self) -> None:
         if not self.available:
@@ -211,6 +289,8 @@ class Compressor:
             return lzma.LZMACompressor(preset=_lzma_preset(self.level))
         if self.codec == "zstd":
             return _zstd.ZstdCompressor(compression_params=_zstd_params(self.level, size)).compressobj(size=size)
+        if self.codec in ("ans", "zpaq"):
+            return _WholeStream(self)
         if self.codec == "brotli":
             return _BrotliStream(_brotli.Compressor(quality=self.level, lgwin=BROTLI_LGWIN))
         return _NoneStream()
@@ -249,7 +329,7 @@ class Compressor:
                 out = bytes(data)
             else:
                 fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
-                      "brotli": _decompress_brotli}[self.codec]
+                      "brotli": _decompress_brotli, "ans": _decompress_ans, "zpaq": _decompress_zpaq}[self.codec]
                 out = fn(data, max_output)
         except _CODEC_ERRORS as exc:
             raise ValueError(f"corrupt {self.codec} stream ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -264,6 +344,23 @@ class _NoneStream:
 
     def flush(self) -> bytes:
         return b""
+
+
+class _WholeStream:
+    """Codecs that see all their input at once (ans segments it; the zpaq package has no stream)."""
+
+    def __init__(self, comp: "Compressor"):
+        self.comp, self.parts = comp, []
+
+    def compress(self, chunk: bytes) -> bytes:
+        self.parts.append(chunk)
+        return b""
+
+    def flush(self) -> bytes:
+        data = b"".join(self.parts)
+        if self.comp.codec == "ans":
+            return _compress_ans(data)
+        return _zpaq.compress(data, level=self.comp.level, threads=1)
 
 
 class _BrotliStream:

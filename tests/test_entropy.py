@@ -1,0 +1,80 @@
+"""Order-0 ANS (files/entropy.py) and the `ans` compressor: bit-exact roundtrips, the numpy fallback
+reads constriction's stream, and the coded size sits on the order-0 floor plus the table."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgolf.budget.files import entropy
+from pgolf.budget.files.compressors import ans_segments, get_compressor
+
+
+@st.composite
+def symbol_arrays(draw):
+    n = draw(st.integers(0, 3000))
+    kind = draw(st.sampled_from(["uniform", "laplace", "one", "two", "wide"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    if kind == "uniform":
+        return rng.integers(0, 256, n).astype(np.uint8)
+    if kind == "laplace":
+        return np.clip(np.round(rng.laplace(0, draw(st.sampled_from([0.3, 3.0, 30.0])), n)), -127, 127) \
+            .astype(np.int8).view(np.uint8)
+    if kind == "one":
+        return np.full(n, draw(st.integers(0, 255)), np.uint8)
+    if kind == "two":
+        return np.where(rng.random(n) < 0.999, 7, 200).astype(np.uint8)
+    return rng.choice(np.array([0, 1, 128, 255], np.uint8), n)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=symbol_arrays())
+def test_roundtrip_constriction_and_numpy_fallback(s):
+    blob = entropy.encode(s)
+    assert np.array_equal(entropy.decode(blob), s)
+    assert np.array_equal(entropy.decode_numpy(blob), s)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=symbol_arrays(), tail=st.binary(max_size=300))
+def test_ans_compressor_roundtrip(s, tail):
+    data = s.tobytes() + tail
+    comp = get_compressor("ans")
+    packed = comp.compress(data)
+    assert comp.decompress(packed, max_output=len(data)) == data
+    assert comp.compress_chunks([data[:7], data[7:]], len(data)) == packed
+    if data:
+        with pytest.raises(ValueError, match="exceeds limit"):
+            comp.decompress(packed, max_output=len(data) - 1)
+
+
+def test_size_is_floor_plus_table_within_a_tenth_of_a_percent():
+    rng = np.random.default_rng(0)
+    s = np.clip(np.round(rng.normal(0, 6, 1_000_000)), -31, 31).astype(np.int8).view(np.uint8)
+    c = entropy.counts(s)
+    floor = entropy.entropy_bits(c) / 8
+    blob = entropy.encode(s)
+    assert floor + entropy.table_bytes(c) < len(blob) <= (floor + entropy.table_bytes(c)) * 1.001 + 16
+    assert math.isclose(entropy.entropy_bits(np.array([0, 1, 2, 3] * 4, np.uint8)), 32.0)
+
+
+def test_table_is_exact_and_valid():
+    c = np.bincount(np.r_[[3] * 1_000_000, [9]], minlength=256)
+    present, f = entropy.quantize_table(c)
+    assert present.tolist() == [3, 9] and f.tolist() == [65535, 1]
+
+
+def test_corrupt_streams_are_value_errors():
+    comp = get_compressor("ans")
+    packed = comp.compress(b"abc" * 1000)
+    for bad in (packed[:-1], packed + b"x", packed[:6]):
+        with pytest.raises(ValueError):
+            comp.decompress(bad, max_output=10_000)
+
+
+def test_segments_follow_statistics():
+    assert ans_segments(bytes(100_000) + bytes(range(256)) * 400) == [65536, 65536, 71328]
+    assert sum(ans_segments(bytes(range(256)) * 1000)) == 256_000 and len(ans_segments(bytes(range(256)) * 1000)) == 1
