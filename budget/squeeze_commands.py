@@ -1,0 +1,41 @@
+"""`pgolf squeeze`: the best lossless coding per tensor, floors and every codec side by side.
+
+    pgolf squeeze final_model.pt --plan int6
+    pgolf squeeze --baseline --plan official-int8 --codecs zlib,ans --json
+"""
+from __future__ import annotations
+
+import sys
+
+from pgolf.budget.commands import _add_input, _state_source, _with_path
+from pgolf.budget.errors import PgolfInputError
+
+
+def register(subparsers) -> None:
+    from pgolf.budget.exact.squeeze import DEFAULT_CODECS
+
+    p = subparsers.add_parser("squeeze", help="per tensor: order-0 and conditional floors, bytes under every codec",
+                              description="Quantize under a plan and measure each tensor's stored values: H(q), "
+                                          "H(q|row group), H(q|column group), the exact bytes under each codec "
+                                          "(order-0 ANS table included), the best choice, totals and the net "
+                                          "saving over brotli-11 + byte-shuffle after the decoder's code bytes.")
+    _add_input(p)
+    p.add_argument("--plan", default="official-int8", help="preset, scheme or plan .json (default official-int8)")
+    p.add_argument("--codecs", default=",".join(DEFAULT_CODECS),
+                   help=f"comma-separated, from {', '.join(DEFAULT_CODECS)} (default: all)")
+    p.add_argument("--markdown", action="store_true", help="print markdown instead of text")
+    p.set_defaults(handler=run_squeeze)
+
+
+def run_squeeze(args) -> int:
+    from pgolf.budget.exact.squeeze import squeeze
+
+    sd, _, source = _state_source(args)
+    codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
+    try:
+        report = squeeze(sd, args.plan, codecs, quiet=args.quiet, source=source)
+    except PgolfInputError as exc:
+        raise _with_path(exc, args.input) from None
+    text = report.to_json() if args.json else report.to_markdown() if args.markdown else report.to_text(max_rows=None)
+    sys.stdout.write(text + "\n")
+    return 0
