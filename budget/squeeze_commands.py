@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--plan", default="official-int8", help="preset, scheme or plan .json (default official-int8)")
     p.add_argument("--codecs", default=",".join(DEFAULT_CODECS),
                    help=f"comma-separated, from {', '.join(DEFAULT_CODECS)} (default: all)")
+    p.add_argument("--layout", default="as-is", choices=("as-is", "transpose", "sorted-rows"),
+                   help="symbol layout before coding: sorted-rows adds the stored permutation's bytes")
+    p.add_argument("--permute-mlp", action="store_true",
+                   help="first reorder MLP hidden units (fc rows with proj columns): free, the model is invariant")
     p.add_argument("--markdown", action="store_true", help="print markdown instead of text")
     p.set_defaults(handler=run_squeeze)
 
@@ -33,7 +37,8 @@ def run_squeeze(args) -> int:
     sd, _, source = _state_source(args)
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
     try:
-        report = squeeze(sd, args.plan, codecs, quiet=args.quiet, source=source)
+        report = squeeze(sd, args.plan, codecs, quiet=args.quiet, source=source, layout=args.layout,
+                         permute_mlp=args.permute_mlp)
     except PgolfInputError as exc:
         raise _with_path(exc, args.input) from None
     text = report.to_json() if args.json else report.to_markdown() if args.markdown else report.to_text(max_rows=None)

@@ -67,3 +67,16 @@ def test_cli_json_and_markdown(tmp_path, capsys):
     assert main(["squeeze", str(path), "--plan", "int6", "--codecs", "ans", "--markdown", "--quiet"]) == 0
     assert "| name |" in capsys.readouterr().out
     assert set(CODEC_COLUMNS.values()) <= set(COLUMNS)
+
+
+def test_layouts_keep_floors_and_count_the_permutation():
+    sd = model()
+    plain = squeeze(sd, "int6", codecs=("zlib", "ans")).frame.set_index("name")
+    rows = squeeze(sd, "int6", codecs=("zlib", "ans"), layout="sorted-rows").frame.set_index("name")
+    tr = squeeze(sd, "int6", codecs=("ans",), layout="transpose", permute_mlp=True).frame.set_index("name")
+    # order-0 is permutation invariant: ANS differs by exactly the stored permutation (256 rows x 8 bits)
+    assert rows.loc["mlp.fc.weight", "ans_bytes"] == plain.loc["mlp.fc.weight", "ans_bytes"] + 256
+    assert tr.loc["emb.weight", "ans_bytes"] == plain.loc["emb.weight", "ans_bytes"]
+    assert (rows.entropy_bytes == plain.entropy_bytes).all()
+    with pytest.raises(PgolfInputError, match="layout"):
+        squeeze(sd, "int6", layout="zigzag")

@@ -8,6 +8,10 @@ the exact bytes of those values under zlib-9, zstd-22, lzma-9e, brotli-11 + byte
 ANS (files/entropy.py: table included) and zpaq when installed. Scales are left out: every coding
 of the symbols stores them alike.
 
+Layouts (quant/permute.py), applied to each 2-D one-byte symbol matrix before coding: `as-is`,
+`transpose`, `sorted-rows` (rows by mean |q|, the permutation's bytes added to every codec's);
+`permute_mlp=True` first reorders the MLP hidden units, free since the model is invariant.
+
 >>> import torch
 >>> sd = {"w": torch.randn(256, 300, generator=torch.Generator().manual_seed(0))}
 >>> r = squeeze(sd, "int6", codecs=("zlib", "ans"))
@@ -28,6 +32,7 @@ from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.progress import progress
+from pgolf.budget.quant.permute import permutation_bytes, permute_mlp as _permute_mlp
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.report_base import Report
 
@@ -37,6 +42,17 @@ CODEC_COLUMNS = {"zlib": "zlib_bytes", "zstd": "zstd_bytes", "lzma": "lzma_bytes
 DEFAULT_CODECS = tuple(CODEC_COLUMNS)
 REFERENCE = "brotli+byte-shuffle"
 GROUPS = 16
+LAYOUTS = ("as-is", "transpose", "sorted-rows")
+
+
+def _laid_out(mat: np.ndarray | None, values: bytes, layout: str) -> tuple[bytes, int]:
+    """(the values in `layout`, bytes of side information it needs)."""
+    if mat is None or layout == "as-is":
+        return values, 0
+    if layout == "transpose":
+        return np.ascontiguousarray(mat.T).tobytes(), 0
+    order = np.argsort(-np.abs(mat.astype(np.int16)).mean(axis=1), kind="stable")
+    return np.ascontiguousarray(mat[order]).tobytes(), permutation_bytes(mat.shape[0])
 
 
 def conditional_floor_bytes(sym: np.ndarray, axis: int, groups: int = GROUPS) -> float:
@@ -73,7 +89,7 @@ def _symbols_matrix(item) -> np.ndarray | None:
     return np.frombuffer(item.values, np.int8).reshape(item.shape[0], -1)
 
 
-def _row(item, comps: dict[str, object]) -> dict:
+def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
     values = item.values
     c = entropy.counts(np.frombuffer(values, np.uint8))
     row = {"name": item.name, "shape": item.shape, "scheme": item.scheme.name, "values_bytes": len(values),
@@ -82,13 +98,14 @@ def _row(item, comps: dict[str, object]) -> dict:
     row["entropy_row_group_bytes"] = conditional_floor_bytes(mat, 0) if mat is not None else float("nan")
     row["entropy_col_group_bytes"] = conditional_floor_bytes(mat, 1) if mat is not None else float("nan")
     row["ans_table_bytes"] = entropy.table_bytes(c) if values else 0
+    values, side = _laid_out(mat, values, layout)
     for spec, comp in comps.items():
         if comp is None:
             row[CODEC_COLUMNS[spec]] = float("nan")
         elif spec == "ans":
-            row["ans_bytes"] = len(entropy.encode(np.frombuffer(values, np.uint8)))
+            row["ans_bytes"] = len(entropy.encode(np.frombuffer(values, np.uint8))) + side
         else:
-            row[CODEC_COLUMNS[spec]] = len(comp.compress(values))
+            row[CODEC_COLUMNS[spec]] = len(comp.compress(values)) + side
     measured = {s: row[CODEC_COLUMNS[s]] for s, comp in comps.items() if comp is not None}
     best = min(measured, key=lambda s: (measured[s], s))
     row["best_codec"], row["best_bytes"] = best, int(measured[best])
@@ -96,9 +113,15 @@ def _row(item, comps: dict[str, object]) -> dict:
 
 
 def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DEFAULT_CODECS,
-            quiet: bool = True, source: str = "") -> SqueezeReport:
+            quiet: bool = True, source: str = "", layout: str = "as-is", permute_mlp: bool = False) -> SqueezeReport:
     """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted)."""
     plan = resolve_plan(plan)
+    if layout not in LAYOUTS:
+        from pgolf.budget.errors import PgolfInputError
+
+        raise PgolfInputError(None, f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    if permute_mlp:
+        sd = _permute_mlp(sd)[0]
     unknown = [c for c in codecs if c not in CODEC_COLUMNS]
     if unknown:
         from pgolf.budget.errors import PgolfInputError
@@ -111,9 +134,9 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
         if not comp.available:
             notes.append(f"{spec} not measured: {comp.reason}")
     items = [i for i in assign(sd, plan, check_finite=False) if i.tied_to is None]
-    rows = [_row(quantize_item(i), comps) for i in progress(items, desc="squeeze", total=len(items), quiet=quiet)]
+    rows = [_row(quantize_item(i), comps, layout) for i in progress(items, desc="squeeze", total=len(items), quiet=quiet)]
     frame = pd.DataFrame(rows)
-    head = {"source": source, "plan": plan.name, "params": int(sum(np.prod(i.shape) for i in items)),
+    head = {"source": source, "plan": plan.name, "layout": layout + (" + permute-mlp" if permute_mlp else ""), "params": int(sum(np.prod(i.shape) for i in items)),
             "entropy_bytes": round(float(frame["entropy_bytes"].sum()), 1),
             # tensors without a conditional floor (not 2-D one-byte symbols) count their order-0 floor
             "entropy_row_group_bytes": round(float(frame["entropy_row_group_bytes"].fillna(frame["entropy_bytes"]).sum()), 1),
