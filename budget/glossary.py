@@ -40,7 +40,9 @@ COLUMNS: dict[str, str] = {
     "ans_bytes": "the tensor's stored values as one order-0 table + ANS stream (constriction), headers included",
     "zpaq_bytes": "the tensor's stored values compressed alone by ZPAQ level 5 (the zpaq package)",
     "layout": "symbol layout before coding (pgolf squeeze --layout): as-is, transpose, sorted-rows (+ permute-mlp)",
-    "best_codec": "the codec with the fewest bytes for this tensor (ties: alphabetical)",
+    "ans_row16_bytes": "the stored values as 16 row classes (by mean |q|), one ANS table each, labels included",
+    "ans_col16_bytes": "the stored values as 16 column classes (by mean |q|), one ANS table each, labels included",
+    "best_codec": "the codec the emitted decoder reads with the fewest bytes for this tensor (ties: alphabetical)",
     "best_bytes": "bytes under best_codec",
     "net_saving_bytes": "brotli_shuffle_bytes - best_bytes - bytes_code_decoder, totals over tensors",
     # totals (budget)

@@ -78,3 +78,14 @@ def test_corrupt_streams_are_value_errors():
 def test_segments_follow_statistics():
     assert ans_segments(bytes(100_000) + bytes(range(256)) * 400) == [65536, 65536, 71328]
     assert sum(ans_segments(bytes(range(256)) * 1000)) == 256_000 and len(ans_segments(bytes(range(256)) * 1000)) == 1
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), axis=st.integers(0, 1), groups=st.integers(1, 20),
+       seed=st.integers(0, 2 ** 16))
+def test_grouped_ans_roundtrip(rows, cols, axis, groups, seed):
+    from pgolf.budget.files.grouped_ans import decode_grouped, encode_grouped
+
+    rng = np.random.default_rng(seed)
+    q = np.clip(np.round(rng.normal(0, 1, (rows, cols)) * rng.random((rows, 1)) * 20), -31, 31).astype(np.int8)
+    assert np.array_equal(decode_grouped(encode_grouped(q, axis, groups), q.shape), q)

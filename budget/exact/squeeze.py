@@ -31,6 +31,7 @@ from pgolf.budget.exact.build import assign, quantize_item
 from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.files.grouped_ans import classes, encode_grouped
 from pgolf.budget.progress import progress
 from pgolf.budget.quant.permute import permutation_bytes, permute_mlp as _permute_mlp
 from pgolf.budget.quant.plans import Plan, resolve_plan
@@ -38,7 +39,11 @@ from pgolf.budget.report_base import Report
 
 # frame column -> compressor spec ("ans": one order-0 table for the whole tensor)
 CODEC_COLUMNS = {"zlib": "zlib_bytes", "zstd": "zstd_bytes", "lzma": "lzma_bytes",
-                 "brotli+byte-shuffle": "brotli_shuffle_bytes", "ans": "ans_bytes", "zpaq": "zpaq_bytes"}
+                 "brotli+byte-shuffle": "brotli_shuffle_bytes", "ans": "ans_bytes", "zpaq": "zpaq_bytes",
+                 "ans:row16": "ans_row16_bytes", "ans:col16": "ans_col16_bytes"}
+# one table per class of 16 row / column classes (files/grouped_ans.py): measured exactly, but not
+# yet in the emitted decoder, so never the best choice
+GROUPED = {"ans:row16": 0, "ans:col16": 1}
 DEFAULT_CODECS = tuple(CODEC_COLUMNS)
 REFERENCE = "brotli+byte-shuffle"
 GROUPS = 16
@@ -63,10 +68,7 @@ def conditional_floor_bytes(sym: np.ndarray, axis: int, groups: int = GROUPS) ->
     >>> conditional_floor_bytes(q, 0, 2), entropy.entropy_bits(q.view(np.uint8)) / 8
     (0.5, 1.5)
     """
-    mag = np.abs(sym.astype(np.int16)).mean(axis=1 - axis)
-    order = np.argsort(mag, kind="stable")
-    label = np.empty(order.size, np.int64)
-    label[order] = np.arange(order.size) * groups // max(order.size, 1)
+    label = classes(sym, axis, groups)
     u = sym.view(np.uint8)
     bits = 0.0
     for g in np.unique(label):
@@ -100,13 +102,16 @@ def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
     row["ans_table_bytes"] = entropy.table_bytes(c) if values else 0
     values, side = _laid_out(mat, values, layout)
     for spec, comp in comps.items():
-        if comp is None:
+        if spec in GROUPED:
+            row[CODEC_COLUMNS[spec]] = float("nan") if mat is None else \
+                len(encode_grouped(np.frombuffer(values, np.int8).reshape(mat.shape), GROUPED[spec], GROUPS)) + side
+        elif comp is None:
             row[CODEC_COLUMNS[spec]] = float("nan")
         elif spec == "ans":
             row["ans_bytes"] = len(entropy.encode(np.frombuffer(values, np.uint8))) + side
         else:
             row[CODEC_COLUMNS[spec]] = len(comp.compress(values)) + side
-    measured = {s: row[CODEC_COLUMNS[s]] for s, comp in comps.items() if comp is not None}
+    measured = {s: row[CODEC_COLUMNS[s]] for s, comp in comps.items() if comp is not None and s not in GROUPED}
     best = min(measured, key=lambda s: (measured[s], s))
     row["best_codec"], row["best_bytes"] = best, int(measured[best])
     return row
@@ -129,7 +134,7 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
         raise PgolfInputError(None, f"squeeze codecs are {', '.join(CODEC_COLUMNS)}; not {', '.join(unknown)}")
     comps, notes = {}, []
     for spec in codecs:
-        comp = get_compressor(spec)
+        comp = get_compressor("ans" if spec in GROUPED else spec)
         comps[spec] = comp if comp.available else None
         if not comp.available:
             notes.append(f"{spec} not measured: {comp.reason}")
@@ -142,8 +147,10 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
             "entropy_row_group_bytes": round(float(frame["entropy_row_group_bytes"].fillna(frame["entropy_bytes"]).sum()), 1),
             "entropy_col_group_bytes": round(float(frame["entropy_col_group_bytes"].fillna(frame["entropy_bytes"]).sum()), 1)}
     for spec, comp in comps.items():
-        if comp is not None:
-            head[CODEC_COLUMNS[spec]] = int(frame[CODEC_COLUMNS[spec]].sum())
+        if comp is not None:  # grouped ANS: tensors without a symbol matrix count their plain ANS bytes
+            col = frame[CODEC_COLUMNS[spec]]
+            head[CODEC_COLUMNS[spec]] = int(col.fillna(frame["ans_bytes"]).sum() if spec in GROUPED and
+                                            "ans_bytes" in frame else col.sum())
     head["best_bytes"] = int(frame["best_bytes"].sum())
     head["bytes_code_decoder"] = _decoder_cost(sd, plan, set(frame["best_codec"]))
     if REFERENCE in comps and comps[REFERENCE] is not None:
