@@ -90,3 +90,13 @@ def test_column_tables_pay_off_where_columns_differ():
     assert fc.best_codec == "ans"  # grouped tables are not in the emitted decoder yet
     f = r.frame
     assert r.headline["ans_col16_bytes"] == int(f.ans_col16_bytes.fillna(f.ans_bytes).sum())
+
+
+def test_plot_has_one_marker_per_tensor_and_codec():
+    from pgolf.figures.squeeze_plots import plot_squeeze, squeeze_frame
+
+    r = squeeze(model(), "int6", codecs=("zlib", "ans"))
+    frame = squeeze_frame(r)
+    assert len(frame) == 2 * 3 and (frame.ratio_to_entropy > 0.9).all()
+    ax = plot_squeeze(r.to_dict()["tensors"])
+    assert sum(len(line.get_xdata()) for line in ax.lines) == 6 + 2  # markers + the floor line's two ends
