@@ -36,7 +36,7 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
 # else the same ANS decode in Python integers (identical symbols, ~2 us each).
 _ANS = '''def _a(b):
  k=struct.unpack_from("<I",b)[0];p=4;o=[]
- for _ in range(k):m=struct.unpack_from("<I",b,p)[0];o.append(_s(b[p+4:p+4+m]));p+=4+m
+ for _ in range(k):m=struct.unpack_from("<I",b,p)[0];o.append(_s(b[p+8:p+8+m]));p+=8+m
  return b"".join(o)
 def _s(b):
  N=struct.unpack_from("<I",b)[0]

@@ -201,8 +201,8 @@ def _compress_ans(data: bytes) -> bytes:
     arr = np.frombuffer(data, np.uint8)
     parts, pos = [], 0
     for n in ans_segments(data):
-        blob = entropy.encode(arr[pos:pos + n])
-        parts.append(struct.pack("<I", len(blob)) + blob)
+        blob = entropy.encode(arr[pos:pos + n])  # ANS has no check of its own: a CRC-32 per segment
+        parts.append(struct.pack("<II", len(blob), zlib.crc32(arr[pos:pos + n])) + blob)
         pos += n
     return struct.pack("<I", len(parts)) + b"".join(parts)
 
@@ -212,23 +212,29 @@ def _decompress_ans(data: bytes, limit: int) -> bytes:
         (k,) = struct.unpack_from("<I", data, 0)
         pos, blobs, total = 4, [], 0
         for _ in range(k):
-            (m,) = struct.unpack_from("<I", data, pos)
-            blob = data[pos + 4:pos + 4 + m]
+            m, crc = struct.unpack_from("<II", data, pos)
+            blob = data[pos + 8:pos + 8 + m]
             if len(blob) != m:
                 raise ValueError("truncated ans stream")
             total += struct.unpack_from("<I", blob, 0)[0]
             if total > limit:
                 raise _too_big(limit)
-            blobs.append(blob)
-            pos += 4 + m
+            blobs.append((blob, crc))
+            pos += 8 + m
     except struct.error:
         raise ValueError("truncated ans stream") from None
     if pos != len(data):
         raise ValueError(f"{len(data) - pos} trailing bytes after the ans stream")
-    try:
-        return b"".join(entropy.decode(b).tobytes() for b in blobs)
-    except (IndexError, struct.error) as exc:
-        raise ValueError(f"corrupt ans stream ({type(exc).__name__})") from None
+    out = []
+    for blob, crc in blobs:
+        try:
+            part = entropy.decode(blob).tobytes()
+        except (IndexError, struct.error, ValueError) as exc:
+            raise ValueError(f"corrupt ans stream ({exc if isinstance(exc, ValueError) else type(exc).__name__})") from None
+        if zlib.crc32(part) != crc:
+            raise ValueError("corrupt ans stream (CRC-32 mismatch)")
+        out.append(part)
+    return b"".join(out)
 
 
 def _decompress_zpaq(data: bytes, limit: int) -> bytes:
