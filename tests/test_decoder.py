@@ -137,7 +137,7 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle")])
+@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans")])
 def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
     """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
     import json
