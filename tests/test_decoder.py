@@ -14,7 +14,7 @@ from pgolf.budget.quant.plans import PRESETS, Plan
 from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
 
-COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)", "ans", "zpaq:2",
+COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)", "ans", "zpaq:2", "best",
                "ans+transpose(250)")
 EXTRA_PLANS = ("int6:packed", "int4:group(64):packed", "int3:group(100)", "ternary:packed", "ternary:byte",
                "ternary:group(64)", "binary", "binary:byte", "fp8_e4m3", "bf16",

@@ -30,7 +30,16 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "brotli": ("brotli", "brotli.decompress(b)"),
     "zpaq": ("zpaq", "zpaq.decompress(b)"),
     "ans": ("struct", "_a(b)"),
+    "best": ("struct", "_b(b)"),
 }
+_BEST = '''import zstandard as Z,lzma,brotli
+def _b(b):
+ k=struct.unpack_from("<I",b)[0];p=4;o=[]
+ for _ in range(k):
+  c,m=struct.unpack_from("<BI",b,p);x=b[p+5:p+5+m];p+=5+m
+  o.append(_a(x) if c==0 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x))
+ return b"".join(o)
+'''
 
 # files/entropy.py's format, segments of files/compressors.py's `ans`: constriction when importable,
 # else the same ANS decode in Python integers (identical symbols, ~2 us each).
@@ -167,7 +176,8 @@ def decoder_for(schemes, compressor) -> str:
     module, expression = _DECOMPRESS[comp.codec]
     imports = ["torch as t", "numpy as n"] + ([module] if module else [])
     body = f" b=open(p,'rb').read();b={expression.replace('(b)', '(b[8+b[7]:])') if module else 'b[8+b[7]:]'}\n"
-    ans = [_ANS] if comp.codec == "ans" else []
+    ans = [_ANS] if comp.codec in ("ans", "best") else []
+    ans += [_BEST] if comp.codec == "best" else []
     for tr in reversed(comp.transforms):
         body += f" b=_r(b,{tr.width})\n"
     parts = ans + ([_REGROUP] if comp.transforms else [])

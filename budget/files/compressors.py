@@ -4,7 +4,9 @@ Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `
 `lzma:9e` (preset 9 | extreme, the default), `brotli+byte-shuffle`, `zlib+transpose(1024)`.
 `ans` is order-0 entropy coding (entropy.py) of segments whose byte statistics differ: the data
 cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
-of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5).
+of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5);
+`best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
+smallest (measured; a byte names the choice), so it is slow: every candidate runs on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
   low and high bytes of fp16 scales apart, as the records did before brotli-11);
@@ -45,7 +47,7 @@ _zpaq, _ZPAQ_REASON = _optional("zpaq")
 
 ZSTD_WINDOW_LOG = 27      # `zstd --long` window: 128 MiB, larger than any artifact
 BROTLI_LGWIN = 24         # brotli's largest standard window (16 MiB)
-DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5}
+DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5, "best": None}
 LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12),
                 "zpaq": range(1, 6)}
 ANS_BLOCK = 1 << 16
@@ -237,6 +239,40 @@ def _decompress_ans(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
+BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
+
+
+def _compress_best(data: bytes) -> bytes:
+    parts, pos = [], 0
+    for n in ans_segments(data):
+        seg = data[pos:pos + n]
+        pos += n
+        coded = [Compressor(c)._encode([seg], n) for c in BEST_CANDIDATES]
+        i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
+        parts.append(struct.pack("<BI", i, len(coded[i])) + coded[i])
+    return struct.pack("<I", len(parts)) + b"".join(parts)
+
+
+def _decompress_best(data: bytes, limit: int) -> bytes:
+    out, total, pos = [], 0, 4
+    try:
+        (k,) = struct.unpack_from("<I", data, 0)
+        for _ in range(k):
+            i, m = struct.unpack_from("<BI", data, pos)
+            blob = data[pos + 5:pos + 5 + m]
+            if len(blob) != m or i >= len(BEST_CANDIDATES):
+                raise ValueError("truncated best stream" if len(blob) != m else f"unknown codec id {i}")
+            part = Compressor(BEST_CANDIDATES[i]).decompress(blob, limit - total)
+            total += len(part)
+            out.append(part)
+            pos += 5 + m
+    except struct.error:
+        raise ValueError("truncated best stream") from None
+    if pos != len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes after the best stream")
+    return b"".join(out)
+
+
 def _decompress_zpaq(data: bytes, limit: int) -> bytes:
     out = _zpaq.decompress(data)  # the package offers no output cap: checked after
     if len(out) > limit:
@@ -262,7 +298,7 @@ class Compressor:
             raise ValueError(f"unknown compressor {self.codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
         if self.level is None:
             object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
-        elif self.codec in ("none", "ans"):
+        elif self.codec in ("none", "ans", "best"):
             raise ValueError(f"'{self.codec}' takes no level")
         elif not _level_ok(self.codec, self.level):
             hint = "0..9 or 0e..9e" if self.codec == "lzma" else f"{min(LEVEL_RANGES[self.codec])}.." \
@@ -281,7 +317,8 @@ class Compressor:
     @property
     def reason(self) -> str:
         return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON, "zpaq": _ZPAQ_REASON,
-                "ans": entropy.CONSTRICTION_REASON}.get(self.codec, "")
+                "ans": entropy.CONSTRICTION_REASON,
+                "best": entropy.CONSTRICTION_REASON or _ZSTD_REASON or _BROTLI_REASON}.get(self.codec, "")
 
     def require(self) -> None:
         if not self.available:
@@ -295,7 +332,7 @@ class Compressor:
             return lzma.LZMACompressor(preset=_lzma_preset(self.level))
         if self.codec == "zstd":
             return _zstd.ZstdCompressor(compression_params=_zstd_params(self.level, size)).compressobj(size=size)
-        if self.codec in ("ans", "zpaq"):
+        if self.codec in ("ans", "zpaq", "best"):
             return _WholeStream(self)
         if self.codec == "brotli":
             return _BrotliStream(_brotli.Compressor(quality=self.level, lgwin=BROTLI_LGWIN))
@@ -335,7 +372,8 @@ class Compressor:
                 out = bytes(data)
             else:
                 fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
-                      "brotli": _decompress_brotli, "ans": _decompress_ans, "zpaq": _decompress_zpaq}[self.codec]
+                      "brotli": _decompress_brotli, "ans": _decompress_ans, "zpaq": _decompress_zpaq,
+                      "best": _decompress_best}[self.codec]
                 out = fn(data, max_output)
         except _CODEC_ERRORS as exc:
             raise ValueError(f"corrupt {self.codec} stream ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -366,6 +404,8 @@ class _WholeStream:
         data = b"".join(self.parts)
         if self.comp.codec == "ans":
             return _compress_ans(data)
+        if self.comp.codec == "best":
+            return _compress_best(data)
         return _zpaq.compress(data, level=self.comp.level, threads=1)
 
 
