@@ -10,6 +10,8 @@ values as one stream (what an artifact compresses), the best choice net of the d
 bytes against both, and order-0 ANS against floor + tables (target: within 0.1%). Speed: ANS
 encode + decode of every tensor's symbols (constriction, one thread), scaled to 36M symbols
 (target: 10 s). --quick: the synthetic model under sdclip-int6-int8emb only, no zpaq.
+--artifacts: instead, whole artifacts of the synthetic model under ans, brotli+byte-shuffle and
+best (build_artifact bytes, build and read-back seconds).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-from pgolf.budget.exact.build import assign, quantize_item
+from pgolf.budget.exact.build import assign, build_artifact, quantize_item
+from pgolf.budget.exact.decode import read_artifact
 from pgolf.budget.exact.squeeze import DEFAULT_CODECS, squeeze
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
@@ -64,12 +67,32 @@ def one(label, sd, plan, codecs) -> dict:
     return h
 
 
+def artifacts(sd) -> list[dict]:
+    out = []
+    for plan in PLANS:
+        for comp in ("ans", "brotli+byte-shuffle", "best"):
+            t0 = time.perf_counter()
+            blob = build_artifact(sd, plan, comp)
+            t1 = time.perf_counter()
+            read_artifact(blob)
+            out.append({"plan": plan, "compressor": comp, "bytes_model": len(blob), "build_s": round(t1 - t0, 1),
+                        "read_s": round(time.perf_counter() - t1, 1)})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--artifacts", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.artifacts:
+        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0))
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
     codecs = tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
     models = [("synthetic-17M", synthetic_state_dict(baseline_specs(), seed=0))]
     if not args.quick:
