@@ -50,13 +50,15 @@ _ANS = '''def _a(b):
 def _s(b):
  N=struct.unpack_from("<I",b)[0]
  if N==0:return b""
- k=b[4]+1;P=n.frombuffer(b,n.uint8,k,5);p=5+k;F=[]
+ k=b[4]+1;F=[];f=0
+ if k>32:P=n.flatnonzero(n.unpackbits(n.frombuffer(b,n.uint8,32,5),bitorder="little")).astype(n.uint8);p=37
+ else:P=n.frombuffer(b,n.uint8,k,5);p=5+k
  for _ in range(k):
   v=s=0
   while 1:
    c=b[p];p+=1;v|=(c&127)<<s;s+=7
    if c<128:break
-  F.append(v)
+  f+=(v>>1)^-(v&1);F.append(f)
  if k==1:return P.tobytes()*N
  W=n.frombuffer(b,"<u4",struct.unpack_from("<I",b,p)[0],p+4);F=n.array(F)
  try:

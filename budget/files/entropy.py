@@ -5,8 +5,9 @@
 24-bit precision); `decode_numpy` reads the same stream with numpy and Python integers only, the
 fallback a submission can ship when constriction is not installed. Both give identical symbols.
 
-Format (little-endian): u32 n symbols; u8 k-1 (symbols present); k symbol bytes; k LEB128
-frequencies summing to 2**PRECISION; u32 word count; the words.
+Format (little-endian): u32 n symbols; u8 k-1 (symbols present); the present symbols as k bytes
+(k <= 32) or a 256-bit bitmap; k LEB128 zigzag differences of consecutive frequencies (summing to
+2**TABLE_BITS; smooth histograms give one-byte differences); u32 word count; the words.
 
 >>> import numpy as np
 >>> s = np.frombuffer(b"abracadabra" * 20, np.uint8)
@@ -85,10 +86,20 @@ def _leb(values) -> bytes:
     return bytes(out)
 
 
+def _table(present: np.ndarray, f: np.ndarray) -> bytes:
+    k = present.size
+    if k > 32:
+        head = np.packbits(np.isin(np.arange(256), present).astype(np.uint8), bitorder="little").tobytes()
+    else:
+        head = present.tobytes()
+    d = np.diff(f, prepend=0).tolist()
+    return bytes([k - 1]) + head + _leb(2 * v if v >= 0 else -2 * v - 1 for v in d)
+
+
 def table_bytes(c: np.ndarray) -> int:
     """Bytes the stored table of these 256 counts takes (without the n and word-count fields)."""
     present, f = quantize_table(c)
-    return 1 + present.size + len(_leb(f))
+    return len(_table(present, f)) if present.size else 0
 
 
 def encode(symbols: np.ndarray) -> bytes:
@@ -100,7 +111,7 @@ def encode(symbols: np.ndarray) -> bytes:
     head = struct.pack("<I", s.size)
     if s.size == 0:
         return head
-    table = bytes([present.size - 1]) + present.tobytes() + _leb(f)
+    table = _table(present, f)
     if present.size == 1:
         return head + table
     index = np.zeros(256, np.int32)
@@ -118,8 +129,14 @@ def _parse(blob: bytes):
     if n == 0:
         return n, None, None, None
     k = blob[4] + 1
-    present = np.frombuffer(blob, np.uint8, k, 5)
-    pos, f = 5 + k, []
+    if k > 32:
+        bits = np.unpackbits(np.frombuffer(blob, np.uint8, 32, 5), bitorder="little")
+        present, pos = np.flatnonzero(bits).astype(np.uint8), 37
+        if present.size != k:
+            raise ValueError("corrupt ans table")
+    else:
+        present, pos = np.frombuffer(blob, np.uint8, k, 5), 5 + k
+    f, acc = [], 0
     for _ in range(k):
         v = shift = 0
         while True:
@@ -129,7 +146,8 @@ def _parse(blob: bytes):
             shift += 7
             if b < 128:
                 break
-        f.append(v)
+        acc += (v >> 1) ^ -(v & 1)
+        f.append(acc)
     f = np.array(f, np.int64)
     if k > 1 and f.sum() != 1 << TABLE_BITS or (f < 1).any():
         raise ValueError("corrupt ans table")
