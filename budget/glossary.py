@@ -39,7 +39,7 @@ COLUMNS: dict[str, str] = {
     "brotli_shuffle_bytes": "the tensor's stored values compressed alone by brotli-11 after byte-shuffle",
     "ans_bytes": "the tensor's stored values as one order-0 table + ANS stream (constriction), headers included",
     "zpaq_bytes": "the tensor's stored values compressed alone by ZPAQ level 5 (the zpaq package)",
-    "layout": "symbol layout before coding (pgolf squeeze --layout): as-is, transpose, sorted-rows (+ permute-mlp)",
+    "layout": "symbol layout before coding (pgolf squeeze --layout): as-is, transpose, sorted-rows (+ permute-mlp, + permute-heads)",
     "ans_row16_bytes": "the stored values as 16 row classes (by mean |q|), one ANS table each, labels included",
     "ans_col16_bytes": "the stored values as 16 column classes (by mean |q|), one ANS table each, labels included",
     "best_codec": "the codec the emitted decoder reads with the fewest bytes for this tensor (ties: alphabetical)",

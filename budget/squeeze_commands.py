@@ -27,6 +27,8 @@ def register(subparsers) -> None:
                    help="symbol layout before coding: sorted-rows adds the stored permutation's bytes")
     p.add_argument("--permute-mlp", action="store_true",
                    help="first reorder MLP hidden units (fc rows with proj columns): free, the model is invariant")
+    p.add_argument("--permute-heads", action="store_true",
+                   help="first reorder attention heads (c_q/c_k/c_v row blocks, q_gain, proj column blocks): free")
     p.add_argument("--markdown", action="store_true", help="print markdown instead of text")
     p.set_defaults(handler=run_squeeze)
 
@@ -38,7 +40,7 @@ def run_squeeze(args) -> int:
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
     try:
         report = squeeze(sd, args.plan, codecs, quiet=args.quiet, source=source, layout=args.layout,
-                         permute_mlp=args.permute_mlp)
+                         permute_mlp=args.permute_mlp, permute_heads=args.permute_heads)
     except PgolfInputError as exc:
         raise _with_path(exc, args.input) from None
     text = report.to_json() if args.json else report.to_markdown() if args.markdown else report.to_text(max_rows=None)

@@ -100,3 +100,16 @@ def test_plot_has_one_marker_per_tensor_and_codec():
     assert len(frame) == 2 * 3 and (frame.ratio_to_entropy > 0.9).all()
     ax = plot_squeeze(r.to_dict()["tensors"])
     assert sum(len(line.get_xdata()) for line in ax.lines) == 6 + 2  # markers + the floor line's two ends
+
+
+def test_free_permutations_keep_order0_bytes(capsys):
+    from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
+
+    sd = synthetic_state_dict(baseline_specs(2, 256, 4, 2, 2, 256), seed=1)
+    plain = squeeze(sd, "int6", codecs=("ans",))
+    moved = squeeze(sd, "int6", codecs=("ans",), permute_mlp=True, permute_heads=True)
+    assert moved.headline["layout"] == "as-is + permute-mlp + permute-heads"
+    assert moved.headline["ans_bytes"] == plain.headline["ans_bytes"]  # order-0 ignores order
+    assert moved.headline["entropy_bytes"] == plain.headline["entropy_bytes"]
+    assert main(["squeeze", "--baseline", "--plan", "int6", "--codecs", "gzip", "--quiet"]) == 2
+    assert "squeeze codecs are" in capsys.readouterr().err

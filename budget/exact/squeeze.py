@@ -10,7 +10,8 @@ of the symbols stores them alike.
 
 Layouts (quant/permute.py), applied to each 2-D one-byte symbol matrix before coding: `as-is`,
 `transpose`, `sorted-rows` (rows by mean |q|, the permutation's bytes added to every codec's);
-`permute_mlp=True` first reorders the MLP hidden units, free since the model is invariant.
+`permute_mlp=True` / `permute_heads=True` first reorder the MLP hidden units / attention heads,
+free since the model is invariant to both.
 
 >>> import torch
 >>> sd = {"w": torch.randn(256, 300, generator=torch.Generator().manual_seed(0))}
@@ -33,7 +34,7 @@ from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.files.grouped_ans import classes, encode_grouped
 from pgolf.budget.progress import progress
-from pgolf.budget.quant.permute import permutation_bytes, permute_mlp as _permute_mlp
+from pgolf.budget.quant.permute import permutation_bytes, permute_heads as _permute_heads, permute_mlp as _permute_mlp
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.report_base import Report
 
@@ -118,7 +119,8 @@ def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
 
 
 def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DEFAULT_CODECS,
-            quiet: bool = True, source: str = "", layout: str = "as-is", permute_mlp: bool = False) -> SqueezeReport:
+            quiet: bool = True, source: str = "", layout: str = "as-is", permute_mlp: bool = False,
+            permute_heads: bool = False) -> SqueezeReport:
     """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted)."""
     plan = resolve_plan(plan)
     if layout not in LAYOUTS:
@@ -127,6 +129,8 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
         raise PgolfInputError(None, f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     if permute_mlp:
         sd = _permute_mlp(sd)[0]
+    if permute_heads:
+        sd = _permute_heads(sd)[0]
     unknown = [c for c in codecs if c not in CODEC_COLUMNS]
     if unknown:
         from pgolf.budget.errors import PgolfInputError
@@ -141,7 +145,8 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
     items = [i for i in assign(sd, plan, check_finite=False) if i.tied_to is None]
     rows = [_row(quantize_item(i), comps, layout) for i in progress(items, desc="squeeze", total=len(items), quiet=quiet)]
     frame = pd.DataFrame(rows)
-    head = {"source": source, "plan": plan.name, "layout": layout + (" + permute-mlp" if permute_mlp else ""), "params": int(sum(np.prod(i.shape) for i in items)),
+    layout_name = layout + (" + permute-mlp" if permute_mlp else "") + (" + permute-heads" if permute_heads else "")
+    head = {"source": source, "plan": plan.name, "layout": layout_name, "params": int(sum(np.prod(i.shape) for i in items)),
             "entropy_bytes": round(float(frame["entropy_bytes"].sum()), 1),
             # tensors without a conditional floor (not 2-D one-byte symbols) count their order-0 floor
             "entropy_row_group_bytes": round(float(frame["entropy_row_group_bytes"].fillna(frame["entropy_bytes"]).sum()), 1),

@@ -4,6 +4,9 @@
   with the columns of `mlp.proj.weight`): relu(x W1^T)^2 W2^T is unchanged by any permutation
   of the hidden units applied to both, so this costs no bytes. The order sorts units by the
   L2 norm of their fc row, so units of similar scale sit side by side.
+- `permute_heads(sd)`: in each attention, kv heads reordered (row blocks of c_k, c_v) with their
+  query groups, and query heads within each group (row blocks of c_q, entries of q_gain, column
+  blocks of proj): attention per head and its output concatenation commute with both, so free too.
 - `reorder_rows(m)`: any matrix's rows sorted by a key; the model is not invariant, so the
   permutation must be stored: `permutation_bytes` counts it (ceil(log2 rows) bits per row).
 - `transpose`: columns become rows (for codecs with context, neighbours change).
@@ -50,6 +53,46 @@ def permute_mlp(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Ten
         out[prefix + FC] = sd[prefix + FC][perm].contiguous()
         out[prefix + PROJ] = sd[prefix + PROJ][:, perm].contiguous()
         perms[prefix] = perm
+    return out, perms
+
+
+def _blocks(n_blocks: int, size: int, order: Tensor) -> Tensor:
+    """Row indices that reorder `n_blocks` blocks of `size` rows by `order`."""
+    return (order[:, None] * size + torch.arange(size)[None, :]).reshape(-1)
+
+
+def permute_heads(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(a new state dict with attention heads reordered, prefix -> query-head permutation applied).
+
+    kv heads by descending c_k block norm, then query heads within each group by c_q block norm;
+    query head h reads kv head h // (heads / kv_heads), which the order keeps.
+    """
+    out, perms = dict(sd), {}
+    for name in sd:
+        if not name.endswith(".q_gain"):
+            continue
+        prefix = name[:-len("q_gain")]
+        keys = {k: prefix + k for k in ("c_q.weight", "c_k.weight", "c_v.weight", "proj.weight")}
+        if not all(k in sd for k in keys.values()):
+            continue
+        heads = sd[name].numel()
+        q = sd[keys["c_q.weight"]]
+        hd = q.shape[0] // heads
+        kv = sd[keys["c_k.weight"]].shape[0] // hd
+        if hd * heads != q.shape[0] or not kv or heads % kv:
+            continue
+        r = heads // kv
+        k_norm = sd[keys["c_k.weight"]].detach().double().reshape(kv, -1).norm(dim=1)
+        q_norm = q.detach().double().reshape(heads, -1).norm(dim=1).reshape(kv, r)
+        kv_order = torch.argsort(-k_norm, stable=True)
+        q_order = torch.cat([g * r + torch.argsort(-q_norm[g], stable=True) for g in kv_order.tolist()])
+        q_rows, kv_rows = _blocks(heads, hd, q_order), _blocks(kv, hd, kv_order)
+        out[keys["c_q.weight"]] = q[q_rows].contiguous()
+        out[keys["c_k.weight"]] = sd[keys["c_k.weight"]][kv_rows].contiguous()
+        out[keys["c_v.weight"]] = sd[keys["c_v.weight"]][kv_rows].contiguous()
+        out[keys["proj.weight"]] = sd[keys["proj.weight"]][:, q_rows].contiguous()
+        out[name] = sd[name][q_order].contiguous()
+        perms[prefix.rstrip(".")] = q_order
     return out, perms
 
 
