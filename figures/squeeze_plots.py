@@ -42,7 +42,7 @@ def squeeze_frame(data, top: int | None = 30) -> pd.DataFrame:
 @styled
 def draw_squeeze(frame: pd.DataFrame, ax: Axes | None = None, title: str | None = None) -> Axes:
     names = list(dict.fromkeys(frame["name"]))
-    ax = ax or new_axes(height=5.0, width=max(7.0, min(14.0, 2.0 + 0.35 * len(names))))
+    ax = ax or new_axes(height=5.0, width=max(9.0, min(14.0, 2.0 + 0.35 * len(names))))
     for j, codec in enumerate(dict.fromkeys(frame["codec"])):
         rows = frame[frame["codec"] == codec]
         ax.plot([names.index(n) for n in rows["name"]], rows["ratio_to_entropy"], "o", ms=4,
