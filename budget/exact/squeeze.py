@@ -162,6 +162,8 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
         head["net_saving_bytes"] = head["brotli_shuffle_bytes"] - head["best_bytes"] - head["bytes_code_decoder"]
     notes.append("bytes are the stored values (symbols) of each tensor coded alone; scales excluded; floors of "
                  f"row/column groups: {GROUPS} magnitude classes, their labels not counted")
+    notes.append("best_bytes mixes codecs per tensor (a measurement); `--compressor best` builds a real artifact "
+                 "choosing per segment among ans, zstd, lzma, brotli")
     return SqueezeReport(headline=head, frame=frame, notes=notes)
 
 
