@@ -89,3 +89,17 @@ def test_grouped_ans_roundtrip(rows, cols, axis, groups, seed):
     rng = np.random.default_rng(seed)
     q = np.clip(np.round(rng.normal(0, 1, (rows, cols)) * rng.random((rows, 1)) * 20), -31, 31).astype(np.int8)
     assert np.array_equal(decode_grouped(encode_grouped(q, axis, groups), q.shape), q)
+
+
+def test_best_takes_the_whole_stream_when_context_wins():
+    comp = get_compressor("best")
+    text = b"parameter golf squeezes bytes; " * 3000  # repeats: LZ context beats any order-0 segment
+    packed = comp.compress(text)
+    assert packed[:4] == b"\xff\xff\xff\xff" and comp.decompress(packed, max_output=len(text)) == text
+    assert len(packed) <= min(len(get_compressor(c).compress(text)) for c in ("zstd", "lzma", "brotli")) + 5
+    rng = np.random.default_rng(0)
+    symbols = np.clip(np.round(rng.normal(0, 6, 200_000)), -31, 31).astype(np.int8).tobytes()
+    mixed = symbols + bytes(range(256)) * 300
+    packed = comp.compress(mixed)
+    assert packed[:4] != b"\xff\xff\xff\xff" and comp.decompress(packed, max_output=len(mixed)) == mixed
+    assert len(packed) < len(get_compressor("brotli").compress(mixed))

@@ -33,11 +33,11 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "best": ("struct", "_b(b)"),
 }
 _BEST = '''import zstandard as Z,lzma,brotli
+def _d(c,x):return _a(x) if c==0 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x)
 def _b(b):
  k=struct.unpack_from("<I",b)[0];p=4;o=[]
- for _ in range(k):
-  c,m=struct.unpack_from("<BI",b,p);x=b[p+5:p+5+m];p+=5+m
-  o.append(_a(x) if c==0 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x))
+ if k>>31:return _d(b[4],b[5:])
+ for _ in range(k):c,m=struct.unpack_from("<BI",b,p);o.append(_d(c,b[p+5:p+5+m]));p+=5+m
  return b"".join(o)
 '''
 

@@ -6,7 +6,8 @@ Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `
 cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
 of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5);
 `best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
-smallest (measured; a byte names the choice), so it is slow: every candidate runs on all data.
+smallest (measured; a byte names the choice), or the whole data with one of them when that is
+smaller still (context across segments), so it is slow: every candidate runs twice on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
   low and high bytes of fp16 scales apart, as the records did before brotli-11);
@@ -240,6 +241,7 @@ def _decompress_ans(data: bytes, limit: int) -> bytes:
 
 
 BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
+WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
 
 
 def _compress_best(data: bytes) -> bytes:
@@ -250,13 +252,21 @@ def _compress_best(data: bytes) -> bytes:
         coded = [Compressor(c)._encode([seg], n) for c in BEST_CANDIDATES]
         i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
         parts.append(struct.pack("<BI", i, len(coded[i])) + coded[i])
-    return struct.pack("<I", len(parts)) + b"".join(parts)
+    out = struct.pack("<I", len(parts)) + b"".join(parts)
+    whole = [Compressor(c)._encode([data], len(data)) for c in BEST_CANDIDATES]
+    i = min(range(len(whole)), key=lambda j: (len(whole[j]), j))
+    return struct.pack("<IB", WHOLE, i) + whole[i] if len(whole[i]) + 5 < len(out) else out
 
 
 def _decompress_best(data: bytes, limit: int) -> bytes:
     out, total, pos = [], 0, 4
     try:
         (k,) = struct.unpack_from("<I", data, 0)
+        if k == WHOLE:
+            i = data[4]
+            if i >= len(BEST_CANDIDATES):
+                raise ValueError(f"unknown codec id {i}")
+            return Compressor(BEST_CANDIDATES[i]).decompress(data[5:], limit)
         for _ in range(k):
             i, m = struct.unpack_from("<BI", data, pos)
             blob = data[pos + 5:pos + 5 + m]
@@ -266,7 +276,7 @@ def _decompress_best(data: bytes, limit: int) -> bytes:
             total += len(part)
             out.append(part)
             pos += 5 + m
-    except struct.error:
+    except (struct.error, IndexError):
         raise ValueError("truncated best stream") from None
     if pos != len(data):
         raise ValueError(f"{len(data) - pos} trailing bytes after the best stream")
