@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgolf.budget.files import entropy
-from pgolf.budget.files.compressors import ans_segments, get_compressor
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.files.entropy import ans_segments
 
 
 @st.composite

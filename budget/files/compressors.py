@@ -51,7 +51,6 @@ BROTLI_LGWIN = 24         # brotli's largest standard window (16 MiB)
 DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5, "best": None}
 LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12),
                 "zpaq": range(1, 6)}
-ANS_BLOCK = 1 << 16
 _CHUNK = 1 << 16
 
 
@@ -173,80 +172,13 @@ def _decompress_brotli(data: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _segment_cost(c: np.ndarray) -> float:
-    k = int((c > 0).sum())
-    return entropy.entropy_bits(c) / 8 + 1 + 3 * k
-
-
-def ans_segments(data: bytes) -> list[int]:
-    """Segment lengths for `ans`: 64 KiB blocks, each merged into the previous segment when one
-    table codes both smaller (estimated: floor plus table bytes).
-
-    >>> ans_segments(bytes(100_000) + bytes(range(256)) * 400)
-    [65536, 65536, 71328]
-    """
-    arr = np.frombuffer(data, np.uint8)
-    lengths: list[int] = []
-    current = None
-    for start in range(0, arr.size, ANS_BLOCK):
-        block = arr[start:start + ANS_BLOCK]
-        c = entropy.counts(block)
-        if current is not None and _segment_cost(current + c) <= _segment_cost(current) + _segment_cost(c):
-            current += c
-            lengths[-1] += block.size
-        else:
-            current = c
-            lengths.append(block.size)
-    return lengths
-
-
-def _compress_ans(data: bytes) -> bytes:
-    arr = np.frombuffer(data, np.uint8)
-    parts, pos = [], 0
-    for n in ans_segments(data):
-        blob = entropy.encode(arr[pos:pos + n])  # ANS has no check of its own: a CRC-32 per segment
-        parts.append(struct.pack("<II", len(blob), zlib.crc32(arr[pos:pos + n])) + blob)
-        pos += n
-    return struct.pack("<I", len(parts)) + b"".join(parts)
-
-
-def _decompress_ans(data: bytes, limit: int) -> bytes:
-    try:
-        (k,) = struct.unpack_from("<I", data, 0)
-        pos, blobs, total = 4, [], 0
-        for _ in range(k):
-            m, crc = struct.unpack_from("<II", data, pos)
-            blob = data[pos + 8:pos + 8 + m]
-            if len(blob) != m:
-                raise ValueError("truncated ans stream")
-            total += struct.unpack_from("<I", blob, 0)[0]
-            if total > limit:
-                raise _too_big(limit)
-            blobs.append((blob, crc))
-            pos += 8 + m
-    except struct.error:
-        raise ValueError("truncated ans stream") from None
-    if pos != len(data):
-        raise ValueError(f"{len(data) - pos} trailing bytes after the ans stream")
-    out = []
-    for blob, crc in blobs:
-        try:
-            part = entropy.decode(blob).tobytes()
-        except (IndexError, struct.error, ValueError) as exc:
-            raise ValueError(f"corrupt ans stream ({exc if isinstance(exc, ValueError) else type(exc).__name__})") from None
-        if zlib.crc32(part) != crc:
-            raise ValueError("corrupt ans stream (CRC-32 mismatch)")
-        out.append(part)
-    return b"".join(out)
-
-
 BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
 WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
 
 
 def _compress_best(data: bytes) -> bytes:
     parts, pos = [], 0
-    for n in ans_segments(data):
+    for n in entropy.ans_segments(data):
         seg = data[pos:pos + n]
         pos += n
         coded = [Compressor(c)._encode([seg], n) for c in BEST_CANDIDATES]
@@ -382,7 +314,7 @@ class Compressor:
                 out = bytes(data)
             else:
                 fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
-                      "brotli": _decompress_brotli, "ans": _decompress_ans, "zpaq": _decompress_zpaq,
+                      "brotli": _decompress_brotli, "ans": entropy.decompress_segments, "zpaq": _decompress_zpaq,
                       "best": _decompress_best}[self.codec]
                 out = fn(data, max_output)
         except _CODEC_ERRORS as exc:
@@ -413,7 +345,7 @@ class _WholeStream:
     def flush(self) -> bytes:
         data = b"".join(self.parts)
         if self.comp.codec == "ans":
-            return _compress_ans(data)
+            return entropy.compress_segments(data)
         if self.comp.codec == "best":
             return _compress_best(data)
         return _zpaq.compress(data, level=self.comp.level, threads=1)

@@ -4,6 +4,8 @@
 `decode(blob)` inverts it. The coder is constriction's `AnsCoder` (32-bit words, 64-bit state,
 24-bit precision); `decode_numpy` reads the same stream with numpy and Python integers only, the
 fallback a submission can ship when constriction is not installed. Both give identical symbols.
+`compress_segments` / `decompress_segments` are the `ans` compressor's stream: segments cut where
+the byte statistics change, each one table + ANS stream + a CRC-32 of its bytes.
 
 Format (little-endian): u32 n symbols; u8 k-1 (symbols present); the present symbols as k bytes
 (k <= 32) or a 256-bit bitmap; k LEB128 zigzag differences of consecutive frequencies (summing to
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import struct
+import zlib
 
 import numpy as np
 
@@ -29,6 +32,7 @@ except ImportError as exc:  # listed as unavailable with the reason, never a cra
     _cs = None
     CONSTRICTION_REASON = f"python package 'constriction' is not importable ({exc}); pip install constriction"
 
+ANS_BLOCK = 1 << 16  # segments of the `ans` compressor start as blocks of this many bytes
 PRECISION = 24   # constriction's default model precision (AnsCoder: u32 words, u64 state)
 TABLE_BITS = 16  # frequencies are quantized to 1/2**16 before scaling to 2**24: shorter tables
 
@@ -200,3 +204,72 @@ def decode_numpy(blob: bytes) -> np.ndarray:
             i -= 1
             x = x << 32 | w[i]
     return present[np.array(out, np.int64)]
+
+
+def _segment_cost(c: np.ndarray) -> float:
+    k = int((c > 0).sum())
+    return entropy_bits(c) / 8 + 1 + 3 * k
+
+
+def ans_segments(data: bytes) -> list[int]:
+    """Segment lengths for `ans`: 64 KiB blocks, each merged into the previous segment when one
+    table codes both smaller (estimated: floor plus table bytes).
+
+    >>> ans_segments(bytes(100_000) + bytes(range(256)) * 400)
+    [65536, 65536, 71328]
+    """
+    arr = np.frombuffer(data, np.uint8)
+    lengths: list[int] = []
+    current = None
+    for start in range(0, arr.size, ANS_BLOCK):
+        block = arr[start:start + ANS_BLOCK]
+        c = counts(block)
+        if current is not None and _segment_cost(current + c) <= _segment_cost(current) + _segment_cost(c):
+            current += c
+            lengths[-1] += block.size
+        else:
+            current = c
+            lengths.append(block.size)
+    return lengths
+
+
+def compress_segments(data: bytes) -> bytes:
+    """u32 segment count; per segment u32 length, u32 CRC-32 of its bytes, `encode`'s stream."""
+    arr = np.frombuffer(data, np.uint8)
+    parts, pos = [], 0
+    for n in ans_segments(data):
+        blob = encode(arr[pos:pos + n])  # ANS has no check of its own: a CRC-32 per segment
+        parts.append(struct.pack("<II", len(blob), zlib.crc32(arr[pos:pos + n])) + blob)
+        pos += n
+    return struct.pack("<I", len(parts)) + b"".join(parts)
+
+
+def decompress_segments(data: bytes, limit: int) -> bytes:
+    """Inverse of `compress_segments`; ValueError past `limit` bytes (checked before decoding) or if corrupt."""
+    try:
+        (k,) = struct.unpack_from("<I", data, 0)
+        pos, blobs, total = 4, [], 0
+        for _ in range(k):
+            m, crc = struct.unpack_from("<II", data, pos)
+            blob = data[pos + 8:pos + 8 + m]
+            if len(blob) != m:
+                raise ValueError("truncated ans stream")
+            total += struct.unpack_from("<I", blob, 0)[0]
+            if total > limit:
+                raise ValueError(f"decompressed size exceeds limit of {limit} bytes")
+            blobs.append((blob, crc))
+            pos += 8 + m
+    except struct.error:
+        raise ValueError("truncated ans stream") from None
+    if pos != len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes after the ans stream")
+    out = []
+    for blob, crc in blobs:
+        try:
+            part = decode(blob).tobytes()
+        except (IndexError, struct.error, ValueError) as exc:
+            raise ValueError(f"corrupt ans stream ({exc if isinstance(exc, ValueError) else type(exc).__name__})") from None
+        if zlib.crc32(part) != crc:
+            raise ValueError("corrupt ans stream (CRC-32 mismatch)")
+        out.append(part)
+    return b"".join(out)
