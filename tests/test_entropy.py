@@ -104,3 +104,19 @@ def test_best_takes_the_whole_stream_when_context_wins():
     packed = comp.compress(mixed)
     assert packed[:4] != b"\xff\xff\xff\xff" and comp.decompress(packed, max_output=len(mixed)) == mixed
     assert len(packed) < len(get_compressor("brotli").compress(mixed))
+
+
+def test_without_constriction_ans_is_unavailable_with_a_reason_and_decoding_falls_back():
+    import subprocess
+    import sys
+
+    blob = entropy.encode(np.frombuffer(b"golf" * 500, np.uint8)).hex()
+    probe = ('import sys; sys.modules["constriction"] = None\n'
+             "from pgolf.budget.files.compressors import COMPRESSORS\n"
+             "from pgolf.budget.files import entropy\n"
+             "c = COMPRESSORS['ans']\n"
+             f"print(c.available, COMPRESSORS['best'].available, 'pip install constriction' in c.reason, "
+             f"entropy.decode(bytes.fromhex('{blob}')).tobytes() == b'golf' * 500)\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.split() == ["False", "False", "True", "True"]
