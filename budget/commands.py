@@ -49,7 +49,7 @@ def register(subparsers) -> None:
                    help=f"preset ({', '.join(PRESETS)}), scheme (int6, fp16, ...) or plan .json file; default: "
                         f"an artifact's own plan, else official-int8")
     p.add_argument("--compressor", default=None,
-                   help="zlib | zstd | lzma | brotli | none, optional :level and +byte-shuffle / +transpose; "
+                   help="zlib | zstd | lzma | brotli | ans | zpaq | best | none, optional :level and +byte-shuffle / +transpose; "
                         "default: an artifact's own compressor, else zlib")
     p.add_argument("--no-per-tensor", action="store_true",
                    help="skip compressing each tensor alone (faster with slow compressors)")

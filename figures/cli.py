@@ -16,6 +16,7 @@ from pgolf.budget.errors import EXIT_BAD_INPUT, PgolfInputError
 COMMAND_MODULES = (
     "pgolf.budget.commands",
     "pgolf.budget.predict_commands",
+    "pgolf.budget.squeeze_commands",
     "pgolf.trainer.commands",
     "pgolf.inspect.commands",
     "pgolf.inspect.audit_commands",

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--cap", type=count(), help="headroom: cap in bytes (default: the data's cap column or 16,000,000)")
     p.add_argument("--group", choices=("tensor", "module"), help="tensor-bytes: one bar per tensor or module")
     p.add_argument("--depth", type=count(maximum=100), help="tensor-bytes --group module: name components kept (default 3)")
-    p.add_argument("--top", type=count(), help="tensor-bytes / quant-gap / exchange-rate: rows shown")
+    p.add_argument("--top", type=count(), help="tensor-bytes / quant-gap / exchange-rate / squeeze: rows shown")
     p.add_argument("--column", help="quant-gap: the gap column (default gap_only_this_bpb)")
     p.add_argument("--relative", choices=("ratio", "bytes"), help="compressors: ratio or bytes over the floor")
     p.add_argument("--budget-bytes", type=count(), help="exchange-rate: bytes to allocate greedily (default 100,000)")

@@ -23,5 +23,7 @@ KINDS: dict[str, KindInfo] = {
     "quant-gap": KindInfo("name, gap_only_this_bpb (or --column) [, scheme, proxy_gap_bpb]", ("column", "top")),
     "compressors": KindInfo("scheme, compressor, compressed_bytes, entropy_bytes", ("relative",)),
     "exchange-rate": KindInfo("name, scheme, scheme_next, delta_bytes, delta_bpb", ("top", "budget_bytes")),
+    "squeeze": KindInfo("name, entropy_bytes and codec columns (zlib_bytes, ans_bytes, ...): pgolf squeeze --json",
+                        ("top",)),
     "training-curve": KindInfo("training logs (ours or official records'), or parse_log CSVs", ("x", "metrics")),
 }

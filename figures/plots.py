@@ -5,7 +5,7 @@ Each kind pairs a frame function (the exact rows drawn, also written as CSV) wit
 Data is a pgolf DataFrame with glossary columns, a Report (or its JSON dict), or rows.
 
 >>> sorted(PLOTS)
-['compressors', 'exchange-rate', 'headroom', 'quant-gap', 'tensor-bytes', 'training-curve']
+['compressors', 'exchange-rate', 'headroom', 'quant-gap', 'squeeze', 'tensor-bytes', 'training-curve']
 """
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from pgolf.figures.gap_plots import (
     draw_exchange_rate, draw_quant_gap, exchange_rate_frame, plot_exchange_rate, plot_quant_gap, quant_gap_frame,
 )
 from pgolf.figures.kinds import KINDS
+from pgolf.figures.squeeze_plots import draw_squeeze, plot_squeeze, squeeze_frame
 
 __all__ = [
     "PLOTS", "PlotKind", "plot_headroom_vs_bpb", "plot_tensor_bytes", "plot_quant_gap",
-    "plot_compressors_vs_entropy", "plot_exchange_rate", "plot_training_curve",
+    "plot_compressors_vs_entropy", "plot_exchange_rate", "plot_training_curve", "plot_squeeze",
 ]
 
 
@@ -51,4 +52,5 @@ PLOTS: dict[str, PlotKind] = {
     "compressors": PlotKind("compressors", plot_compressors_vs_entropy, compressors_frame, draw_compressors),
     "exchange-rate": PlotKind("exchange-rate", plot_exchange_rate, exchange_rate_frame, draw_exchange_rate),
     "training-curve": PlotKind("training-curve", plot_training_curve, training_curve_frame, draw_training_curve),
+    "squeeze": PlotKind("squeeze", plot_squeeze, squeeze_frame, draw_squeeze),
 }

@@ -188,6 +188,15 @@ def _nothing(root: Path) -> None:
     return None
 
 
+def _ans_artifact(cut: bool) -> bytes:
+    """An int6 + ans artifact cut in half, or with one byte of its first ANS stream inverted."""
+    from pgolf.budget.exact.build import build_artifact
+
+    sd = {"w": torch.randn(300, 300, generator=torch.Generator().manual_seed(0)) * 0.05}
+    blob = build_artifact(sd, "int6", "ans")
+    return blob[:len(blob) // 2] if cut else _bitflip(blob, 2_000)
+
+
 CATALOGUE: tuple[BadInput, ...] = (
     BadInput("missing.pt", "a path that does not exist", "no such file", _nothing),
     BadInput("empty.pt", "an empty file", "empty file", _file("empty.pt", lambda: b"")),
@@ -240,6 +249,10 @@ CATALOGUE: tuple[BadInput, ...] = (
              _file("raw-export.pt", lambda: torch_bytes(export_obj()))),
     BadInput("old-frame.pgolf", "an int6 artifact written by an older pgolf (frame version 1, header first)",
              "frame version 1", _file("old-frame.pgolf", _frame_v1_artifact)),
+    BadInput("truncated-ans.pgolf", "an int6 + ans artifact cut in half", "truncated ans stream",
+             _file("truncated-ans.pgolf", lambda: _ans_artifact(cut=True))),
+    BadInput("bitflip-ans.pgolf", "an int6 + ans artifact with one byte of its ANS stream inverted",
+             "corrupt ans stream (CRC-32 mismatch)", _file("bitflip-ans.pgolf", lambda: _ans_artifact(cut=False))),
     BadInput("truncated.safetensors", "the fixture as safetensors, cut after 2,000 bytes", "truncated safetensors",
              _file("truncated.safetensors", lambda: st_save(fixture_sd())[:2000])),
     BadInput("bad-header.safetensors", "safetensors with a control byte in its JSON header", "corrupt safetensors",

@@ -9,7 +9,7 @@ from conftest import ROOT
 AREAS = ("budget", "trainer", "inspect", "figures")  # lowest first: an area imports only those before it
 # Rooms of budget/, lowest first; a module imports only its own room or lower ones.
 BUDGET_ROOMS = ("base", "quant", "files", "exact", "forecast", "commands")
-BUDGET_TOP = {"commands": "commands", "predict_commands": "commands"}  # the rest of budget/*.py is the base
+BUDGET_TOP = {"commands": "commands", "predict_commands": "commands", "squeeze_commands": "commands"}  # the rest of budget/*.py is the base
 STANDALONE = {"pgolf.trainer.train_gpt"}  # the official-style script: never imports pgolf
 
 

@@ -19,7 +19,7 @@ from pgolf.budget.quant.schemes import get_scheme
 
 
 DATA = os.urandom(3_000) + bytes(40_000) + b"parameter golf " * 500
-CODEC_SPECS = ["none", "zlib", "zstd", "lzma", "brotli"]
+CODEC_SPECS = ["none", "zlib", "zstd", "lzma", "brotli", "ans", "zpaq:2", "best"]
 PIPELINE_COMPRESSORS = CODEC_SPECS + ["zlib+byte-shuffle", "brotli:5+transpose(8)", "lzma:6+byte-shuffle(4)"]
 PIPELINE_SCHEMES = ["fp32", "bf16", "fp16", "fp8_e4m3", "passthrough", "int8_clean_per_row_v1",
                     *[f"int{n}" for n in range(2, 9)], *[f"int{n}:packed" for n in range(2, 9)],
@@ -28,8 +28,8 @@ PIPELINE_SCHEMES = ["fp32", "bf16", "fp16", "fp8_e4m3", "passthrough", "int8_cle
 
 
 def test_registry_names_and_defaults():
-    assert list(COMPRESSORS) == ["none", "zlib", "zstd", "lzma", "brotli"]
-    assert [COMPRESSORS[n].level for n in COMPRESSORS] == [None, 9, 22, "9e", 11]
+    assert list(COMPRESSORS) == ["none", "zlib", "zstd", "lzma", "brotli", "ans", "zpaq", "best"]
+    assert [COMPRESSORS[n].level for n in COMPRESSORS] == [None, 9, 22, "9e", 11, None, 5, None]
     assert all(c.available and c.reason == "" for c in COMPRESSORS.values())
 
 
@@ -47,6 +47,7 @@ def test_default_levels_are_omitted_from_names():
 
 @pytest.mark.parametrize("spec,hint", [("zip", "choose one of none, zlib"), ("zlib:10", "0..9"), ("zstd:0", "1..22"),
                                        ("lzma:9x", "0e..9e"), ("none:3", "takes no level"),
+                                       ("ans:3", "takes no level"), ("zpaq:6", "1..5"),
                                        ("zlib+shuffle", "write byte-shuffle"), ("brotli+transpose(0)", "positive")])
 def test_bad_specs(spec, hint):
     with pytest.raises(PgolfInputError) as info:

@@ -14,7 +14,8 @@ from pgolf.budget.quant.plans import PRESETS, Plan
 from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
 
-COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)")
+COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)", "ans", "zpaq:2", "best",
+               "ans+transpose(250)")
 EXTRA_PLANS = ("int6:packed", "int4:group(64):packed", "int3:group(100)", "ternary:packed", "ternary:byte",
                "ternary:group(64)", "binary", "binary:byte", "fp8_e4m3", "bf16",
                Plan("official-int8-attn-int6", rules=((r"\.attn\.", "int6"),)))
@@ -64,9 +65,28 @@ def test_every_decoder_matches_pgolf(tmp_path):
         assert not bad, (plan, comp, bad)
 
 
+@pytest.mark.parametrize("plan", ["int6", "official-int8"])
+def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan):
+    """The emitted `ans` decoder's pure numpy path (constriction made unimportable) matches pgolf."""
+    sd = {k: v for k, v in model().items() if k != "lm_head.weight"}
+    (tmp_path / "d.py").write_text(decoder_source(plan, "ans", sd))
+    (tmp_path / "d.bin").write_bytes(build_artifact(sd, plan, "ans"))
+    driver = ('import sys; sys.modules["pgolf"] = None; sys.modules["constriction"] = None\n'
+              "import importlib.util, torch\n"
+              f"spec = importlib.util.spec_from_file_location('d', r'{tmp_path}/d.py')\n"
+              "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+              f"torch.save(m.load(r'{tmp_path}/d.bin'), r'{tmp_path}/d.out')\n")
+    run = subprocess.run([sys.executable, "-I", "-c", driver], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = torch.load(tmp_path / "d.out", weights_only=True)
+    want = read_artifact((tmp_path / "d.bin").read_bytes())
+    assert list(got) == list(want) and all(bits_equal(got[k], want[k]) for k in want)
+
+
 def test_only_what_the_plan_uses():
     int6 = decoder_source("int6", "zstd")
     assert "zstandard" in int6 and "lzma" not in int6 and "81]" not in int6 and "float8" not in int6
+    assert "constriction" in decoder_source("int6", "ans") and "constriction" not in int6
     assert "unpackbits" not in int6  # int6 stores one value per byte
     tern = decoder_source("ternary", "lzma")
     assert "81]" in tern and "float8_e4m3fn" in tern and "zstandard" not in tern
@@ -117,7 +137,7 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle")])
+@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans")])
 def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
     """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
     import json

@@ -28,7 +28,50 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "lzma": ("lzma", "lzma.decompress(b)"),
     "zstd": ("zstandard as Z", "Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(b)"),
     "brotli": ("brotli", "brotli.decompress(b)"),
+    "zpaq": ("zpaq", "zpaq.decompress(b)"),
+    "ans": ("struct", "_a(b)"),
+    "best": ("struct", "_b(b)"),
 }
+_BEST = '''import zstandard as Z,lzma,brotli
+def _d(c,x):return _a(x) if c==0 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x)
+def _b(b):
+ k=struct.unpack_from("<I",b)[0];p=4;o=[]
+ if k>>31:return _d(b[4],b[5:])
+ for _ in range(k):c,m=struct.unpack_from("<BI",b,p);o.append(_d(c,b[p+5:p+5+m]));p+=5+m
+ return b"".join(o)
+'''
+
+# files/entropy.py's format, segments of files/compressors.py's `ans`: constriction when importable,
+# else the same ANS decode in Python integers (identical symbols, ~2 us each).
+_ANS = '''def _a(b):
+ k=struct.unpack_from("<I",b)[0];p=4;o=[]
+ for _ in range(k):m=struct.unpack_from("<I",b,p)[0];o.append(_s(b[p+8:p+8+m]));p+=8+m
+ return b"".join(o)
+def _s(b):
+ N=struct.unpack_from("<I",b)[0]
+ if N==0:return b""
+ k=b[4]+1;F=[];f=0
+ if k>32:P=n.flatnonzero(n.unpackbits(n.frombuffer(b,n.uint8,32,5),bitorder="little")).astype(n.uint8);p=37
+ else:P=n.frombuffer(b,n.uint8,k,5);p=5+k
+ for _ in range(k):
+  v=s=0
+  while 1:
+   c=b[p];p+=1;v|=(c&127)<<s;s+=7
+   if c<128:break
+  f+=(v>>1)^-(v&1);F.append(f)
+ if k==1:return P.tobytes()*N
+ W=n.frombuffer(b,"<u4",struct.unpack_from("<I",b,p)[0],p+4);F=n.array(F)
+ try:
+  import constriction as C
+  return P[C.stream.stack.AnsCoder(n.array(W,n.uint32)).decode(C.stream.model.Categorical(F/65536.,perfect=True),N)].tobytes()
+ except ImportError:pass
+ L=n.repeat(n.arange(k),F).tolist();G=(F<<8).tolist();U=(n.cumsum(F)-F<<8).tolist();w=W.tolist();j=len(w);I=[0]*N
+ x,j=(w[j-1]<<32|w[j-2],j-2) if j>1 else (w[0],0)
+ for t in range(N):
+  q=x&16777215;s=L[q>>8];I[t]=s;x=(x>>24)*G[s]+q-U[s]
+  if x<4294967296 and j:j-=1;x=x<<32|w[j]
+ return P[n.array(I)].tobytes()
+'''
 
 _REGROUP = '''def _r(b,w):
  a=n.frombuffer(b,n.uint8);m=a.size-a.size%w
@@ -135,9 +178,11 @@ def decoder_for(schemes, compressor) -> str:
     module, expression = _DECOMPRESS[comp.codec]
     imports = ["torch as t", "numpy as n"] + ([module] if module else [])
     body = f" b=open(p,'rb').read();b={expression.replace('(b)', '(b[8+b[7]:])') if module else 'b[8+b[7]:]'}\n"
+    ans = [_ANS] if comp.codec in ("ans", "best") else []
+    ans += [_BEST] if comp.codec == "best" else []
     for tr in reversed(comp.transforms):
         body += f" b=_r(b,{tr.width})\n"
-    parts = [_REGROUP] if comp.transforms else []
+    parts = ans + ([_REGROUP] if comp.transforms else [])
     if export:
         imports.append("io")
         parts.append(_EXPORT)

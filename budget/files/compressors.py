@@ -1,7 +1,13 @@
-"""Compressors (zlib, zstd, lzma, brotli, none) with byte transforms, bounded decompression.
+"""Compressors (zlib, zstd, lzma, brotli, ans, zpaq, none) with byte transforms, bounded decompression.
 
 Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `lzma:6`,
 `lzma:9e` (preset 9 | extreme, the default), `brotli+byte-shuffle`, `zlib+transpose(1024)`.
+`ans` is order-0 entropy coding (entropy.py) of segments whose byte statistics differ: the data
+cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
+of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5);
+`best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
+smallest (measured; a byte names the choice), or the whole data with one of them when that is
+smaller still (context across segments), so it is slow: every candidate runs twice on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
   low and high bytes of fp16 scales apart, as the records did before brotli-11);
@@ -19,12 +25,14 @@ import dataclasses
 import importlib
 import lzma
 import re
+import struct
 import zlib
 from typing import Iterable
 
 import numpy as np
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.files import entropy
 
 
 def _optional(module: str):
@@ -36,11 +44,13 @@ def _optional(module: str):
 
 _zstd, _ZSTD_REASON = _optional("zstandard")
 _brotli, _BROTLI_REASON = _optional("brotli")
+_zpaq, _ZPAQ_REASON = _optional("zpaq")
 
 ZSTD_WINDOW_LOG = 27      # `zstd --long` window: 128 MiB, larger than any artifact
 BROTLI_LGWIN = 24         # brotli's largest standard window (16 MiB)
-DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11}
-LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12)}
+DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5, "best": None}
+LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12),
+                "zpaq": range(1, 6)}
 _CHUNK = 1 << 16
 
 
@@ -162,8 +172,59 @@ def _decompress_brotli(data: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
+BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
+WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
+
+
+def _compress_best(data: bytes) -> bytes:
+    parts, pos = [], 0
+    for n in entropy.ans_segments(data):
+        seg = data[pos:pos + n]
+        pos += n
+        coded = [Compressor(c)._encode([seg], n) for c in BEST_CANDIDATES]
+        i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
+        parts.append(struct.pack("<BI", i, len(coded[i])) + coded[i])
+    out = struct.pack("<I", len(parts)) + b"".join(parts)
+    whole = [Compressor(c)._encode([data], len(data)) for c in BEST_CANDIDATES]
+    i = min(range(len(whole)), key=lambda j: (len(whole[j]), j))
+    return struct.pack("<IB", WHOLE, i) + whole[i] if len(whole[i]) + 5 < len(out) else out
+
+
+def _decompress_best(data: bytes, limit: int) -> bytes:
+    out, total, pos = [], 0, 4
+    try:
+        (k,) = struct.unpack_from("<I", data, 0)
+        if k == WHOLE:
+            i = data[4]
+            if i >= len(BEST_CANDIDATES):
+                raise ValueError(f"unknown codec id {i}")
+            return Compressor(BEST_CANDIDATES[i]).decompress(data[5:], limit)
+        for _ in range(k):
+            i, m = struct.unpack_from("<BI", data, pos)
+            blob = data[pos + 5:pos + 5 + m]
+            if len(blob) != m or i >= len(BEST_CANDIDATES):
+                raise ValueError("truncated best stream" if len(blob) != m else f"unknown codec id {i}")
+            part = Compressor(BEST_CANDIDATES[i]).decompress(blob, limit - total)
+            total += len(part)
+            out.append(part)
+            pos += 5 + m
+    except (struct.error, IndexError):
+        raise ValueError("truncated best stream") from None
+    if pos != len(data):
+        raise ValueError(f"{len(data) - pos} trailing bytes after the best stream")
+    return b"".join(out)
+
+
+def _decompress_zpaq(data: bytes, limit: int) -> bytes:
+    out = _zpaq.decompress(data)  # the package offers no output cap: checked after
+    if len(out) > limit:
+        raise _too_big(limit)
+    return out
+
+
 _CODEC_ERRORS: tuple[type[BaseException], ...] = (zlib.error, lzma.LZMAError) + tuple(
-    e for e in (getattr(_zstd, "ZstdError", None), getattr(_brotli, "error", None)) if e)
+    e for e in (getattr(_zstd, "ZstdError", None), getattr(_brotli, "error", None), getattr(_zpaq, "Error", None))
+    if e)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +240,8 @@ class Compressor:
             raise ValueError(f"unknown compressor {self.codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
         if self.level is None:
             object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
-        elif self.codec == "none":
-            raise ValueError("'none' takes no level")
+        elif self.codec in ("none", "ans", "best"):
+            raise ValueError(f"'{self.codec}' takes no level")
         elif not _level_ok(self.codec, self.level):
             hint = "0..9 or 0e..9e" if self.codec == "lzma" else f"{min(LEVEL_RANGES[self.codec])}.." \
                                                                    f"{max(LEVEL_RANGES[self.codec])}"
@@ -197,7 +258,9 @@ class Compressor:
 
     @property
     def reason(self) -> str:
-        return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON}.get(self.codec, "")
+        return {"zstd": _ZSTD_REASON, "brotli": _BROTLI_REASON, "zpaq": _ZPAQ_REASON,
+                "ans": entropy.CONSTRICTION_REASON,
+                "best": entropy.CONSTRICTION_REASON or _ZSTD_REASON or _BROTLI_REASON}.get(self.codec, "")
 
     def require(self) -> None:
         if not self.available:
@@ -211,6 +274,8 @@ class Compressor:
             return lzma.LZMACompressor(preset=_lzma_preset(self.level))
         if self.codec == "zstd":
             return _zstd.ZstdCompressor(compression_params=_zstd_params(self.level, size)).compressobj(size=size)
+        if self.codec in ("ans", "zpaq", "best"):
+            return _WholeStream(self)
         if self.codec == "brotli":
             return _BrotliStream(_brotli.Compressor(quality=self.level, lgwin=BROTLI_LGWIN))
         return _NoneStream()
@@ -249,7 +314,8 @@ class Compressor:
                 out = bytes(data)
             else:
                 fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
-                      "brotli": _decompress_brotli}[self.codec]
+                      "brotli": _decompress_brotli, "ans": entropy.decompress_segments, "zpaq": _decompress_zpaq,
+                      "best": _decompress_best}[self.codec]
                 out = fn(data, max_output)
         except _CODEC_ERRORS as exc:
             raise ValueError(f"corrupt {self.codec} stream ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -264,6 +330,25 @@ class _NoneStream:
 
     def flush(self) -> bytes:
         return b""
+
+
+class _WholeStream:
+    """Codecs that see all their input at once (ans segments it; the zpaq package has no stream)."""
+
+    def __init__(self, comp: "Compressor"):
+        self.comp, self.parts = comp, []
+
+    def compress(self, chunk: bytes) -> bytes:
+        self.parts.append(chunk)
+        return b""
+
+    def flush(self) -> bytes:
+        data = b"".join(self.parts)
+        if self.comp.codec == "ans":
+            return entropy.compress_segments(data)
+        if self.comp.codec == "best":
+            return _compress_best(data)
+        return _zpaq.compress(data, level=self.comp.level, threads=1)
 
 
 class _BrotliStream:

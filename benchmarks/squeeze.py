@@ -1,0 +1,112 @@
+"""Bytes per codec on the same stored symbols, ANS against its floor, ANS speed (pgolf squeeze).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/squeeze.py [--quick] [--json OUT]
+
+Models: the seeded baseline-shaped 17M model (shapes.synthetic_state_dict, 9 x 512, vocab 1024)
+under sdclip-int6-int8emb and official-int8, and the fixture checkpoints
+(../shared/fixtures/artifacts/*/final_model.pt, skipped when absent) under the same plans.
+Per model: totals per codec over tensors coded alone (squeeze), brotli-11 + byte-shuffle on all
+values as one stream (what an artifact compresses), the best choice net of the decoder's code
+bytes against both, and order-0 ANS against floor + tables (target: within 0.1%). Speed: ANS
+encode + decode of every tensor's symbols (constriction, one thread), scaled to 36M symbols
+(target: 10 s). --quick: the synthetic model under sdclip-int6-int8emb only, no zpaq.
+--artifacts: instead, whole artifacts of the synthetic model under ans, brotli+byte-shuffle and
+best (build_artifact bytes, build and read-back seconds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+import torch
+
+from pgolf.budget.exact.build import assign, build_artifact, quantize_item
+from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.squeeze import DEFAULT_CODECS, squeeze
+from pgolf.budget.files import entropy
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
+
+PLANS = ("sdclip-int6-int8emb", "official-int8")
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "artifacts"
+
+
+def ans_speed(sd, plan) -> dict:
+    values = [np.frombuffer(quantize_item(i).values, np.uint8) for i in assign(sd, plan) if i.tied_to is None]
+    n = sum(v.size for v in values)
+    t0 = time.perf_counter()
+    blobs = [entropy.encode(v) for v in values]
+    t1 = time.perf_counter()
+    out = [entropy.decode(b) for b in blobs]
+    t2 = time.perf_counter()
+    assert all(np.array_equal(a, b) for a, b in zip(values, out))
+    return {"symbols": n, "encode_s": round(t1 - t0, 3), "decode_s": round(t2 - t1, 3),
+            "per_36m_s": round((t2 - t0) * 36e6 / n, 2)}
+
+
+def one(label, sd, plan, codecs) -> dict:
+    t0 = time.perf_counter()
+    r = squeeze(sd, plan, codecs)
+    h, f = dict(r.headline), r.frame
+    stream = b"".join(quantize_item(i).values for i in assign(sd, plan) if i.tied_to is None)
+    h["brotli_shuffle_stream_bytes"] = len(get_compressor("brotli+byte-shuffle").compress(stream))
+    floor_tables = float((f.entropy_bytes + f.ans_table_bytes).sum())
+    h["ans_over_floor_tables"] = round(h["ans_bytes"] / floor_tables - 1, 6)
+    net = h["best_bytes"] + h["bytes_code_decoder"]
+    h["best_vs_brotli_tensors"] = round(net / h["brotli_shuffle_bytes"] - 1, 5)
+    h["best_vs_brotli_stream"] = round(net / h["brotli_shuffle_stream_bytes"] - 1, 5)
+    general = [h[c] for c in ("zlib_bytes", "zstd_bytes", "lzma_bytes", "brotli_shuffle_bytes", "zpaq_bytes") if c in h]
+    h["best_not_above_general"] = net <= min(general + [h["brotli_shuffle_stream_bytes"]])
+    h["ans_speed"] = ans_speed(sd, plan)
+    h["seconds"] = round(time.perf_counter() - t0, 1)
+    h["source"] = label
+    h["best_codec_counts"] = f.best_codec.value_counts().to_dict()
+    return h
+
+
+def artifacts(sd) -> list[dict]:
+    out = []
+    for plan in PLANS:
+        for comp in ("ans", "brotli+byte-shuffle", "best"):
+            t0 = time.perf_counter()
+            blob = build_artifact(sd, plan, comp)
+            t1 = time.perf_counter()
+            read_artifact(blob)
+            out.append({"plan": plan, "compressor": comp, "bytes_model": len(blob), "build_s": round(t1 - t0, 1),
+                        "read_s": round(time.perf_counter() - t1, 1)})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--artifacts", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.artifacts:
+        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0))
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
+    codecs = tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
+    models = [("synthetic-17M", synthetic_state_dict(baseline_specs(), seed=0))]
+    if not args.quick:
+        for p in sorted(FIXTURES.glob("*/final_model.pt")):
+            models.append((p.parent.name, torch.load(p, weights_only=True, map_location="cpu")))
+    results = []
+    for label, sd in models:
+        for plan in PLANS[:1] if args.quick else PLANS:
+            h = one(label, sd, plan, codecs)
+            results.append(h)
+            print(json.dumps(h), flush=True)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Order-0 ANS (files/entropy.py) and the `ans` compressor: bit-exact roundtrips, the numpy fallback
+reads constriction's stream, and the coded size sits on the order-0 floor plus the table."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgolf.budget.files import entropy
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.files.entropy import ans_segments
+
+
+@st.composite
+def symbol_arrays(draw):
+    n = draw(st.integers(0, 3000))
+    kind = draw(st.sampled_from(["uniform", "laplace", "one", "two", "wide"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    if kind == "uniform":
+        return rng.integers(0, 256, n).astype(np.uint8)
+    if kind == "laplace":
+        return np.clip(np.round(rng.laplace(0, draw(st.sampled_from([0.3, 3.0, 30.0])), n)), -127, 127) \
+            .astype(np.int8).view(np.uint8)
+    if kind == "one":
+        return np.full(n, draw(st.integers(0, 255)), np.uint8)
+    if kind == "two":
+        return np.where(rng.random(n) < 0.999, 7, 200).astype(np.uint8)
+    return rng.choice(np.array([0, 1, 128, 255], np.uint8), n)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=symbol_arrays())
+def test_roundtrip_constriction_and_numpy_fallback(s):
+    blob = entropy.encode(s)
+    assert np.array_equal(entropy.decode(blob), s)
+    assert np.array_equal(entropy.decode_numpy(blob), s)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=symbol_arrays(), tail=st.binary(max_size=300))
+def test_ans_compressor_roundtrip(s, tail):
+    data = s.tobytes() + tail
+    comp = get_compressor("ans")
+    packed = comp.compress(data)
+    assert comp.decompress(packed, max_output=len(data)) == data
+    assert comp.compress_chunks([data[:7], data[7:]], len(data)) == packed
+    if data:
+        with pytest.raises(ValueError, match="exceeds limit"):
+            comp.decompress(packed, max_output=len(data) - 1)
+
+
+def test_size_is_floor_plus_table_within_a_tenth_of_a_percent():
+    rng = np.random.default_rng(0)
+    s = np.clip(np.round(rng.normal(0, 6, 1_000_000)), -31, 31).astype(np.int8).view(np.uint8)
+    c = entropy.counts(s)
+    floor = entropy.entropy_bits(c) / 8
+    blob = entropy.encode(s)
+    assert floor + entropy.table_bytes(c) < len(blob) <= (floor + entropy.table_bytes(c)) * 1.001 + 16
+    assert math.isclose(entropy.entropy_bits(np.array([0, 1, 2, 3] * 4, np.uint8)), 32.0)
+
+
+def test_table_is_exact_and_valid():
+    c = np.bincount(np.r_[[3] * 1_000_000, [9]], minlength=256)
+    present, f = entropy.quantize_table(c)
+    assert present.tolist() == [3, 9] and f.tolist() == [65535, 1]
+
+
+def test_corrupt_streams_are_value_errors():
+    comp = get_compressor("ans")
+    packed = comp.compress(b"abc" * 1000)
+    for bad in (packed[:-1], packed + b"x", packed[:6]):
+        with pytest.raises(ValueError):
+            comp.decompress(bad, max_output=10_000)
+
+
+def test_segments_follow_statistics():
+    assert ans_segments(bytes(100_000) + bytes(range(256)) * 400) == [65536, 65536, 71328]
+    assert sum(ans_segments(bytes(range(256)) * 1000)) == 256_000 and len(ans_segments(bytes(range(256)) * 1000)) == 1
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), axis=st.integers(0, 1), groups=st.integers(1, 20),
+       seed=st.integers(0, 2 ** 16))
+def test_grouped_ans_roundtrip(rows, cols, axis, groups, seed):
+    from pgolf.budget.files.grouped_ans import decode_grouped, encode_grouped
+
+    rng = np.random.default_rng(seed)
+    q = np.clip(np.round(rng.normal(0, 1, (rows, cols)) * rng.random((rows, 1)) * 20), -31, 31).astype(np.int8)
+    assert np.array_equal(decode_grouped(encode_grouped(q, axis, groups), q.shape), q)
+
+
+def test_best_takes_the_whole_stream_when_context_wins():
+    comp = get_compressor("best")
+    text = b"parameter golf squeezes bytes; " * 3000  # repeats: LZ context beats any order-0 segment
+    packed = comp.compress(text)
+    assert packed[:4] == b"\xff\xff\xff\xff" and comp.decompress(packed, max_output=len(text)) == text
+    assert len(packed) <= min(len(get_compressor(c).compress(text)) for c in ("zstd", "lzma", "brotli")) + 5
+    rng = np.random.default_rng(0)
+    symbols = np.clip(np.round(rng.normal(0, 6, 200_000)), -31, 31).astype(np.int8).tobytes()
+    mixed = symbols + bytes(range(256)) * 300
+    packed = comp.compress(mixed)
+    assert packed[:4] != b"\xff\xff\xff\xff" and comp.decompress(packed, max_output=len(mixed)) == mixed
+    assert len(packed) < len(get_compressor("brotli").compress(mixed))
+
+
+def test_without_constriction_ans_is_unavailable_with_a_reason_and_decoding_falls_back():
+    import subprocess
+    import sys
+
+    blob = entropy.encode(np.frombuffer(b"golf" * 500, np.uint8)).hex()
+    probe = ('import sys; sys.modules["constriction"] = None\n'
+             "from pgolf.budget.files.compressors import COMPRESSORS\n"
+             "from pgolf.budget.files import entropy\n"
+             "c = COMPRESSORS['ans']\n"
+             f"print(c.available, COMPRESSORS['best'].available, 'pip install constriction' in c.reason, "
+             f"entropy.decode(bytes.fromhex('{blob}')).tobytes() == b'golf' * 500)\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.split() == ["False", "False", "True", "True"]
