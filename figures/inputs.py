@@ -32,6 +32,8 @@ def load_table(path: str | os.PathLike) -> pd.DataFrame:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PgolfInputError(p, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except (ValueError, RecursionError) as exc:  # nested too deep, a number of thousands of digits
+            raise PgolfInputError(p, f"not usable JSON: {str(exc).splitlines()[0][:120]}") from None
         if not isinstance(obj, (dict, list)):
             raise PgolfInputError(p, "JSON holds neither a report object nor a list of rows")
         try:

@@ -265,3 +265,29 @@ def test_pgolf_train_refuses_impossible_runs_before_starting(flags, problem, tmp
     (tmp_path / "afile").write_text("x")
     assert pgolf(["train", "--out-dir", "afile", "--device", "cpu"]) == 2
     assert "--out-dir is a file" in capsys.readouterr().err
+
+
+def test_json_with_a_5000_digit_number_or_100000_levels_is_one_line(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"format": "pgolf-plan-v1", "rules": [], "keep_float_max_numel": ' + "9" * 5000 + "}")
+    assert pgolf(["budget", "--baseline", "--plan", str(plan)]) == 2
+    assert "plan file is not valid JSON (Exceeds the limit" in capsys.readouterr().err
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"tensors": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert pgolf(["plot", "headroom", str(deep), "-o", str(tmp_path / "out")]) == 2
+    assert "not usable JSON: maximum recursion depth" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_ascii_terminal_and_a_non_ascii_path_print_escaped(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "modèle"
+    folder.mkdir()
+    torch.save({"w": torch.randn(30, 30)}, folder / "m.pt")
+    done = subprocess.run([sys.executable, "-m", "pgolf.figures.cli", "budget", str(folder / "m.pt")],
+                          capture_output=True, timeout=BOUND_S, env=dict(os.environ, PYTHONIOENCODING="ascii"))
+    assert done.returncode == 0, done.stderr.decode("ascii", "replace")[-500:]
+    assert b"mod\\xe8le" in done.stdout and b"Traceback" not in done.stderr

@@ -162,8 +162,8 @@ def load_plan(path: str | os.PathLike) -> Plan:
         obj = json.loads(data.decode("utf-8"))
     except OSError as exc:
         raise PgolfInputError(p, f"cannot read plan file ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
-        raise PgolfInputError(p, f"plan file is not valid JSON ({str(exc).splitlines()[0]})") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, deep nesting, a 5,000-digit number
+        raise PgolfInputError(p, f"plan file is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     return plan_from_dict(obj, p)
 
 
