@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pgolf.budget.atomic import write_text_atomic
+from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.files.validate import MAX_JSON_BYTES, read_file_bytes
 
 CACHE_FORMAT = "pgolf-cache-v1"
-MAX_ENTRY_BYTES = 64 * 1_000_000  # an entry is one JSON value; a larger file is not ours
 
 
 def _canonical(obj: Any) -> str:
@@ -86,20 +87,13 @@ class JsonCache:
         """The cached value, or None when absent or untrustworthy (a bad file is removed)."""
         key = self.check_key(key)
         path = self.path_for(key)
-        try:
-            if path.exists() and not path.is_file():  # not ours (a pipe would block): skip, keep
-                self.misses += 1
-                return None
-            with path.open("rb") as f:
-                raw = f.read(MAX_ENTRY_BYTES + 1)
-            if len(raw) > MAX_ENTRY_BYTES:
-                raise OSError(f"entry over {MAX_ENTRY_BYTES:,} bytes")
-            text = raw.decode("utf-8")
-        except FileNotFoundError:
+        if not path.is_file():  # absent, or not ours (a pipe would block): a miss, nothing removed
             self.misses += 1
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            self._discard(path, f"unreadable: {type(exc).__name__}")
+        try:
+            text = read_file_bytes(path, MAX_JSON_BYTES).decode("utf-8")
+        except (PgolfInputError, UnicodeDecodeError) as exc:
+            self._discard(path, f"unreadable: {getattr(exc, 'problem', type(exc).__name__)}")
             self.misses += 1
             return None
         try:
