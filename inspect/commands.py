@@ -271,12 +271,15 @@ def run_inspect(args) -> int:
 
 def _ranked(args, opened, plan, evaluate):
     """Run `evaluate(ranks) -> (report, lm, sl)` on --nproc processes: rank 0 is this one and gets
-    the report (with `nproc` in its headline); another rank gets None, its work merged into rank 0's."""
+    the report (with `nproc` in its headline); another rank gets None, its work merged into rank 0's.
+    Only measured gaps are split: with --gaps proxy or none one process runs, and the report says so."""
     from pgolf.budget.exact.build import fake_quantize
     from pgolf.inspect import distributed
     from pgolf.inspect.gaps import changed_tensors
 
-    nproc = getattr(args, "nproc", 1) or 1
+    asked = getattr(args, "nproc", 1) or 1
+    gaps = getattr(args, "gaps", "measured")
+    nproc = asked if gaps == "measured" else 1
     if nproc > 1:  # before any process starts
         sd = opened.state_dict
         distributed.check_nproc(nproc, len(changed_tensors(sd, fake_quantize(sd, plan))), args.input)
@@ -291,20 +294,9 @@ def _ranked(args, opened, plan, evaluate):
         if ranks.rank != 0:
             return None
         report.headline["nproc"] = ranks.world
+    if asked > nproc:
+        report.notes.append(f"--nproc {asked} splits measured gaps only; with --gaps {gaps} one process ran")
     return report, lm, sl
-
-
-def _measured_only(args) -> int:
-    """--nproc splits measured sweeps; with --gaps proxy or none there is none, so one process runs."""
-    asked = args.nproc
-    if args.gaps != "measured":
-        args.nproc = 1
-    return asked
-
-
-def _nproc_note(report, args, asked: int) -> None:
-    if asked > 1 and args.gaps != "measured":
-        report.notes.append(f"--nproc {asked} splits measured gaps only; with --gaps {args.gaps} one process ran")
 
 
 def run_gaps(args) -> int:
@@ -356,12 +348,10 @@ def run_headroom(args) -> int:
                           quiet=args.quiet, source=str(args.input))
         return report, lm, (sl, oracle)
 
-    asked = _measured_only(args)
     done = _ranked(args, opened, plan, evaluate)
     if done is None:
         return 0
     report, lm, (sl, oracle) = done
-    _nproc_note(report, args, asked)
     if lm is not None:
         _model_notes(report, args, lm, sl, oracle.reference_bpb)
     return _print(report, args.json)
@@ -399,12 +389,10 @@ def run_allocate(args) -> int:
                                         f"(int3, int2, ternary) to --candidates") from None
         return report, lm, (sl, oracle)
 
-    asked = _measured_only(args)
     done = _ranked(args, opened, base, evaluate)
     if done is None:
         return 0
     report, lm, (sl, oracle) = done
-    _nproc_note(report, args, asked)
     if args.output:
         report.plan.save(args.output)
         report.notes.append(f"plan written to {args.output}")
