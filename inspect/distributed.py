@@ -131,6 +131,8 @@ def join(ranks: Ranks | None, device: torch.device) -> None:
     import torch.distributed as dist
 
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":  # nccl's object collectives stage through the current device: this rank's GPU
+        torch.cuda.set_device(device)
     dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world,
                             timeout=datetime.timedelta(minutes=30))
     _CURRENT = ranks
