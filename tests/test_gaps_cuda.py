@@ -61,7 +61,9 @@ def test_nccl_two_ranks_agree_with_one(tmp_path):
             assert main(argv + extra) == 0
         reports.append(json.loads(out.getvalue()))
     one, two = reports
-    assert two["nproc"] == 2 and two["tensors"] == one["tensors"]
+    assert two["nproc"] == 2 and [t["name"] for t in two["tensors"]] == [t["name"] for t in one["tensors"]]
     full = one["val_bpb_full"]
     for key in ("val_bpb_full", "quant_gap_bpb"):
         assert abs(two[key] - one[key]) <= BF16 * full
+    for a, b in zip(one["tensors"], two["tensors"]):  # GPUs of one kind need not agree bit for bit
+        assert abs(a["gap_only_this_bpb"] - b["gap_only_this_bpb"]) <= BF16 * full, a["name"]
