@@ -104,6 +104,12 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
                         "with full evaluations (same numbers, slower; default 8,000,000,000)")
 
 
+def _nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=count(), default=1,
+                   help="split the per-tensor evaluations over N processes (gloo on CPU, one GPU each with "
+                        "--device cuda); numbers identical to one process (default 1)")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("inspect", help="summary of a model file: params, tensors, dtypes, bytes, headroom",
                               description="Open any model file, infer the baseline architecture, and report "
@@ -125,9 +131,7 @@ def register(subparsers) -> None:
     _quantize_small_flag(p)
     _data(p)
     _model_flags(p)
-    p.add_argument("--nproc", type=count(), default=1,
-                   help="split the per-tensor evaluations over N processes (gloo on CPU, one GPU each with "
-                        "--device cuda); numbers identical to one process (default 1)")
+    _nproc(p)
     p.add_argument("--no-all-but-this", action="store_true", help="skip the all-but-this sweep")
     p.add_argument("--no-proxy", action="store_true", help="skip the gradient proxy")
     p.add_argument("--no-verify", action="store_true", help="skip the evaluation through the real artifact")
@@ -148,6 +152,7 @@ def register(subparsers) -> None:
                    help="delta_bytes by rebuilding the whole artifact (exact, default) or the tensor alone (fast)")
     _data(p)
     _model_flags(p)
+    _nproc(p)
     p.set_defaults(handler=run_headroom)
 
     p = subparsers.add_parser("allocate", help="choose a scheme per tensor to fit the cap with the least BPB gap",
@@ -167,6 +172,7 @@ def register(subparsers) -> None:
     _data(p, default_tokens=None)
     _split_flags(p)
     _model_flags(p)
+    _nproc(p)
     p.set_defaults(handler=run_allocate)
 
 
@@ -263,21 +269,45 @@ def run_inspect(args) -> int:
     return _print(report, args.json)
 
 
-def run_gaps(args) -> int:
+def _ranked(args, opened, plan, evaluate):
+    """Run `evaluate(ranks) -> (report, lm, sl)` on --nproc processes: rank 0 is this one and gets
+    the report (with `nproc` in its headline); another rank gets None, its work merged into rank 0's.
+    Only measured gaps are split: with --gaps proxy or none one process runs, and the report says so."""
     from pgolf.budget.exact.build import fake_quantize
     from pgolf.inspect import distributed
-    from pgolf.inspect.gaps import changed_tensors, measure_gaps
-    from pgolf.inspect.load import open_model
+    from pgolf.inspect.gaps import changed_tensors
 
-    plan = _plan(args)
-    opened = open_model(args.input)
-    nproc = getattr(args, "nproc", 1) or 1
+    asked = getattr(args, "nproc", 1) or 1
+    gaps = getattr(args, "gaps", "measured")
+    nproc = asked if gaps == "measured" else 1
     if nproc > 1:  # before any process starts
         sd = opened.state_dict
         distributed.check_nproc(nproc, len(changed_tensors(sd, fake_quantize(sd, plan))), args.input)
     ranks = distributed.launch(args, nproc)
     ok = False
     try:
+        report, lm, sl = evaluate(ranks)
+        ok = True
+    finally:
+        distributed.finish(ranks, ok)
+    if ranks is not None:
+        if ranks.rank != 0:
+            return None
+        report.headline["nproc"] = ranks.world
+    if asked > nproc:
+        report.notes.append(f"--nproc {asked} splits measured gaps only; with --gaps {gaps} one process ran")
+    return report, lm, sl
+
+
+def run_gaps(args) -> int:
+    from pgolf.inspect import distributed
+    from pgolf.inspect.gaps import measure_gaps
+    from pgolf.inspect.load import open_model
+
+    plan = _plan(args)
+    opened = open_model(args.input)
+
+    def evaluate(ranks):
         lm, sl, cache = _evaluation(args, opened, ranks)
         distributed.join(ranks, lm.device)
         report = measure_gaps(lm.model, plan, sl, sd=lm.state_dict, compressor=args.compressor,
@@ -287,38 +317,48 @@ def run_gaps(args) -> int:
                               max_replay_bytes=args.max_replay_bytes, target_se=args.target_se,
                               per_tensor_se=args.per_tensor_se, next_chunk=_next_chunk(args, lm, sl),
                               max_tokens=args.max_tokens)
-        ok = True
-    finally:
-        distributed.finish(ranks, ok)
-    if ranks is not None:
-        if ranks.rank != 0:
-            return 0
-        report.headline["nproc"] = ranks.world
+        return report, lm, sl
+
+    done = _ranked(args, opened, plan, evaluate)
+    if done is None:
+        return 0
+    report, lm, sl = done
     _model_notes(report, args, lm, sl, report.headline["val_bpb_full"])
     return _print(report, args.json)
 
 
 def run_headroom(args) -> int:
+    from pgolf.inspect import distributed
     from pgolf.inspect.headroom import GapOracle, headroom
     from pgolf.inspect.load import open_model
 
     plan, ladder = _plan(args), _split(args.ladder, "--ladder")
     opened = open_model(args.input)
-    oracle, sd, lm = None, opened.state_dict, None
-    if args.gaps != "none":
-        lm, sl, cache = _evaluation(args, opened)
-        sd = lm.state_dict
-        oracle = GapOracle(lm.model, sd, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
-                           args.max_replay_bytes)
-    report = headroom(sd, plan, compressor=args.compressor, code=_code(args), cap=args.cap,
-                      oracle=oracle, ladder=ladder, delta_bytes=args.delta_bytes,
-                      quiet=args.quiet, source=str(args.input))
+
+    def evaluate(ranks):
+        oracle, sd, lm, sl = None, opened.state_dict, None, None
+        if args.gaps != "none":
+            lm, sl, cache = _evaluation(args, opened, ranks)
+            distributed.join(ranks, lm.device)
+            sd = lm.state_dict
+            oracle = GapOracle(lm.model, sd, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
+                               args.max_replay_bytes)
+        report = headroom(sd, plan, compressor=args.compressor, code=_code(args), cap=args.cap,
+                          oracle=oracle, ladder=ladder, delta_bytes=args.delta_bytes,
+                          quiet=args.quiet, source=str(args.input))
+        return report, lm, (sl, oracle)
+
+    done = _ranked(args, opened, plan, evaluate)
+    if done is None:
+        return 0
+    report, lm, (sl, oracle) = done
     if lm is not None:
         _model_notes(report, args, lm, sl, oracle.reference_bpb)
     return _print(report, args.json)
 
 
 def run_allocate(args) -> int:
+    from pgolf.inspect import distributed
     from pgolf.inspect.allocate import CapTooSmall, allocate
     from pgolf.inspect.headroom import GapOracle
     from pgolf.inspect.load import open_model
@@ -328,21 +368,31 @@ def run_allocate(args) -> int:
 
     candidates, base = _split(args.candidates, "--candidates"), resolve_plan(args.base)
     opened = open_model(args.input)
-    lm, sl, cache = _evaluation(args, opened, tokens=args.select_tokens)
-    held = None
-    if args.report_tokens:
-        held = GapSweep(lm.model, lm.state_dict, _slice_at(args, sl.seq_len, lm.vocab_size, args.report_tokens,
-                                                           offset=sl.offset + sl.n_tokens), cache, args.quiet,
-                        lm.batch_seqs, args.max_replay_bytes)
-    oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens, lm.batch_seqs,
-                       args.max_replay_bytes)
-    try:
-        report = allocate(lm.state_dict, args.cap, oracle=oracle, code=_code(args), code_wrapped=args.code_wrapped,
-                          candidates=candidates, margin=args.margin, report=held,
-                          compressor=args.compressor, base=base, quiet=args.quiet, source=str(args.input))
-    except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
-        raise PgolfInputError(None, f"{exc.problem}; raise --cap, lower --margin, or add a smaller scheme "
-                                    f"(int3, int2, ternary) to --candidates") from None
+
+    def evaluate(ranks):
+        lm, sl, cache = _evaluation(args, opened, ranks, tokens=args.select_tokens)
+        distributed.join(ranks, lm.device)
+        held = None
+        if args.report_tokens:
+            held_slice = _slice_at(args, sl.seq_len, lm.vocab_size, args.report_tokens, offset=sl.offset + sl.n_tokens)
+            held = GapSweep(lm.model, lm.state_dict, held_slice, cache, args.quiet, lm.batch_seqs,
+                            args.max_replay_bytes)
+        oracle = GapOracle(lm.model, lm.state_dict, sl, args.gaps, cache, args.quiet, args.calib_tokens,
+                           lm.batch_seqs, args.max_replay_bytes)
+        try:
+            report = allocate(lm.state_dict, args.cap, oracle=oracle, code=_code(args),
+                              code_wrapped=args.code_wrapped, candidates=candidates, margin=args.margin,
+                              report=held, compressor=args.compressor, base=base, quiet=args.quiet,
+                              source=str(args.input))
+        except CapTooSmall as exc:  # the API's message names no flag; here the flags are ours to advise
+            raise PgolfInputError(None, f"{exc.problem}; raise --cap, lower --margin, or add a smaller scheme "
+                                        f"(int3, int2, ternary) to --candidates") from None
+        return report, lm, (sl, oracle)
+
+    done = _ranked(args, opened, base, evaluate)
+    if done is None:
+        return 0
+    report, lm, (sl, oracle) = done
     if args.output:
         report.plan.save(args.output)
         report.notes.append(f"plan written to {args.output}")

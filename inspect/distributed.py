@@ -4,14 +4,17 @@ The pgolf process is rank 0; it starts ranks 1..N-1 as workers with torchrun's e
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or every rank comes from
 `torchrun --nproc_per_node N -m pgolf.figures.cli gaps ...`. Every rank loads the model and the
 slice and runs the full evaluations itself (unquantized, plan, artifact, proxy: each needs its own
-replay recording); the per-tensor evaluations (only-this, all-but-this) are dealt out round-robin,
-each rank writes the cache entries it computes as it goes (one atomic file each, so an
+replay recording); the per-tensor evaluations (only-this, all-but-this) are dealt out by cost
+(a replay restarting at a late block costs a fraction of a full evaluation): longest first, each
+to the rank with the least work so far, the same deal on every rank. Each rank writes the cache entries it computes as it goes (one atomic file each, so an
 interrupted run keeps them), and rank 0 gathers the numbers and renders the report. Each
 evaluation is computed exactly as in one process, so the numbers are the same bit for bit (on the
 CPU, at the same threads per process).
 
 >>> Ranks(rank=1, world=3).mine([0, 1, 2, 3, 4, 5, 6])
 [1, 4]
+>>> [Ranks(rank=r, world=2).mine([0, 1, 2, 3], costs=[4.0, 1.0, 1.0, 2.0]) for r in (0, 1)]
+[[0], [3, 1, 2]]
 """
 from __future__ import annotations
 
@@ -42,8 +45,19 @@ class Ranks:
     workers: list = dataclasses.field(default_factory=list)  # Popen of ranks 1.. when rank 0 started them
     logs: list = dataclasses.field(default_factory=list)
 
-    def mine(self, todo: list[int]) -> list[int]:
-        return todo[self.rank::self.world]
+    def mine(self, todo: list[int], costs: list[float] | None = None) -> list[int]:
+        """This rank's share of `todo`: round-robin, or with `costs` (one per item of `todo`) the
+        longest-first greedy deal, which keeps the slowest rank within one item of the mean."""
+        if costs is None:
+            return todo[self.rank::self.world]
+        loads = [0.0] * self.world
+        share: list[int] = []
+        for k in sorted(range(len(todo)), key=lambda k: (-costs[k], k)):  # ties broken alike on every rank
+            rank = min(range(self.world), key=lambda r: (loads[r], r))
+            loads[rank] += costs[k]
+            if rank == self.rank:
+                share.append(todo[k])
+        return share
 
     def agree(self, todo: list[int]) -> list[int]:
         """Rank 0's list of evaluations still to do (ranks may read the shared cache at other moments)."""
@@ -53,12 +67,12 @@ class Ranks:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def merge(self, results: list, todo: list[int]) -> list:
-        """Every rank's results for `todo` in place of the Nones, whole (per-unit losses too: the
-        paired standard errors need them)."""
+    def merge(self, results: list, share: list[int]) -> list:
+        """Every rank's results in place of the Nones, whole (per-unit losses too: the paired
+        standard errors need them); `share` is what this rank was dealt."""
         import torch.distributed as dist
 
-        mine = {i: results[i] for i in self.mine(todo)}
+        mine = {i: results[i] for i in share}
         parts: list = [None] * self.world
         dist.all_gather_object(parts, mine)
         for part in parts:
@@ -117,6 +131,8 @@ def join(ranks: Ranks | None, device: torch.device) -> None:
     import torch.distributed as dist
 
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":  # nccl's object collectives stage through the current device: this rank's GPU
+        torch.cuda.set_device(device)
     dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world,
                             timeout=datetime.timedelta(minutes=30))
     _CURRENT = ranks

@@ -448,6 +448,27 @@ class BlockReplay:
         with self._patched("replay", restart):
             return _run(self.model, self.sl, self.batch_seqs, self._start_batch)
 
+    def cost_from(self, restart: Restart) -> float:
+        """Multiply-adds per token of `evaluate_from(restart)`, the unit `--nproc` deals by: the
+        matrix parameters of every block call computed plus its seq_len x width attention scores,
+        and the parameters outside the blocks (the head). Equal costs when nothing is recorded."""
+        if not self.supported:
+            return 1.0
+        width = self.outputs[0][0].shape[-1]
+        scores = self.sl.seq_len * width  # q.k and attention x v, per token
+
+        def size(module) -> int:
+            return sum(p.numel() for p in module.parameters()) if isinstance(module, nn.Module) else 0
+
+        in_blocks = sum(size(b) for b in self.blocks)
+        cost = float(sum(p.numel() for p in self.model.parameters()) - in_blocks)
+        for call in range(max(0, restart.call), self.n_calls):
+            j = self.call_modules[call]
+            cost += size(self.blocks[j]) + scores
+            if call == restart.call and restart.after_attn:
+                cost -= size(self.attns[j]) + scores
+        return cost
+
     def restart_for(self, name: str) -> Restart:
         """The earliest computation that a change of state-dict entry `name` can affect."""
         if not self.supported:

@@ -175,12 +175,15 @@ class GapSweep:
             todo = ranks.agree(todo)
         if not todo:
             return results
-        mine = [i for i in ranks.mine(todo) if results[i] is None] if ranks is not None else todo
         if base_sd is not self.sd:
             load_weights(self.model, base_sd)
         try:
             if self.recorded != base_label:
                 self._record(base_label, f"record for {desc}")
+            share = todo
+            if ranks is not None:  # dealt by replay cost, known once the recording exists
+                share = ranks.mine(todo, [self.replay.cost_from(self.replay.restart_for(items[i][0])) for i in todo])
+            mine = [i for i in share if results[i] is None]
             for i in progress(mine, desc=desc, total=len(mine), quiet=self.quiet):
                 name, _, value = items[i]
                 set_tensor(self.model, name, value)
@@ -196,7 +199,7 @@ class GapSweep:
             if base_sd is not self.sd:
                 load_weights(self.model, self.sd)  # the recording stays valid for base_label's weights
         if ranks is not None:
-            results = ranks.merge(results, todo)
+            results = ranks.merge(results, share)
         return results
 
     def only_this(self, items: list[tuple[str, str, Tensor]], desc: str = "only-this") -> list[EvalResult]:

@@ -39,3 +39,31 @@ def test_cpu_and_cuda_gaps_agree(script):
     assert cuda.headline["artifact_matches"] and cpu.headline["artifact_matches"]
     diff = (cuda.frame["gap_only_this_bpb"] - cpu.frame["gap_only_this_bpb"]).abs().max()
     assert diff <= BF16 * full, diff
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices for an nccl --nproc 2 run")
+def test_nccl_two_ranks_agree_with_one(tmp_path):
+    """`pgolf gaps --device cuda --nproc 2`: one GPU per rank (nccl), the numbers of one GPU within bf16."""
+    import contextlib
+    import io
+    import json
+
+    from pgolf.figures.cli import main
+
+    pt = fixture_path("artifacts", "sp1024-3L-d128", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    argv = ["gaps", str(pt), "--tokenizer", str(tok), "--tokens", "4096", "--seq-len", "256", "--plan", "int6",
+            "--quantize-small", "--quiet", "--json", "--device", "cuda", "--no-cache", "--no-proxy"]
+    reports = []
+    for extra in ([], ["--nproc", "2"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(argv + extra) == 0
+        reports.append(json.loads(out.getvalue()))
+    one, two = reports
+    assert two["nproc"] == 2 and [t["name"] for t in two["tensors"]] == [t["name"] for t in one["tensors"]]
+    full = one["val_bpb_full"]
+    for key in ("val_bpb_full", "quant_gap_bpb"):
+        assert abs(two[key] - one[key]) <= BF16 * full
+    for a, b in zip(one["tensors"], two["tensors"]):  # GPUs of one kind need not agree bit for bit
+        assert abs(a["gap_only_this_bpb"] - b["gap_only_this_bpb"]) <= BF16 * full, a["name"]

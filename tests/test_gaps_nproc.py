@@ -94,3 +94,28 @@ def test_interrupt_ends_every_rank_and_keeps_the_cache(tmp_path):
     # entry may be read more than once, so hits alone can exceed the files
     assert fresh["evaluations"] - kept <= again["evaluations"] <= fresh["evaluations"] - kept + 1
     assert again["cache_hits"] >= kept
+
+
+def test_headroom_and_allocate_split_measured_gaps_alike(tmp_path):
+    """`headroom` and `allocate` with measured gaps over two processes: the same report as one
+    process; with the proxy there is no sweep to split, one process runs and the report says so."""
+    pt = fixture_path("artifacts", "sp1024-2L-d64", "final_model.pt")
+    tok = fixture_path("tokenizers", "fineweb_1024_bpe.model")
+    data = ["--tokenizer", str(tok), "--seq-len", "256", "--quiet", "--json", "--device", "cpu"]
+    head = ["headroom", str(pt), "--plan", "int6", "--quantize-small", "--gaps", "measured", "--ladder", "int4,int8",
+            "--delta-bytes", "alone", "--tokens", "1024", *data]
+    one = gaps(head + ["--no-cache"])
+    two = gaps(head + ["--nproc", "2", "--cache-dir", str(tmp_path / "h")])
+    assert two.pop("nproc") == 2 and "nproc" not in one
+    assert two == one
+    alloc = ["allocate", str(pt), "--cap", "200000", "--gaps", "measured", "--candidates", "int4,int8",
+             "--select-tokens", "1024", "--report-tokens", "512", *data]
+    one = gaps(alloc + ["--no-cache"])
+    two = gaps(alloc + ["--nproc", "2", "--cache-dir", str(tmp_path / "a")])
+    assert two.pop("nproc") == 2
+    assert two == one
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        text = [a if a != "measured" else "proxy" for a in alloc if a != "--json"]
+        assert main(text + ["--nproc", "2", "--no-cache"]) == 0
+    assert "--nproc 2 splits measured gaps only; with --gaps proxy one process ran" in out.getvalue()

@@ -211,3 +211,23 @@ def test_a_mean_loss_spread_over_positions_is_one_unit_per_batch(one_thread):
     assert (spread.unit_windows, len(spread.unit_loss)) == (2, sl.n_seqs // 2)
     assert (real.unit_windows, len(real.unit_loss)) == (1, sl.n_seqs)
     assert spread.val_bpb == pytest.approx(real.val_bpb, rel=float32_mean_rtol(sl.n_tokens, 64, 256))
+
+
+def test_replay_cost_counts_the_work_an_evaluation_does(one_thread):
+    """cost_from: a full evaluation costs every block call plus the head, a late restart less, the
+    MLP half of a block its MLP only; this is what `--nproc` deals by."""
+    model, sd = _model("3L-tied")
+    sl = _slice(256)
+    replay = BlockReplay(model, batch_seqs=2)
+    assert replay.cost_from(Restart(0)) == 1.0  # nothing recorded: equal costs
+    replay.record(sl)
+    block = sum(p.numel() for p in model.blocks[0].parameters())
+    attn = sum(p.numel() for p in model.blocks[0].attn.parameters())
+    scores = 32 * 64  # seq_len x width
+    head = sum(p.numel() for p in model.parameters()) - 3 * block
+    assert replay.cost_from(Restart(0)) == head + 3 * (block + scores)
+    assert replay.cost_from(Restart(3)) == head
+    assert replay.cost_from(Restart(2, True)) == head + block - attn
+    costs = [replay.cost_from(replay.restart_for(n)) for n in sd]
+    # tied head: the cheapest tensor is the last block's MLP
+    assert max(costs) == replay.cost_from(Restart(0)) and min(costs) == head + block - attn
