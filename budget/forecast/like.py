@@ -49,6 +49,12 @@ class Recipe:
     config: dict | None = None
     anchors: dict = dataclasses.field(default_factory=dict, repr=False)
 
+    def stored_bytes(self, plan: Plan) -> int:
+        """Payload bytes (before compression) of the checkpoint under the plan: exact, no quantizing."""
+        from pgolf.budget.exact.build import assign
+
+        return sum(sum(i.scheme.payload_bytes(i.shape, i.dtype)) for i in assign(self.tensors, plan) if i.tied_to is None)
+
     @property
     def blocks(self) -> int:
         found = [int(m.group(1)) for n in self.tensors if (m := _BLOCK.match(n))]
@@ -149,7 +155,7 @@ def like_state_dict(specs: list[TensorSpec], recipe: Recipe, seed: int = 0) -> t
             continue
         t = draw_like(recipe.tensors[src], spec.shape, _seed(spec.name, seed), keep_order=role_of(src) in
                       ("embedding", "head"))
-        out[spec.name] = t.to(spec.dtype)
+        out[spec.name] = t  # the checkpoint's dtype: a bf16-trained tensor stored as fp16 keeps zero low bits
     return out, [s.name for s in missing]
 
 

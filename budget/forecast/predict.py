@@ -51,6 +51,10 @@ DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
 
 
 LIKE_DRAWS = 3  # independent draws of a --like state dict: their spread is the interval
+# A --like draw storing at most this many bytes is built and measured exactly (a second or two
+# with any codec); larger ones go through the estimator, anchored on the checkpoint.
+LIKE_EXACT_MAX_BYTES = 1 << 22
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, 97.5th percentile, by degrees of freedom
 
 
 @dataclasses.dataclass(repr=False)
@@ -227,36 +231,56 @@ def _stats_bytes(specs, plan, comp_name, stats, fit, interval, scale, err, key):
 
 
 def _like_bytes(specs, plan, comp_name, like: Recipe, fit, interval, err):
-    """Bytes from the checkpoint's own values: LIKE_DRAWS seeded state dicts, estimated, scaled by
-    the checkpoint's exact/estimated ratio; the interval is the spread of the draws, widened by
-    the estimator's worst error in proportion to how far the stored bytes move from the checkpoint's
-    (|ln ratio|, at most 1): none at the checkpoint's own size, all of it at 2.7x."""
-    exact, est_ckpt, stored_ckpt = anchor(like, plan, comp_name, fit)
-    ratio = exact / est_ckpt if est_ckpt > 0 else 1.0
-    variants, frame, missing, kind = {}, None, [], ""
+    """Bytes from the checkpoint's own values: the mean over LIKE_DRAWS seeded state dicts, each
+    measured exactly when it stores at most LIKE_EXACT_MAX_BYTES, else estimated and scaled by the
+    checkpoint's exact/estimated ratio. The interval is the spread of the draws, widened by the
+    estimator's worst error in proportion to how far the stored bytes move from the checkpoint's
+    (|ln ratio|, at most 1): an allowance for extrapolating the recipe to another shape, none at
+    the checkpoint's own size."""
+    from pgolf.budget.exact.measure import measure_budget
+
+    variants, frame, missing, kind, exact_draws, ratio = {}, None, [], "", None, 1.0
     for seed in range(LIKE_DRAWS if interval else 1):
         sd, missing = like_state_dict(specs, like, seed)
         rows, streams, kind, _ = estimate_streams(sd, plan)
-        est, per_tensor = estimate_model_bytes(streams, kind, comp_name, fit)
-        variants[f"draw{seed}"] = est * ratio
+        stored = int(rows["payload_bytes"].sum())
+        if exact_draws is None:
+            exact_draws = stored <= LIKE_EXACT_MAX_BYTES
+        if exact_draws:
+            measured = measure_budget(sd, plan, comp_name, verify=False)
+            variants[f"draw{seed}"] = float(measured.headline["bytes_model"])
+            per_tensor = dict(zip(measured.frame["name"], measured.frame["compressed_bytes"]))
+        else:
+            exact, est_ckpt, stored_ckpt = anchor(like, plan, comp_name, fit)
+            ratio = exact / est_ckpt if est_ckpt > 0 else 1.0
+            est, per_tensor = estimate_model_bytes(streams, kind, comp_name, fit)
+            variants[f"draw{seed}"] = est * ratio
         if frame is None:
             roles = [role_of(n) or "control" for n in rows["name"]]
             base = [tensor_row(n, tuple(sh), getattr(torch, d), get_scheme(sc))
                     for n, sh, d, sc in zip(rows["name"], rows["shape"], rows["dtype"], rows["scheme"])]
             frame = _frame([{**b, "role": r} for b, r in zip(base, roles)], per_tensor, ratio)
-    central = variants["draw0"]
+    draws = np.array(list(variants.values()))
+    central = float(draws.mean())
+    # the trained model is one more draw: a 95% prediction interval from the draws' spread
+    half = T95[len(draws) - 1] * float(draws.std(ddof=1)) * math.sqrt(1 + 1 / len(draws)) if len(draws) > 1 else 0.0
     stored = int(frame["payload_bytes"].sum())
+    stored_ckpt = like.stored_bytes(plan)
     transfer = err * min(1.0, abs(math.log(max(stored, 1) / max(stored_ckpt, 1))))
-    low, high = min(variants.values()) * (1 - transfer), max(variants.values()) * (1 + transfer)
+    low, high = (central - half) * (1 - transfer), (central + half) * (1 + transfer)
     table = recipe_table(like, plan)
     shown = "; ".join(f"{r.role} {r.entropy_bits_per_value:.2f} bits/value"
                       + ("" if math.isnan(r.floor_bound_frac) else f", floor binds {r.floor_bound_frac:.0%}")
-                      for r in table.itertuples())
-    notes = [f"PREDICTED from {like.source}: each tensor drawn from the checkpoint's own values (same name at the "
-             f"same relative depth, else the same role), estimated, times the checkpoint's exact/estimated bytes "
-             f"{exact:,}/{est_ckpt:,.0f} = {ratio:.4f} under this plan and compressor",
-             f"checkpoint statistics under {plan.name}: {shown}",
-             f"interval: spread of {len(variants)} independent draw(s), widened by {transfer:.2%} (the estimator's "
+                      for r in table.itertuples() if not math.isnan(r.entropy_bits_per_value))
+    how = ("each draw built as an artifact and measured exactly (it stores at most "
+           f"{LIKE_EXACT_MAX_BYTES:,} bytes)" if exact_draws else
+           f"each draw estimated, times the checkpoint's exact/estimated bytes {exact:,}/{est_ckpt:,.0f} = "
+           f"{ratio:.4f} under this plan and compressor")
+    notes = [f"PREDICTED from {like.source}: the mean of {len(variants)} state dict(s) drawn from the checkpoint's "
+             f"own values (same name at the same relative depth, else the same role), {how}",
+             f"checkpoint statistics under {plan.name}: {shown or 'no quantized matrix'}",
+             f"interval: a 95% prediction interval from the spread of {len(variants)} independent draw(s) (Student t), "
+             f"widened by {transfer:.2%} (the estimator's "
              f"worst error {err:.2%} x |ln(stored bytes {stored:,} / checkpoint's {stored_ckpt:,})|, at most 1)"]
     if missing:
         notes.append(f"no counterpart in the checkpoint, default synthetic values: {', '.join(missing[:4])}"
@@ -292,8 +316,10 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
         moves = [(vb[k] - vb["central"]) - (va[k] - va["central"]) for k in va if k != "central" and k in vb]
         low, high = d0 + sum(min(0.0, m) for m in moves), d0 + sum(max(0.0, m) for m in moves)
     else:
-        deltas = [vb[k] - va[k] for k in va if k in vb]
-        d0, low, high = deltas[0], min(deltas), max(deltas)
+        deltas = np.array([vb[k] - va[k] for k in va if k in vb])
+        d0 = float(deltas.mean())
+        half = T95[len(deltas) - 1] * float(deltas.std(ddof=1)) * math.sqrt(1 + 1 / len(deltas)) if len(deltas) > 1 else 0.0
+        low, high = d0 - half, d0 + half
     _, entry = fit_entry(kw.get("fit") or load_fit(), a.headline["compressor"])
     err = float(entry.get("artifact_rel_err_max", 0.0)) * abs(d0)
     pairs = len(va) - 1 if "central" in va else len(va)
