@@ -109,6 +109,11 @@ def parse_delta(items: list[str]) -> dict:
     return change
 
 
+def _json(report) -> str:
+    """The report's JSON with its notes, which say which numbers are exact and which predicted."""
+    return json.dumps({**report.to_dict(), "notes": report.notes}, indent=2, allow_nan=False)
+
+
 def run_predict(args) -> int:
     from pgolf.budget.forecast.calibration import load_weight_stats
     from pgolf.budget.forecast.like import load_recipe
@@ -129,11 +134,11 @@ def run_predict(args) -> int:
         if delta or plan_b is not None:
             kw.pop("cap"), kw.pop("code"), kw.pop("code_wrapped")
             report = predict_delta(config, delta, plan_b=plan_b, **kw)
-            print(report.to_json() if args.json else report.to_text())
+            print(_json(report) if args.json else report.to_text())
             return 0
         if not args.fit:
             report = predict(**config, **kw)
-            print(report.to_json() if args.json else report.to_text())
+            print(_json(report) if args.json else report.to_text())
             return 0
         budget = args.max_bytes or args.cap
         config = {k: v for k, v in config.items() if k != DIMENSIONS[args.dimension][0]}
@@ -144,7 +149,7 @@ def run_predict(args) -> int:
     if report is None:
         answer["note"] = f"even the smallest {args.dimension} does not fit in {budget:,} bytes"
     if args.json:
-        print(json.dumps({**answer, **({"prediction": report.to_dict()} if report else {})}, indent=2))
+        print(json.dumps({**answer, **({"prediction": {**report.to_dict(), "notes": report.notes}} if report else {})}, indent=2))
         return 0
     if report is None:
         print(f"pgolf predict --fit: {answer['note']}")

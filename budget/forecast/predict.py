@@ -335,7 +335,8 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
         head["like"] = ha["like"]
     cols = ["payload_bytes", "compressed_bytes"]
     fa, fb = (f.groupby("role")[cols].sum() for f in (a.frame, b.frame))
-    frame = fa.join(fb, how="outer", rsuffix="_b").fillna(0).astype(int).reset_index()
+    frame = fa.merge(fb, how="outer", left_index=True, right_index=True, suffixes=("", "_b"))
+    frame = frame.fillna(0).astype(int).reset_index()
     frame["delta_bytes_model"] = frame["compressed_bytes_b"] - frame["compressed_bytes"]
     what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in change.items())
     what += ("; " if what and plan_b is not None else "") + (f"plan {ha['plan']} -> {hb['plan']}" if plan_b is not None else "")

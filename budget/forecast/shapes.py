@@ -154,7 +154,9 @@ def param_count(specs: list[TensorSpec]) -> int:
 
 def infer_config(shapes: dict[str, tuple[int, ...]]) -> dict | None:
     """The baseline-family config (predict's keyword arguments) whose tensor list is exactly these
-    names and shapes, or None when the state dict is not of that family.
+    names and shapes, or None when the state dict is not of that family. With depth recurrence the
+    effective depth is read from the U-Net skips, which depths 2k and 2k+1 share: the smaller is named
+    (both store the same tensors).
 
     >>> infer_config({s.name: s.shape for s in baseline_specs(3, 128, 4, 2, 2, 1024)})
     {'layers': 3, 'dim': 128, 'heads': 4, 'kv_heads': 2, 'mlp_mult': 2.0, 'vocab': 1024}
