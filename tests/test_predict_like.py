@@ -171,3 +171,16 @@ def test_cli_like_defaults_to_the_checkpoints_shape(d128, capsys):
     assert any(n.startswith("EXACT:") for n in out["notes"]) and any(n.startswith("PREDICTED") for n in out["notes"])
     assert predict_commands.run_predict(_args(["--like", path, "--delta", "layers=4", "--json"])) == 0
     assert json.loads(capsys.readouterr().out)["delta_params"] == 115_332
+
+
+def test_a_plan_file_works_in_predict_budget_and_compare(tmp_path, d128):
+    from pgolf.budget.exact.compare import compare
+
+    path = PRESETS["sdclip-int6-int7emb"].save(tmp_path / "mine.json")
+    by_name = predict(layers=2, dim=128, plan="sdclip-int6-int7emb", compressor="zlib", interval=False).headline
+    by_file = predict(layers=2, dim=128, plan=str(path), compressor="zlib", interval=False).headline
+    assert by_file["bytes_model"] == by_name["bytes_model"] and by_file["plan"] == "sdclip-int6-int7emb"
+    exact = measure_budget(d128.tensors, str(path), "zlib", per_tensor=False).headline["bytes_model"]
+    assert exact == measure_budget(d128.tensors, "sdclip-int6-int7emb", "zlib", per_tensor=False).headline["bytes_model"]
+    frame = compare(d128.tensors, [str(path), "int6-floor-int8emb"], ["zlib"], quiet=True).frame
+    assert set(frame["plan"]) == {"sdclip-int6-int7emb", "int6-floor-int8emb"}

@@ -8,7 +8,8 @@ the way the fast estimator does (estimate.py: the real codec on a sample, scaled
 fitted correction). Matrices that share role, shape and scheme share one draw, each with rows of
 its own. The interval moves each statistic to each end of its calibration range (all roles
 together), one statistic at a time, sums the moves on each side, and widens by the estimator's
-worst whole-artifact error.
+worst whole-artifact error. `like=` (like.py) replaces the statistics with a checkpoint's own
+values; `predict_delta` pairs two predictions (configs or plans) draw by draw.
 
 >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="official-int8", compressor="zlib")
 >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
@@ -306,6 +307,10 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
     The interval pairs the evaluations: with the shipped statistics each statistic moved for both
     A and B (the change in the delta, summed on each side); with --like the delta of each draw.
     Then it is widened by the estimator's worst relative error applied to the delta itself.
+
+    >>> r = predict_delta({"layers": 2, "dim": 128}, plan="int6", plan_b="int6-floor", compressor="zstd", interval=False)
+    >>> r.headline["delta_params"], r.headline["delta_payload_bytes"], r.headline["plan_b"]
+    (0, 0, 'int6-floor')
     """
     change = change or {}
     a = predict(**config, plan=plan, compressor=compressor, **kw)
