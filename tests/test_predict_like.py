@@ -184,3 +184,15 @@ def test_a_plan_file_works_in_predict_budget_and_compare(tmp_path, d128):
     assert exact == measure_budget(d128.tensors, "sdclip-int6-int7emb", "zlib", per_tensor=False).headline["bytes_model"]
     frame = compare(d128.tensors, [str(path), "int6-floor-int8emb"], ["zlib"], quiet=True).frame
     assert set(frame["plan"]) == {"sdclip-int6-int7emb", "int6-floor-int8emb"}
+
+
+def test_a_source_drawn_twice_repeats_no_row(d128):
+    """Six blocks from the checkpoint's three: the second use of a block shuffles every row."""
+    from pgolf.budget.forecast.like import like_state_dict
+
+    sd, missing = like_state_dict(config_specs(**{**d128.config, "layers": 6}), d128, seed=0)
+    assert missing == []
+    rows = torch.cat([sd[f"blocks.{i}.mlp.fc.weight"] for i in range(6)])
+    assert len({tuple(r.tolist()) for r in rows}) == rows.shape[0]
+    a, b = sd["blocks.0.mlp.fc.weight"], sd["blocks.1.mlp.fc.weight"]  # both from checkpoint block 0
+    assert torch.equal(a.flatten().sort().values, b.flatten().sort().values)

@@ -95,10 +95,11 @@ def _take(n_src: int, n: int, rng: np.random.Generator, keep_order: bool) -> tup
     return np.concatenate([first, rng.integers(0, n_src, n - n_src)]), n_src
 
 
-def draw_like(src: Tensor, shape: tuple[int, ...], seed: int, keep_order: bool = False) -> Tensor:
+def draw_like(src: Tensor, shape: tuple[int, ...], seed: int, keep_order: bool = False, reuse: bool = False) -> Tensor:
     """A tensor of `shape` made of `src`'s values: rows (dim 0) shuffled, subset or redrawn; columns
     subset or redrawn. Redrawn rows get their columns shuffled, so no row repeats byte for byte
-    (a repeat would hand the codec a match no trained model has). `keep_order` keeps row order
+    (a repeat would hand the codec a match no trained model has); `reuse` (a source already drawn
+    for another tensor) shuffles the columns of every row. `keep_order` keeps row order
     (embeddings: row i is token i, frequent tokens first).
 
     >>> draw_like(torch.ones(2, 3), (4, 5), seed=1).shape
@@ -112,6 +113,7 @@ def draw_like(src: Tensor, shape: tuple[int, ...], seed: int, keep_order: bool =
     r_idx, fresh = _take(s2.shape[0], rows, rng, keep_order or s2.shape[0] == 1)
     c_idx, _ = _take(s2.shape[1], cols, rng, keep_order=True)
     out = s2[torch.from_numpy(r_idx)][:, torch.from_numpy(c_idx)].clone()
+    fresh = 0 if reuse else fresh
     if fresh < rows:
         perm = torch.from_numpy(np.argsort(rng.random((rows - fresh, cols)), axis=1))
         out[fresh:] = torch.gather(out[fresh:], 1, perm)
@@ -147,14 +149,15 @@ def like_state_dict(specs: list[TensorSpec], recipe: Recipe, seed: int = 0) -> t
     blocks = 1 + max((int(m.group(1)) for s in specs if (m := _BLOCK.match(s.name))), default=0)
     missing = [s for s in specs if source_name(s.name, recipe, blocks) is None]
     fallback = synthetic_state_dict(missing, seed=seed) if missing else {}
-    out = {}
+    out, uses = {}, {}
     for spec in specs:
         src = source_name(spec.name, recipe, blocks)
         if src is None:
             out[spec.name] = fallback[spec.name]
             continue
-        t = draw_like(recipe.tensors[src], spec.shape, _seed(spec.name, seed), keep_order=role_of(src) in
-                      ("embedding", "head"))
+        uses[src] = uses.get(src, 0) + 1
+        t = draw_like(recipe.tensors[src], spec.shape, _seed(spec.name, seed),
+                      keep_order=role_of(src) in ("embedding", "head"), reuse=uses[src] > 1)
         out[spec.name] = t  # the checkpoint's dtype: a bf16-trained tensor stored as fp16 keeps zero low bits
     return out, [s.name for s in missing]
 
