@@ -1,6 +1,10 @@
 """`pgolf predict` against the published records: predicted model bytes next to the published ones.
 
     .venv/bin/python benchmarks/predict_records.py [--records ../shared/reference/records_dev.csv] [--csv OUT]
+    .venv/bin/python benchmarks/predict_records.py --like ../shared/fixtures/artifacts/sp1024-3L-d128/final_model.pt
+
+With --like CHECKPOINT every record is priced with that checkpoint's own values (pgolf predict
+--like) instead of the shipped statistics, and the table is printed with and without it.
 
 Each record's description (records_dev.csv and the record's README/code in openai/parameter-golf)
 is mapped below to a baseline-family shape, a pgolf plan and a compressor; `params` checks the
@@ -27,11 +31,10 @@ EMB = r"^tok_emb\.|^bigram\.embed\."
 MAPPING = {
     "R01": (dict(layers=9, dim=512, mlp_mult=2, vocab=1024), "official-int8", "zlib", ""),
     "R03": (dict(layers=9, dim=512, mlp_mult=992 / 512, vocab=1024), "fp16-embed", "zlib", ""),
-    "R09": (dict(layers=10, dim=512, mlp_mult=1344 / 512, vocab=1024),
-            Plan("int6-fp16emb", ((EMB, "fp16"),), default="int6:floor(1)"), "zstd",
+    "R09": (dict(layers=10, dim=512, mlp_mult=1344 / 512, vocab=1024), "int6-floor-fp16emb", "zstd",
             "QAT (fake-quantized training) not modelled"),
     "R18": (dict(layers=11, dim=512, mlp_mult=3, vocab=1024, bigram_hash=2048, bigram_dim=128, smear_gate=True),
-            Plan("int6amax-int8emb", ((EMB, "int8_clean_per_row_v1"),), default="int6:amax:floor(1)"), "zstd",
+            Plan("int6-floor-int8emb+bigram", ((EMB, "int8_clean_per_row_v1"),), default="int6:amax:floor(1)"), "zstd",
             "record clamps to [-32, 31]; with an amax clip -32 never occurs, so int6:amax:floor(1) is its rule"),
     "R23": (dict(layers=10, dim=768, heads=8, kv_heads=4, mlp_mult=4, vocab=8192, embed_dim=254),
             Plan("ternary-fp8emb", ((r"^tok_emb\.|^embed_proj\.|^head_proj\.", "fp8_e4m3"),), default="ternary"),
@@ -43,7 +46,7 @@ MAPPING = {
 }
 
 
-def run(records: Path, scale: str = "long") -> pd.DataFrame:
+def run(records: Path, scale: str = "long", like=None) -> pd.DataFrame:
     table = pd.read_csv(records)
     rows = []
     for rec in table.itertuples():
@@ -51,7 +54,8 @@ def run(records: Path, scale: str = "long") -> pd.DataFrame:
             rows.append({"id": rec.id, "note": "no mapping"})
             continue
         cfg, plan, comp, deviation = MAPPING[rec.id]
-        r = predict(**cfg, plan=plan, compressor=comp, scale=scale).headline
+        kw = dict(like=like) if like is not None else dict(scale=scale)
+        r = predict(**cfg, plan=plan, compressor=comp, **kw).headline
         published = int(rec.model_bytes)
         rows.append({"id": rec.id, "plan": r["plan"], "compressor": r["compressor"], "params": r["params"],
                      "params_published": int(rec.params), "predicted": r["bytes_model"], "low": r["bytes_model_low"],
@@ -61,21 +65,35 @@ def run(records: Path, scale: str = "long") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary(frame: pd.DataFrame) -> str:
+    err = frame["error_pct"].abs()
+    return (f"median |error| {err.median():.2f} % (target <= 2 %), worst {err.max():.2f} %, "
+            f"coverage (published inside the interval) {int(frame['inside'].sum())}/{len(frame)}")
+
+
+def show(frame: pd.DataFrame, title: str) -> None:
+    print(f"== {title}")
+    with pd.option_context("display.width", 220):
+        print(frame.drop(columns=["deviation"]).to_string(
+            index=False, formatters={c: "{:,}".format for c in ("params", "params_published", "predicted", "low",
+                                                                "high", "published")} | {"error_pct": "{:+.2f}".format}))
+    print(summary(frame) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", default=str(RECORDS))
     ap.add_argument("--scale", choices=SCALES, default="long", help="weight scale assumed (see pgolf predict --help)")
-    ap.add_argument("--csv", help="also write the table here")
+    ap.add_argument("--like", metavar="CHECKPOINT", help="also price every record with this checkpoint's own values")
+    ap.add_argument("--csv", help="also write the table here (with --like: the --like table)")
     args = ap.parse_args(argv)
     frame = run(Path(args.records), args.scale)
-    shown = frame.drop(columns=["deviation"])
-    with pd.option_context("display.width", 220):
-        print(shown.to_string(index=False, formatters={c: "{:,}".format for c in
-                                                        ("params", "params_published", "predicted", "low", "high",
-                                                         "published")} | {"error_pct": "{:+.2f}".format}))
-    err = frame["error_pct"].abs()
-    print(f"\nmedian |error| {err.median():.2f} % (target <= 2 %), worst {err.max():.2f} %, "
-          f"inside interval {int(frame['inside'].sum())}/{len(frame)}")
+    show(frame, f"shipped statistics (scale {args.scale})")
+    if args.like:
+        from pgolf.budget.forecast.like import load_recipe
+
+        frame = run(Path(args.records), like=load_recipe(args.like))
+        show(frame, f"--like {args.like}")
     for rec in frame.itertuples():
         if rec.params != rec.params_published:
             print(f"{rec.id}: params {rec.params:,} vs published {rec.params_published:,}")

@@ -336,6 +336,28 @@ AUDIT_CASES = [  # (arguments after `pgolf`, what it is)
 ]
 
 
+# --- predictions: `pgolf predict ARGS`, run beside model.pt (the 2L-d64 fixture) ---------------------
+
+PREDICT_CASES = [  # (arguments after `pgolf predict`, what it is)
+    (["--like", "missing.pt"], "a --like checkpoint that does not exist"),
+    (["--like", "not-gpt.pt"], "a --like state dict with no matrix of the baseline family's names"),
+    (["--like", "model.pt", "--scale", "long"], "--like with --scale (the checkpoint sets the scale)"),
+    (["--delta", "layerz=3"], "--delta naming no shape flag"),
+    (["--delta", "layers"], "--delta without =VALUE"),
+    (["--delta", "layers=0"], "--delta with a value the flag refuses"),
+    (["--delta", "dim=500"], "--delta to a width the heads do not divide"),
+    (["--fit", "--delta", "layers=11"], "--fit together with --delta"),
+    (["--delta-plan", "int9"], "--delta-plan that is neither a preset, a file nor a scheme"),
+]
+
+
+def build_predict_inputs(root: Path) -> None:
+    """model.pt (the 2L-d64 fixture) and not-gpt.pt (one matrix under a name no role has)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.pt").write_bytes(fixture_pt())
+    (root / "not-gpt.pt").write_bytes(torch_bytes({"encoder.weight": torch.zeros(300, 300)}))
+
+
 # --- the participant's script: `pgolf gaps model.pt ARGS` ------------------------------------------
 
 SCRIPT_FILES = {  # name -> source, written under scripts/ beside model.pt (the 2L-d64 fixture)

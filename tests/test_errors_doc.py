@@ -94,7 +94,7 @@ def cell(text: str) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
-def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_rows=()) -> str:
+def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_rows=(), predict_rows=()) -> str:
     lines = [
         "# Bad inputs and what pgolf says about them",
         "",
@@ -125,6 +125,10 @@ def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_row
               "Record folders are copies of the baseline record fixture with one part broken.", "",
               "| ARGS | what it is | stderr |", "|---|---|---|"]
     lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in audit_rows]
+    lines += ["", "## Predictions: `pgolf predict ARGS`", "",
+              "`model.pt` is the 2L-d64 fixture's `final_model.pt`.", "",
+              "| ARGS | what it is | stderr |", "|---|---|---|"]
+    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in predict_rows]
     lines += ["", "## The participant's script: `pgolf gaps model.pt ARGS`", "",
               "`model.pt` is the 2L-d64 fixture's `final_model.pt`; `BASELINE` stands for the fixture",
               "`official_baseline_train_gpt.py`. The same lines come from `pgolf headroom` and `pgolf allocate`.", "",
@@ -201,7 +205,12 @@ def test_errors_doc_is_current(inputs):
         msg = check_one_line(code, out, err, " ".join(args))
         assert expect in msg, (args, msg)
         script_rows.append((" ".join(args), what, msg))
-    text = render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows, script_rows)
+    predict_rows = []
+    bad_inputs.build_predict_inputs(inputs / "predict-cases")
+    for args, what in bad_inputs.PREDICT_CASES:
+        code, out, err = run_cli(["predict", *args], inputs / "predict-cases", {})
+        predict_rows.append((" ".join(args), what, check_one_line(code, out, err, " ".join(args))))
+    text = render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows, script_rows, predict_rows)
     if REGEN:
         write_text_atomic(DOC, text)
     assert DOC.exists(), "docs/errors.md is missing: run with PGOLF_REGEN_DOCS=1"

@@ -27,7 +27,6 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from pgolf.budget.quant.official import is_control_tensor  # noqa: E402
 from pgolf.budget.exact.compare import compare  # noqa: E402
 from pgolf.budget.exact.measure import measure_budget, tensor_table  # noqa: E402
-from pgolf.budget.quant.plans import PRESETS  # noqa: E402
 from pgolf.budget.forecast.shapes import baseline_specs, param_count, synthetic_state_dict  # noqa: E402
 from pgolf.budget.exact.measure import half_fp16_cap  # noqa: E402
 from pgolf.figures.frames import plan_points  # noqa: E402
@@ -57,7 +56,7 @@ def make_headroom_points(narrow_sd):
     """6 presets x 5 compressors = 30 points: exact artifact bytes; the demo's cap (half the fp16
     artifact) puts some points over it."""
     cap, _ = half_fp16_cap(narrow_sd)
-    report = compare(narrow_sd, [quantize_small(p) for p in PRESETS], COMPRESSORS, cap=cap, quiet=True)
+    report = compare(narrow_sd, [quantize_small(p) for p in PRESET_BPB], COMPRESSORS, cap=cap, quiet=True)
     bpb = pd.DataFrame({"plan": [f"{p}+small" for p in PRESET_BPB], "val_bpb": list(PRESET_BPB.values())})
     return plan_points(report, bpb)
 

@@ -66,7 +66,8 @@ def test_presets_on_the_baseline_shape(plan, expected):
 
 def test_preset_names():
     assert list(PRESETS) == ["official-int8", "fp16-embed", "int6", "int5-mlp-int6-attn", "sdclip-int6-int8emb",
-                             "ternary"]
+                             "ternary", "int6-floor", "int6-floor-int8emb", "int6-floor-fp16emb",
+                             "int6-floor-int8emb-latek", "sdclip-int6-int7emb", "sdclip-int6-int7emb-k14"]
 
 
 def test_bare_scheme_is_a_plan():

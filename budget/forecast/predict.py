@@ -8,7 +8,8 @@ the way the fast estimator does (estimate.py: the real codec on a sample, scaled
 fitted correction). Matrices that share role, shape and scheme share one draw, each with rows of
 its own. The interval moves each statistic to each end of its calibration range (all roles
 together), one statistic at a time, sums the moves on each side, and widens by the estimator's
-worst whole-artifact error.
+worst whole-artifact error. `like=` (like.py) replaces the statistics with a checkpoint's own
+values; `predict_delta` pairs two predictions (configs or plans) draw by draw.
 
 >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="official-int8", compressor="zlib")
 >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
@@ -29,8 +30,9 @@ from pgolf.budget.exact.build import artifact_kind
 from pgolf.budget.forecast.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
-from pgolf.budget.exact.measure import code_sizes_for
+from pgolf.budget.forecast.estimate import estimate_model_bytes, estimate_streams, fit_entry, load_fit, packed_streams
+from pgolf.budget.forecast.like import Recipe, anchor, like_state_dict, recipe_table
+from pgolf.budget.exact.measure import code_sizes_for, tensor_row
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.report_base import Report
@@ -49,13 +51,25 @@ DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
 }
 
 
+LIKE_DRAWS = 3  # independent draws of a --like state dict: their spread is the interval
+# A --like draw storing at most this many bytes is built and measured exactly (a second or two
+# with any codec); larger ones go through the estimator, anchored on the checkpoint.
+LIKE_EXACT_MAX_BYTES = 1 << 22
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, 97.5th percentile, by degrees of freedom
+
+
 @dataclasses.dataclass(repr=False)
 class PredictReport(Report):
     """Predicted bytes for a config: headline with interval, one row per tensor.
 
+    `variants` (not rendered) holds the model bytes of every evaluation behind the interval
+    (central and each moved statistic, or each --like draw), which `predict_delta` pairs up.
+
     >>> type(predict(layers=2, dim=128, plan="int6")).__name__
     'PredictReport'
     """
+
+    variants: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024, untied=False,
@@ -118,9 +132,7 @@ def _streams_for(specs, plan, stats, overrides: dict[tuple[str, str], str] | Non
         for s in cache[key, index]:
             full = nv if s.part == "values" else ns
             streams.append(dataclasses.replace(s, tensor=spec.name, n_bytes=int(full)))
-        rows.append({"name": spec.name, "shape": spec.shape, "numel": spec.numel,
-                     "dtype": str(spec.dtype).removeprefix("torch."), "role": key[0], "scheme": scheme.name,
-                     "values_bytes": nv, "scales_bytes": ns, "payload_bytes": nv + ns})
+        rows.append({**tensor_row(spec.name, spec.shape, spec.dtype, scheme), "role": key[0]})
     return streams, rows, artifact_kind(schemes)
 
 
@@ -128,49 +140,31 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
             untied: bool = False, unique_layers: int | None = None, bigram_hash: int = 0, bigram_dim: int = 128,
             plan="official-int8", compressor="zlib", code=None, cap: int = CAP_BYTES, *, code_wrapped: bool = False,
             stats: dict | None = None, fit: dict | None = None, interval: bool = True, scale: str = "long",
-            **extra) -> PredictReport:
+            like: Recipe | None = None, **extra) -> PredictReport:
     """Predicted artifact bytes (with an interval) for a baseline-family config, plan and compressor.
 
     `scale`: "long" (a record-length run: weights LONG_RUN_STD_GAIN x the calibrated scale, no
     scale floor binds; the interval reaches down to the calibrated scale) or "calibrated" (the
-    scale our short calibration runs reached).
+    scale our short calibration runs reached). `like`: a Recipe (like.load_recipe) whose own
+    values stand in for the shipped statistics (`scale` then does not apply).
 
     >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="int6", compressor="zstd")
     >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
     (17059912, True)
     """
-    stats, fit = stats or load_weight_stats(), fit or load_fit()
+    fit = fit or load_fit()
     plan, comp = resolve_plan(plan), get_compressor(compressor)
     key, entry = fit_entry(fit, comp.name)
     specs = config_specs(layers, dim, heads, kv_heads, mlp_mult, vocab, untied, unique_layers, bigram_hash, bigram_dim,
                          **extra)
     if scale not in SCALES:
         raise PgolfInputError(None, f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    gain = LONG_RUN_STD_GAIN if scale == "long" else 1.0
-    cache: dict = {}  # one sample per (role, shape, scheme, statistics), shared by all evaluations
-    streams, rows, kind = _streams_for(specs, plan, stats, None, cache, gain)
-    central, per_tensor = estimate_model_bytes(streams, kind, comp.name, fit)
-    low = high = central
-    moves = {}
-    if interval:
-        # one statistic at a time, every role together (a longer or differently regularised run
-        # moves all matrices the same way)
-        roles = {r["role"] for r in rows} & set(ROLES)
-        for stat in STAT_NAMES:
-            for end in ("lo", "hi"):
-                moved, _ = estimate_model_bytes(
-                    _streams_for(specs, plan, stats, {(role, stat): end for role in roles}, cache, gain)[0],
-                    kind, comp.name, fit)
-                moves[f"{stat}.{end}"] = moved - central
-        if scale == "long":  # a run as short as ours: scale floors may bind
-            moved, _ = estimate_model_bytes(_streams_for(specs, plan, stats, None, cache, 1.0)[0], kind, comp.name, fit)
-            moves["std.calibrated"] = moved - central
-        low = central + sum(min(0.0, d) for d in moves.values())
-        high = central + sum(max(0.0, d) for d in moves.values())
     err = float(entry.get("artifact_rel_err_max", 0.0))
-    low, high = low * (1 - err), high * (1 + err)
-    frame = pd.DataFrame(rows)
-    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
+    if like is not None:
+        frame, central, low, high, variants, notes = _like_bytes(specs, plan, comp.name, like, fit, interval, err)
+    else:
+        frame, central, low, high, variants, notes = _stats_bytes(specs, plan, comp.name, stats or load_weight_stats(),
+                                                                  fit, interval, scale, err, key)
     code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
     params = int(frame["numel"].sum())
@@ -181,23 +175,183 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
             "bytes_code": bytes_code, "bytes_total": t.bytes_total,
             "bytes_total_high": totals(math.ceil(high), bytes_code, params, cap).bytes_total, "cap": int(cap),
             "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param, "payload_bytes": int(frame["payload_bytes"].sum()),
-            "artifact": kind, "estimated": True, "scale": scale}
-    notes = [f"PREDICTED (no weights): bytes_model and its interval, bytes_total, headroom_bytes, compressed_bytes "
-             f"come from seeded samples with the trained-weight statistics of weight_stats.json "
-             f"({', '.join(stats['provenance'].get('sources', []))}) and the {key} estimator fit"
-             + (f"; scale: a record-length run, weights {LONG_RUN_STD_GAIN:g}x the calibrated scale (no scale floor "
-                f"binds)" if scale == "long" else "; scale: as calibrated (short runs: scale floors may bind)"),
-             "EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"]
-    if moves:
-        worst = max(moves, key=lambda k: abs(moves[k]))
-        notes.append(f"interval: statistics moved to their calibration range one at a time (largest: {worst} "
-                     f"{moves[worst]:+,.0f} bytes), then widened by the estimator's worst error {err:.2%}")
+            "artifact": variants.pop("kind"), "estimated": True, "scale": "like" if like is not None else scale}
+    if like is not None:
+        head["like"] = like.source
+    notes.append("EXACT: params, payload_bytes, values_bytes, scales_bytes, bits_per_value, bytes_code; "
+                 "PREDICTED: bytes_model (interval bytes_model_low..bytes_model_high), bytes_total, "
+                 "bytes_total_high, headroom_bytes, bits_per_param, compressed_bytes")
     if not code_sizes:
         notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
     title = (f"pgolf predict: {layers} layers x {dim}, mlp x{mlp_mult:g}, vocab {vocab}, heads {heads}/{kv_heads}"
              + (", untied head" if untied else "") + (f", {unique_layers} unique blocks" if unique_layers else "")
-             + (f", bigram hash {bigram_hash}" if bigram_hash else ""))
-    return PredictReport(title=title, headline=head, frame=frame, notes=notes)
+             + (f", bigram hash {bigram_hash}" if bigram_hash else "") + (f", like {like.source}" if like else ""))
+    return PredictReport(title=title, headline=head, frame=frame, notes=notes, variants=variants)
+
+
+def _frame(rows: list[dict], per_tensor: dict[str, float], ratio: float = 1.0) -> pd.DataFrame:
+    """Predict's per-tensor rows: the exact path's columns (tensor_row) plus role and compressed_bytes."""
+    frame = pd.DataFrame(rows)
+    frame["kind"] = ["quantized" if get_scheme(s).kind == "quantized" else "passthrough" for s in frame["scheme"]]
+    frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
+    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0) * ratio)) for n in frame["name"]]
+    return frame
+
+
+def _stats_bytes(specs, plan, comp_name, stats, fit, interval, scale, err, key):
+    """Bytes from the shipped statistics: seeded samples, one statistic moved at a time for the interval."""
+    gain = LONG_RUN_STD_GAIN if scale == "long" else 1.0
+    cache: dict = {}  # one sample per (role, shape, scheme, statistics), shared by all evaluations
+    streams, rows, kind = _streams_for(specs, plan, stats, None, cache, gain)
+    central, per_tensor = estimate_model_bytes(streams, kind, comp_name, fit)
+    variants = {"central": central}
+    if interval:
+        # one statistic at a time, every role together (a longer or differently regularised run
+        # moves all matrices the same way)
+        roles = {r["role"] for r in rows} & set(ROLES)
+        for stat in STAT_NAMES:
+            for end in ("lo", "hi"):
+                variants[f"{stat}.{end}"], _ = estimate_model_bytes(
+                    _streams_for(specs, plan, stats, {(role, stat): end for role in roles}, cache, gain)[0],
+                    kind, comp_name, fit)
+        if scale == "long":  # a run as short as ours: scale floors may bind
+            variants["std.calibrated"], _ = estimate_model_bytes(_streams_for(specs, plan, stats, None, cache, 1.0)[0],
+                                                                 kind, comp_name, fit)
+    moves = {k: v - central for k, v in variants.items() if k != "central"}
+    low = (central + sum(min(0.0, d) for d in moves.values())) * (1 - err)
+    high = (central + sum(max(0.0, d) for d in moves.values())) * (1 + err)
+    notes = [f"PREDICTED (no weights): from seeded samples with the trained-weight statistics of weight_stats.json "
+             f"({', '.join(stats['provenance'].get('sources', []))}) and the {key} estimator fit"
+             + (f"; scale: a record-length run, weights {LONG_RUN_STD_GAIN:g}x the calibrated scale (no scale floor "
+                f"binds)" if scale == "long" else "; scale: as calibrated (short runs: scale floors may bind)")]
+    if moves:
+        worst = max(moves, key=lambda k: abs(moves[k]))
+        notes.append(f"interval: statistics moved to their calibration range one at a time (largest: {worst} "
+                     f"{moves[worst]:+,.0f} bytes), then widened by the estimator's worst error {err:.2%}")
+    return _frame(rows, per_tensor), central, low, high, {**variants, "kind": kind}, notes
+
+
+def _like_bytes(specs, plan, comp_name, like: Recipe, fit, interval, err):
+    """Bytes from the checkpoint's own values: the mean over LIKE_DRAWS seeded state dicts, each
+    measured exactly when it stores at most LIKE_EXACT_MAX_BYTES, else estimated and scaled by the
+    checkpoint's exact/estimated ratio. The interval is the spread of the draws, widened by the
+    estimator's worst error in proportion to how far the stored bytes move from the checkpoint's
+    (|ln ratio|, at most 1): an allowance for extrapolating the recipe to another shape, none at
+    the checkpoint's own size."""
+    from pgolf.budget.exact.measure import measure_budget
+
+    variants, frame, missing, kind, exact_draws, ratio = {}, None, [], "", None, 1.0
+    for seed in range(LIKE_DRAWS if interval else 1):
+        sd, missing = like_state_dict(specs, like, seed)
+        rows, streams, kind, _ = estimate_streams(sd, plan)
+        stored = int(rows["payload_bytes"].sum())
+        if exact_draws is None:
+            exact_draws = stored <= LIKE_EXACT_MAX_BYTES
+        if exact_draws:
+            measured = measure_budget(sd, plan, comp_name, verify=False)
+            variants[f"draw{seed}"] = float(measured.headline["bytes_model"])
+            per_tensor = dict(zip(measured.frame["name"], measured.frame["compressed_bytes"]))
+        else:
+            exact, est_ckpt, stored_ckpt = anchor(like, plan, comp_name, fit)
+            ratio = exact / est_ckpt if est_ckpt > 0 else 1.0
+            est, per_tensor = estimate_model_bytes(streams, kind, comp_name, fit)
+            variants[f"draw{seed}"] = est * ratio
+        if frame is None:
+            roles = [role_of(n) or "control" for n in rows["name"]]
+            base = [tensor_row(n, tuple(sh), getattr(torch, d), get_scheme(sc))
+                    for n, sh, d, sc in zip(rows["name"], rows["shape"], rows["dtype"], rows["scheme"])]
+            frame = _frame([{**b, "role": r} for b, r in zip(base, roles)], per_tensor, ratio)
+    draws = np.array(list(variants.values()))
+    central = float(draws.mean())
+    # the trained model is one more draw: a 95% prediction interval from the draws' spread
+    half = T95[len(draws) - 1] * float(draws.std(ddof=1)) * math.sqrt(1 + 1 / len(draws)) if len(draws) > 1 else 0.0
+    stored = int(frame["payload_bytes"].sum())
+    stored_ckpt = like.stored_bytes(plan)
+    transfer = err * min(1.0, abs(math.log(max(stored, 1) / max(stored_ckpt, 1))))
+    low, high = (central - half) * (1 - transfer), (central + half) * (1 + transfer)
+    table = recipe_table(like, plan)
+    shown = "; ".join(f"{r.role} {r.entropy_bits_per_value:.2f} bits/value"
+                      + ("" if math.isnan(r.floor_bound_frac) else f", floor binds {r.floor_bound_frac:.0%}")
+                      for r in table.itertuples() if not math.isnan(r.entropy_bits_per_value))
+    how = ("each draw built as an artifact and measured exactly (it stores at most "
+           f"{LIKE_EXACT_MAX_BYTES:,} bytes)" if exact_draws else
+           f"each draw estimated, times the checkpoint's exact/estimated bytes {exact:,}/{est_ckpt:,.0f} = "
+           f"{ratio:.4f} under this plan and compressor")
+    notes = [f"PREDICTED from {like.source}: the mean of {len(variants)} state dict(s) drawn from the checkpoint's "
+             f"own values (same name at the same relative depth, else the same role), {how}",
+             f"checkpoint statistics under {plan.name}: {shown or 'no quantized matrix'}",
+             f"interval: a 95% prediction interval from the spread of {len(variants)} independent draw(s) (Student t), "
+             f"widened by {transfer:.2%} (the estimator's "
+             f"worst error {err:.2%} x |ln(stored bytes {stored:,} / checkpoint's {stored_ckpt:,})|, at most 1)"]
+    if missing:
+        notes.append(f"no counterpart in the checkpoint, default synthetic values: {', '.join(missing[:4])}"
+                     + (" ..." if len(missing) > 4 else ""))
+    return frame, central, low, high, {**variants, "kind": kind}, notes
+
+
+@dataclasses.dataclass(repr=False)
+class DeltaReport(Report):
+    """The change in bytes from config/plan A to B under the same statistics, one row per role.
+
+    >>> r = predict_delta({"layers": 4, "dim": 256}, {"layers": 5}, plan="int6", compressor="zstd")
+    >>> r.headline["delta_params"], r.headline["delta_bytes_model_low"] <= r.headline["delta_bytes_model"] <= r.headline["delta_bytes_model_high"]
+    (459784, True)
+    """
+
+
+def predict_delta(config: dict, change: dict | None = None, plan="official-int8", plan_b=None,
+                  compressor="zlib", **kw) -> DeltaReport:
+    """Predicted bytes of config B (= config updated by `change`) under plan B (default: plan) minus
+    those of config A under plan, with the same statistics and the same draws for both.
+
+    The interval pairs the evaluations: with the shipped statistics each statistic moved for both
+    A and B (the change in the delta, summed on each side); with --like the delta of each draw.
+    Then it is widened by the estimator's worst relative error applied to the delta itself.
+
+    >>> r = predict_delta({"layers": 2, "dim": 128}, plan="int6", plan_b="int6-floor", compressor="zstd", interval=False)
+    >>> r.headline["delta_params"], r.headline["delta_payload_bytes"], r.headline["plan_b"]
+    (0, 0, 'int6-floor')
+    """
+    change = change or {}
+    a = predict(**config, plan=plan, compressor=compressor, **kw)
+    b = predict(**{**config, **change}, plan=plan if plan_b is None else plan_b, compressor=compressor, **kw)
+    va, vb = a.variants, b.variants
+    if "central" in va:
+        d0 = vb["central"] - va["central"]
+        moves = [(vb[k] - vb["central"]) - (va[k] - va["central"]) for k in va if k != "central" and k in vb]
+        low, high = d0 + sum(min(0.0, m) for m in moves), d0 + sum(max(0.0, m) for m in moves)
+    else:
+        deltas = np.array([vb[k] - va[k] for k in va if k in vb])
+        d0 = float(deltas.mean())
+        half = T95[len(deltas) - 1] * float(deltas.std(ddof=1)) * math.sqrt(1 + 1 / len(deltas)) if len(deltas) > 1 else 0.0
+        low, high = d0 - half, d0 + half
+    _, entry = fit_entry(kw.get("fit") or load_fit(), a.headline["compressor"])
+    err = float(entry.get("artifact_rel_err_max", 0.0)) * abs(d0)
+    pairs = len(va) - 1 if "central" in va else len(va)
+    ha, hb = a.headline, b.headline
+    head = {"plan": ha["plan"], "plan_b": hb["plan"], "compressor": ha["compressor"], "params": ha["params"],
+            "params_b": hb["params"], "delta_params": hb["params"] - ha["params"],
+            "payload_bytes": ha["payload_bytes"], "payload_bytes_b": hb["payload_bytes"],
+            "delta_payload_bytes": hb["payload_bytes"] - ha["payload_bytes"],
+            "bytes_model": ha["bytes_model"], "bytes_model_b": hb["bytes_model"],
+            "delta_bytes_model": int(round(d0)), "delta_bytes_model_low": int(math.floor(low - err)),
+            "delta_bytes_model_high": int(math.ceil(high + err)), "estimated": True, "scale": ha["scale"]}
+    if "like" in ha:
+        head["like"] = ha["like"]
+    cols = ["payload_bytes", "compressed_bytes"]
+    fa, fb = (f.groupby("role")[cols].sum() for f in (a.frame, b.frame))
+    frame = fa.merge(fb, how="outer", left_index=True, right_index=True, suffixes=("", "_b"))
+    frame = frame.fillna(0).astype(int).reset_index()
+    frame["delta_bytes_model"] = frame["compressed_bytes_b"] - frame["compressed_bytes"]
+    what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in change.items())
+    what += ("; " if what and plan_b is not None else "") + (f"plan {ha['plan']} -> {hb['plan']}" if plan_b is not None else "")
+    notes = ["EXACT: delta_params, delta_payload_bytes (and params, payload_bytes of A and B)",
+             f"PREDICTED: bytes_model, bytes_model_b, delta_bytes_model with its interval "
+             f"delta_bytes_model_low..delta_bytes_model_high: paired evaluations of A and B ({pairs} each), "
+             f"widened by the estimator's worst error times |delta| ({err:,.0f} bytes)",
+             "A: " + a.notes[0]]
+    return DeltaReport(title=f"pgolf predict --delta: {what or 'no change'} ({a.title.removeprefix('pgolf predict: ')})",
+                       headline=head, frame=frame, notes=notes)
 
 
 def _grid(dimension: str, config: dict) -> tuple[str, float, float]:

@@ -152,6 +152,58 @@ def param_count(specs: list[TensorSpec]) -> int:
     return sum(s.numel for s in specs)
 
 
+def infer_config(shapes: dict[str, tuple[int, ...]]) -> dict | None:
+    """The baseline-family config (predict's keyword arguments) whose tensor list is exactly these
+    names and shapes, or None when the state dict is not of that family. With depth recurrence the
+    effective depth is read from the U-Net skips, which depths 2k and 2k+1 share: the smaller is named
+    (both store the same tensors).
+
+    >>> infer_config({s.name: s.shape for s in baseline_specs(3, 128, 4, 2, 2, 1024)})
+    {'layers': 3, 'dim': 128, 'heads': 4, 'kv_heads': 2, 'mlp_mult': 2.0, 'vocab': 1024}
+    """
+    try:
+        vocab, width = shapes["tok_emb.weight"]
+        blocks = 1 + max(int(n.split(".")[1]) for n in shapes if n.startswith("blocks."))
+        dim = shapes["blocks.0.attn.c_q.weight"][1]
+        heads = shapes["blocks.0.attn.q_gain"][0]
+        kv_heads = shapes["blocks.0.attn.c_k.weight"][0] // (dim // heads)
+        hidden = shapes["blocks.0.mlp.fc.weight"][0]
+        skips = shapes["skip_weights"][0]
+    except (KeyError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    config = {"layers": blocks, "dim": dim, "heads": heads, "kv_heads": kv_heads, "mlp_mult": hidden / dim,
+              "vocab": vocab}
+    extra: dict = {}
+    if "lm_head.weight" in shapes:
+        extra["untied"] = True
+    if width != dim:
+        extra["embed_dim"] = width
+    if "bigram.embed.weight" in shapes:
+        extra["bigram_hash"], extra["bigram_dim"] = shapes["bigram.embed.weight"]
+    if "smear.gate" in shapes:
+        extra["smear_gate"] = True
+    if "skip_gates" in shapes:
+        extra["skip_gates"] = True
+    enc = blocks // 2
+    if skips != min(enc, blocks - enc):  # depth recurrence: the skips count the effective depth
+        depth = next((d for d in range(blocks, 4 * blocks + 2) if min(d // 2, d - d // 2) == skips), None)
+        if depth is None:
+            return None
+        extra["layers"], extra["unique_layers"] = depth, blocks
+    config.update(extra)
+    try:
+        specs = baseline_specs(config["layers"], dim, heads, kv_heads, config["mlp_mult"], vocab,
+                               not config.get("untied", False), config.get("unique_layers"),
+                               config.get("bigram_hash", 0), bigram_dim=config.get("bigram_dim", 128),
+                               smear_gate=config.get("smear_gate", False), embed_dim=config.get("embed_dim"),
+                               skip_gates=config.get("skip_gates", False))
+    except ValueError:
+        return None
+    if {s.name: tuple(s.shape) for s in specs} != {k: tuple(v) for k, v in shapes.items()}:
+        return None
+    return config
+
+
 # Per-kind std of trained weights, roughly what Muon-trained baselines reach (row clip above 1, so
 # the official int8 grid is relative): Gaussian rows then give 7.41 bits/param under int8+zlib, the
 # published baseline gives 7.42. A sparse set of 3x outliers makes percentile clip rules matter.

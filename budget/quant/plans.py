@@ -201,6 +201,30 @@ PRESETS: dict[str, Plan] = {p.name: p for p in (
          description="SDClip: scale = k*std(row)/qmax, k=12.85 for int6 matrices, k=20 for int8 embeddings"),
     Plan("ternary", ((_EMB, "fp8_e4m3"),), default="ternary",
          description="ternary absmean per group of 128, base-3 packed; fp8 e4m3 embeddings (ternary records)"),
+    # The int6 records' quantize_int6_per_row: scale = (row max / 31).clamp_min(1/31) -> amax clip, floor(1).
+    # With weight decay most rows sit below max 1, so the floor binds and their symbols take few levels.
+    Plan("int6-floor", default="int6:amax:floor(1)",
+         description="int6 per row clipped at max |w|, scale at least 1/31, every large matrix (the int6 "
+                     "records' quantize_int6_per_row, embeddings included)"),
+    Plan("int6-floor-int8emb", ((_EMB, official.FORMAT_TAG),), default="int6:amax:floor(1)",
+         description="int6 amax with the 1/31 floor for block matrices, official int8 embeddings (records "
+                     "2026-03-20_11L_XSA4_EMA_Int6_MLP3x_WD04_1.1271, 11L_EfficientPartialXSA_FA3_SWA120)"),
+    Plan("int6-floor-fp16emb", ((_EMB, "fp16"),), default="int6:floor(1)",
+         description="int6 percentile clip with the 1/31 floor, fp16 embeddings beside int6 blocks (record "
+                     "2026-03-19_Seq2048_FP16Emb_TunedLR)"),
+    Plan("int6-floor-int8emb-latek", ((r"^blocks\.(9|10)\.attn\.c_k\.", "fp16"), (_EMB, official.FORMAT_TAG)),
+         default="int6:amax:floor(1)",
+         description="int6-floor-int8emb with a late-layer exception: the last two blocks' c_k kept fp16, as "
+                     "for 11 layers (the 'late-K passthrough' of 11L_EfficientPartialXSA_FA3_SWA120's docstring)"),
+    Plan("sdclip-int6-int7emb", ((_EMB, "int7:sdclip(15)"), (r"\.mlp\.", "int6:sdclip(12)"),
+                                 (r"\.attn\.", "int6:sdclip(13)")), default="int6:sdclip(12.85)",
+         description="SDClip per kind: int6 MLP k=12, attention k=13, other matrices k=12.85, int7 embeddings "
+                     "k=15 (SP8192 CaseOps records from 2026-04-19 on: MLP_CLIP_SIGMAS=12 ATTN_CLIP_SIGMAS=13 "
+                     "EMBED_BITS=7 EMBED_CLIP_SIGMAS=15)"),
+    Plan("sdclip-int6-int7emb-k14", ((_EMB, "int7:sdclip(14)"), (r"\.mlp\.", "int6:sdclip(11.5)"),
+                                     (r"\.attn\.", "int6:sdclip(13)")), default="int6:sdclip(12.85)",
+         description="SDClip per kind, tighter: int6 MLP k=11.5, attention k=13, int7 embeddings k=14 (the "
+                     "2026-04-29 V18_PR1797Tuned_FullStack family: MLP_CLIP_SIGMAS=11.5 EMBED_CLIP_SIGMAS=14)"),
 )}
 
 

@@ -14,7 +14,7 @@ True
   open_checkpoint (+ the trainer's model), eval_slice (validation tokens for it)
 - budget: measure_budget, measure_input, compare, compare_input, build_artifact, read_artifact,
   fake_quantize, totals, half_fp16_cap, compressor_frame
-- estimate and predict: estimate_budget, predict
+- estimate and predict: estimate_budget, predict, predict_delta, load_recipe (predict's like=)
 - plans: resolve_plan, load_plan, small_plans, quantize_small
 - quality and headroom: plan_bpb, checkpoint_frame, measure_gaps, GapSweep (paired evaluations on
   one slice; a held-out one for allocate's report), GapOracle, headroom, allocate
@@ -61,6 +61,8 @@ _HOMES = {
     "totals": "pgolf.budget.glossary",
     "estimate_budget": "pgolf.budget.forecast.estimate",
     "predict": "pgolf.budget.forecast.predict",
+    "predict_delta": "pgolf.budget.forecast.predict",
+    "load_recipe": "pgolf.budget.forecast.like",
     "resolve_plan": "pgolf.budget.quant.plans",
     "load_plan": "pgolf.budget.quant.plans",
     "small_plans": "pgolf.budget.quant.plans",
@@ -84,6 +86,7 @@ _HOMES = {
     "CompareReport": "pgolf.budget.exact.compare",
     "EstimateReport": "pgolf.budget.forecast.estimate",
     "PredictReport": "pgolf.budget.forecast.predict",
+    "DeltaReport": "pgolf.budget.forecast.predict",
     "InspectReport": "pgolf.inspect.reports",
     "GapsReport": "pgolf.inspect.reports",
     "HeadroomReport": "pgolf.inspect.reports",
