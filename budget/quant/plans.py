@@ -20,12 +20,13 @@ import re
 import re._parser as re_parser  # the stdlib's own regex parser: its tree shows nested repeats
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from pgolf.budget.quant import official
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.quant.schemes import FLOAT_FORMATS, get_scheme
 
 PLAN_FORMAT = "pgolf-plan-v1"
 MAX_PLAN_BYTES = 1_000_000
@@ -85,13 +86,18 @@ class Plan:
                                         f"got {self.keep_float_max_numel!r}")
 
     def scheme_for(self, name: str, t: Tensor) -> str:
-        """Scheme spec for one tensor: official passthrough first, then rules, then the default."""
+        """Scheme spec for one tensor: official passthrough first, then rules, then the default.
+
+        What a small float tensor becomes is official.keep_float_tensor's answer, asked of an empty
+        tensor of its dtype: control tensors fp32, other fp32/bf16 cast to fp16, the rest as they are.
+        """
         if not t.is_floating_point():
             return "passthrough"
         if t.numel() <= self.keep_float_max_numel:
-            if official.is_control_tensor(name):
-                return "fp32"
-            return "fp16" if str(t.dtype) in ("torch.float32", "torch.bfloat16") else "passthrough"
+            kept = official.keep_float_tensor(name, torch.empty(0, dtype=t.dtype), {}).dtype
+            if kept != t.dtype or official.is_control(name):  # a control tensor is fp32 even when it already was
+                return FLOAT_FORMATS[kept]
+            return "passthrough"
         for pattern, spec in self.rules:
             if re.search(pattern, name):
                 return get_scheme(spec).name
