@@ -38,8 +38,9 @@ from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, Passthr
                                   get_scheme)
 from pgolf.budget.exact.threads import background, one_torch_thread
 
-__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
-           "build", "serialize", "build_artifact", "dequantized", "fake_quantize"]
+__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "export_holds", "artifact_kind", "export_object",
+           "quantized_items", "package", "is_official_zlib", "build", "serialize", "build_artifact", "dequantized",
+           "fake_quantize"]
 
 
 @dataclasses.dataclass
@@ -148,10 +149,14 @@ def quantize_item(item: Item) -> Item:
     return item
 
 
+def export_holds(schemes: Iterable[Scheme]) -> bool:
+    """True when the baseline's export dict can hold every scheme (official int8, a float format, passthrough)."""
+    return all(isinstance(s, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for s in schemes)
+
+
 def artifact_kind(items: list[Item]) -> str:
-    """'official-export' when the baseline's export dict can hold every scheme, else 'pgolf-container'."""
-    fits = all(isinstance(i.scheme, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for i in items)
-    return "official-export" if fits else "pgolf-container"
+    """'official-export' when the baseline's export dict can hold every item's scheme, else 'pgolf-container'."""
+    return "official-export" if export_holds(i.scheme for i in items) else "pgolf-container"
 
 
 def _placeholder(item: Item, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
@@ -299,13 +304,14 @@ def package(raw: bytes, kind: str, compressor: str | Compressor) -> bytes:
 def _wrap(body: bytes, kind: str, comp: Compressor) -> bytes:
     """A plain zlib-9 official export stays the baseline's `.ptz`; everything else gets pgolf's
     frame naming its payload kind and compressor."""
-    if kind == "official-export" and _is_official_zlib(comp):
+    if kind == "official-export" and is_official_zlib(comp):
         return body
     frame_kind = container.KIND_TORCH_EXPORT if kind == "official-export" else container.KIND_CONTAINER
     return container.frame(frame_kind, comp.name, body)
 
 
-def _is_official_zlib(comp: Compressor) -> bool:
+def is_official_zlib(comp: Compressor) -> bool:
+    """True for the baseline's own compression of the export (zlib at its level, no transforms)."""
     return comp.codec == "zlib" and comp.level == official.ZLIB_LEVEL and not comp.transforms
 
 
