@@ -87,8 +87,7 @@ def allocatable(sd: dict[str, Tensor], plan: Plan) -> list[str]:
         key = tie_key(t)
         tied = key is not None and key in seen
         seen.add(key)
-        if t.is_floating_point() and not tied and not official.is_control_tensor(n) \
-                and t.numel() > plan.keep_float_max_numel:
+        if not tied and plan.kept_as(n, t) is None and not official.is_control(n):
             out.append(n)
     return out
 

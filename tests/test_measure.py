@@ -113,13 +113,67 @@ def test_streamed_export_is_byte_identical_to_torch_save(mini, plan):
     assert len(built.raw) == built.serialized_bytes and built.raw == ref
     assert built.blob == zlib.compress(ref, 9)
 
+def _every_branch(mini):
+    """The mini model plus an entry for each branch of the official rule: int, fp64, bf16 control,
+    bf16 and fp16 small, a large 1-D and 3-D tensor, a 0-d scalar."""
+    g = torch.Generator().manual_seed(3)
+    return dict(mini, **{"extra.int": torch.arange(7), "extra.f64": torch.randn(10, dtype=torch.float64, generator=g),
+                         "blocks.0.q_gain": torch.randn(4, generator=g).bfloat16(),
+                         "extra.bf16": torch.randn(5, generator=g).bfloat16(),
+                         "extra.fp16": torch.randn(6, generator=g).half(),
+                         "extra.big1d": torch.randn(70_000, generator=g),
+                         "extra.big3d": torch.randn(2, 200, 200, generator=g),
+                         "extra.scalar": torch.tensor(0.5)})
+
+
+@pytest.mark.parametrize("plan,keep_float", [("official-int8", ()), ("fp16-embed", ("tok_emb.weight",))])
+def test_export_object_is_the_official_functions_own(mini, plan, keep_float):
+    """Same torch.save bytes as official.quantize_state_dict_int8 (FP16_EMBED: keep_float) of the same model."""
+    sd = _every_branch(mini)
+    ours = export_object([quantize_item(i) for i in assign(sd, plan)])
+    theirs = official.quantize_state_dict_int8(sd, keep_float=keep_float)[0]
+    assert official.serialize_export(ours) == official.serialize_export(theirs)
+    # every branch is in it: int8 per row and not, fp16 casts recorded, a control tensor widened unrecorded
+    assert {"extra.big1d", "extra.big3d"} <= set(theirs["quantized"]) - set(theirs["qmeta"])
+    assert "blocks.0.mlp.fc.weight" in theirs["qmeta"]
+    assert theirs["passthrough_orig_dtypes"]["extra.bf16"] == "bfloat16" and "extra.fp16" not in theirs[
+        "passthrough_orig_dtypes"]
+    assert theirs["passthrough"]["blocks.0.q_gain"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("rules,recorded", [  # mini: tok_emb bf16, the MLP matrices fp32, both over the limit
+    ((("tok_emb", "fp8_e4m3"),), {"tok_emb.weight": "bfloat16"}),
+    ((("tok_emb", "bf16"), ("mlp.fc", "fp32")), {}),  # stored as they are: nothing to restore
+    ((("tok_emb", "fp32"), ("mlp", "fp16")), {"tok_emb.weight": "bfloat16", "blocks.0.mlp.fc.weight": "float32",
+                                             "blocks.0.mlp.proj.weight": "float32"}),
+])
+def test_a_plans_own_float_formats_in_the_official_export_read_back(mini, tmp_path, rules, recorded):
+    from pgolf.budget.quant.plans import Plan
+
+    plan = Plan("own-formats", rules)
+    obj = export_object([quantize_item(i) for i in assign(mini, plan)])
+    large = {n: d for n, d in obj.get("passthrough_orig_dtypes", {}).items()
+             if mini[n].numel() > official.INT8_KEEP_FLOAT_MAX_NUMEL}
+    assert large == recorded
+    path = tmp_path / "own.ptz"
+    path.write_bytes(build_artifact(mini, plan, "zlib"))
+    back = read_artifact(path.read_bytes())
+    expected = fake_quantize(mini, plan)
+    assert all(back[n].dtype == expected[n].dtype and torch.equal(_bits(back[n]), _bits(expected[n])) for n in mini)
+    report = measure_input(load_input(path))
+    assert report.headline["roundtrip_exact"] and report.headline["bytes_model"] == path.stat().st_size
+    schemes = report.frame.set_index("name")["scheme"]
+    # read back as the plan stored them where a record tells; a tensor stored as it was is passthrough
+    assert {n: schemes[n] for n in recorded} == {n: plan.scheme_for(n, mini[n]) for n in recorded}
+
+
 def test_streamed_export_keeps_a_tie_in_one_storage_while_the_worker_quantizes(mini, monkeypatch):
     from pgolf.budget.exact import build as artifact
 
     made = artifact._placeholder
 
-    def then_quantized(item):  # the worker finishes this item just after its stand-in is made
-        stand_in = made(item)
+    def then_quantized(item, *layout):  # the worker finishes this item just after its stand-in is made
+        stand_in = made(item, *layout)
         quantize_item(item)
         return stand_in
 

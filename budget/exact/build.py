@@ -19,6 +19,7 @@ compressor tensor by tensor, so quantizing and compressing overlap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from typing import Callable, Collection, Iterable, Iterator
 
@@ -37,8 +38,9 @@ from pgolf.budget.quant.schemes import (FloatScheme, OfficialInt8Scheme, Passthr
                                   get_scheme)
 from pgolf.budget.exact.threads import background, one_torch_thread
 
-__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "artifact_kind", "export_object", "quantized_items", "package",
-           "build", "serialize", "build_artifact", "dequantized", "fake_quantize"]
+__all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "export_holds", "artifact_kind", "export_object",
+           "quantized_items", "package", "is_official_zlib", "build", "serialize", "build_artifact", "dequantized",
+           "fake_quantize"]
 
 
 @dataclasses.dataclass
@@ -147,52 +149,88 @@ def quantize_item(item: Item) -> Item:
     return item
 
 
+def export_holds(schemes: Iterable[Scheme]) -> bool:
+    """True when the baseline's export dict can hold every scheme (official int8, a float format, passthrough)."""
+    return all(isinstance(s, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for s in schemes)
+
+
 def artifact_kind(items: list[Item]) -> str:
-    """'official-export' when the baseline's export dict can hold every scheme, else 'pgolf-container'."""
-    fits = all(isinstance(i.scheme, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for i in items)
-    return "official-export" if fits else "pgolf-container"
+    """'official-export' when the baseline's export dict can hold every item's scheme, else 'pgolf-container'."""
+    return "official-export" if export_holds(i.scheme for i in items) else "pgolf-container"
 
 
-def _placeholder(item: Item) -> tuple[Tensor, Tensor]:
-    """Uninitialised int8 values and scales shaped as the official rule stores them (only their layout is used)."""
-    scale = torch.empty((item.shape[0],), dtype=torch.float16) if len(item.shape) == 2 else torch.empty(())
-    return torch.empty(item.shape, dtype=torch.int8), scale
+def _placeholder(item: Item, q: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Uninitialised values and scales shaped as the official function stored the specimen's `q` and
+    `s` (a scale per row where its scale has a rank), at the item's shape: only their layout is used."""
+    return torch.empty(item.shape, dtype=q.dtype), torch.empty(item.shape[:s.ndim], dtype=s.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _official_layout(entries: tuple[tuple[str, torch.dtype, int | None], ...]) -> dict:
+    """official.quantize_state_dict_int8 of specimens: (name, dtype, rank) is an int8 entry of that
+    dtype and rank (a zero tensor just over the passthrough limit; a 0-d one takes the not-2-D branch
+    at rank 1), (name, dtype, None) any other entry (an empty tensor, which the passthrough rule
+    casts and records). Every entry is the official function's own, down to which records are
+    distinct objects, so torch.save pickles it alike. Cached with its tensors emptied (their dtype
+    and rank are what is used): compare builds one model many times, and quantizing an int8
+    specimen takes ~0.5 ms."""
+    def specimen(dtype: torch.dtype, rank: int | None) -> Tensor:
+        if rank is None:
+            return torch.empty(0, dtype=dtype)
+        return torch.zeros((1,) * (rank - 1) + (official.INT8_KEEP_FLOAT_MAX_NUMEL + 1,), dtype=dtype)
+
+    def emptied(v: object) -> object:
+        return v.new_empty((0,) * v.ndim) if isinstance(v, Tensor) else v
+
+    obj, _ = official.quantize_state_dict_int8({name: specimen(dtype, rank) for name, dtype, rank in entries})
+    return {key: {n: emptied(v) for n, v in part.items()} if isinstance(part, dict) else part
+            for key, part in obj.items()}
 
 
 def export_object(items: list[Item], placeholders: Collection[str] = ()) -> dict:
-    """The official export dict (same keys, order and dtype records as official.quantize_state_dict_int8).
+    """The official export dict of `items`, laid out by official.quantize_state_dict_int8 itself.
 
-    int8 items named in `placeholders` (and entries tied to them) get uninitialised tensors of the
-    right shapes instead of their values: a layout only. The names are fixed up front, not read off
-    `item.q`, because a worker may be quantizing those items meanwhile: a tie seen half-quantized
-    would get two storages.
+    That function lays out specimens of the items (`_official_layout`), so keys, their order and
+    every record are the official function's; then the specimens' tensors are swapped for the
+    items' own. int8 items named in `placeholders` (and entries tied to them) get uninitialised
+    tensors of the right shapes instead of their values: a layout only. The names are fixed up
+    front, not read off `item.q`, because a worker may be quantizing those items meanwhile: a tie
+    seen half-quantized would get two storages.
+    A plan may store a float format the official rule would not (fp32, bf16 or fp8 by a rule):
+    the original dtype is then recorded wherever the stored one differs, so the official
+    dequantizer restores it.
     """
-    quantized, scales, dtypes, passthrough, orig, qmeta = {}, {}, {}, {}, {}, {}
     by_name = {i.name: i for i in items}
+    int8 = {i.name for i in items if isinstance(by_name[i.tied_to or i.name].scheme, OfficialInt8Scheme)}
+    layout = _official_layout(tuple((i.name, i.dtype, max(len(i.shape), 1) if i.name in int8 else None)
+                                    for i in items))
+    obj = {key: dict(part) if isinstance(part, dict) else part for key, part in layout.items()}
     stand_in: dict[str, tuple[Tensor, Tensor]] = {}
+    own_format = set()
     for item in items:
         src = by_name[item.tied_to] if item.tied_to else item
         if isinstance(src.scheme, OfficialInt8Scheme):
             if src.name in placeholders:
-                q, s = stand_in.setdefault(src.name, _placeholder(src))
+                if src.name not in stand_in:
+                    stand_in[src.name] = _placeholder(src, obj["quantized"][item.name], obj["scales"][item.name])
+                q, s = stand_in[src.name]
             else:
                 q, s = src.q.symbols, src.q.scales
-            quantized[item.name], scales[item.name] = q, s  # tied: the same objects, stored once
-            dtypes[item.name] = str(item.dtype).removeprefix("torch.")
-            if s.ndim > 0:
-                qmeta[item.name] = {"scheme": "per_row", "axis": 0}
+            obj["quantized"][item.name], obj["scales"][item.name] = q, s  # tied: the same objects, stored once
             continue
         stored = src.scheme.stored_tensor(src.q).reshape(src.shape)
-        passthrough[item.name] = stored
-        # The baseline records the original dtype only for non-control tensors it casts.
-        if stored.dtype != item.dtype and not official.is_control_tensor(item.name):
-            orig[item.name] = str(item.dtype).removeprefix("torch.")
-    obj: dict[str, object] = {"__quant_format__": official.FORMAT_TAG, "quantized": quantized, "scales": scales,
-                              "dtypes": dtypes, "passthrough": passthrough}
-    if qmeta:
-        obj["qmeta"] = qmeta
-    if orig:
-        obj["passthrough_orig_dtypes"] = orig
+        if stored.dtype != obj["passthrough"][item.name].dtype:
+            own_format.add(item.name)
+        obj["passthrough"][item.name] = stored
+    if own_format:  # the original dtype recorded where a plan's own format changed it, in item order
+        recorded, orig = obj.pop("passthrough_orig_dtypes", {}), {}
+        for i in items:
+            if i.name in own_format and obj["passthrough"][i.name].dtype != i.dtype:
+                orig[i.name] = str(i.dtype).removeprefix("torch.")
+            elif i.name in recorded and i.name not in own_format:
+                orig[i.name] = recorded[i.name]
+        if orig:
+            obj["passthrough_orig_dtypes"] = orig
     return obj
 
 
@@ -266,13 +304,14 @@ def package(raw: bytes, kind: str, compressor: str | Compressor) -> bytes:
 def _wrap(body: bytes, kind: str, comp: Compressor) -> bytes:
     """A plain zlib-9 official export stays the baseline's `.ptz`; everything else gets pgolf's
     frame naming its payload kind and compressor."""
-    if kind == "official-export" and _is_official_zlib(comp):
+    if kind == "official-export" and is_official_zlib(comp):
         return body
     frame_kind = container.KIND_TORCH_EXPORT if kind == "official-export" else container.KIND_CONTAINER
     return container.frame(frame_kind, comp.name, body)
 
 
-def _is_official_zlib(comp: Compressor) -> bool:
+def is_official_zlib(comp: Compressor) -> bool:
+    """True for the baseline's own compression of the export (zlib at its level, no transforms)."""
     return comp.codec == "zlib" and comp.level == official.ZLIB_LEVEL and not comp.transforms
 
 

@@ -35,7 +35,7 @@ from pgolf.budget.files.safeload import decompress_zlib_bounded, is_zip, torch_l
 from pgolf.budget.files.validate import MAX_DENSE_BYTES, one_line, validate_export
 from pgolf.budget.glossary import CAP_BYTES
 from pgolf.budget.quant import official
-from pgolf.budget.quant.schemes import QTensor, get_scheme
+from pgolf.budget.quant.schemes import FLOAT_FORMATS, QTensor, get_scheme
 
 DEFAULT_MAX_OUTPUT = 4 * CAP_BYTES
 OFFICIAL_PLAN = "official-int8"
@@ -86,8 +86,7 @@ def items_from_export(export: dict) -> list[Item]:
         items.append(_export_item(name, qt, seen))
     for name, t in export["passthrough"].items():
         dtype = getattr(torch, orig[name]) if isinstance(orig.get(name), str) else t.dtype
-        scheme = get_scheme("passthrough" if dtype == t.dtype else {
-            torch.float16: "fp16", torch.float32: "fp32", torch.bfloat16: "bf16"}.get(t.dtype, "passthrough"))
+        scheme = get_scheme("passthrough" if dtype == t.dtype else FLOAT_FORMATS.get(t.dtype, "passthrough"))
         qt = scheme.quantize(t)
         items.append(_export_item(name, QTensor(qt.symbols, None, qt.shape, dtype, scheme.name), seen))
     return items

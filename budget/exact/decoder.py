@@ -14,12 +14,12 @@ reads: no decoder (empty source). Code bytes count, so the source is terse on pu
 """
 from __future__ import annotations
 
-from pgolf.budget.exact.build import assign
+from pgolf.budget.exact.build import assign, export_holds, is_official_zlib
 from pgolf.budget.files.codebytes import unwrap_source
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.quant.grouped_schemes import BinaryScheme, IntScheme, TernaryScheme
 from pgolf.budget.quant.plans import resolve_plan
-from pgolf.budget.quant.schemes import FloatScheme, OfficialInt8Scheme, PassthroughScheme, get_scheme
+from pgolf.budget.quant.schemes import FLOAT_FORMATS, FloatScheme, OfficialInt8Scheme, PassthroughScheme, get_scheme
 from pgolf.budget.files.wrap import smallest_wrapper
 
 _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`)
@@ -96,7 +96,7 @@ _CONTAINER = '''def _c(r):
  return R
 '''
 
-_FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8_e4m3": "float8_e4m3fn"}
+_FLOAT_DTYPES = {name: str(dtype).removeprefix("torch.") for dtype, name in FLOAT_FORMATS.items()}  # fp32: float32
 
 
 def _families(plan) -> dict[str, object]:
@@ -171,9 +171,8 @@ def decoder_for(schemes, compressor) -> str:
     """`decoder_source` from the schemes (objects or names) an artifact's tensors use."""
     comp = get_compressor(compressor)
     schemes = [get_scheme(s) if isinstance(s, str) else s for s in schemes]
-    export = all(isinstance(s, (OfficialInt8Scheme, FloatScheme, PassthroughScheme)) for s in schemes)
-    plain_ptz = export and comp.codec == "zlib" and comp.level == 9 and not comp.transforms
-    if plain_ptz:
+    export = export_holds(schemes)
+    if export and is_official_zlib(comp):  # the baseline's own .ptz: its script reads it
         return ""
     module, expression = _DECOMPRESS[comp.codec]
     imports = ["torch as t", "numpy as n"] + ([module] if module else [])

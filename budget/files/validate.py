@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.quant.official import FORMAT_TAG
+from pgolf.budget.quant.official import FORMAT_TAG, quantize_state_dict_int8
 
 FLOAT_DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64", "float8_e4m3fn", "float8_e5m2")
-EXPORT_KEYS = ("quantized", "scales", "dtypes", "passthrough")
+EXPORT_KEYS = tuple(k for k, v in quantize_state_dict_int8({})[0].items() if isinstance(v, dict))  # always written
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_INTS = 256

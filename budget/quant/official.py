@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import io
 import re
-import zlib
 
 import torch
 from torch import Tensor
 
-FORMAT_TAG = "int8_clean_per_row_v1"
 QMAX = 127
 ZLIB_LEVEL = 9
 
@@ -131,16 +129,12 @@ def dequantize_state_dict_int8(obj: dict) -> dict[str, Tensor]:
 
 # --- end of the verbatim block ---
 
-CLIP_Q = INT8_CLIP_Q
-CLIP_PERCENTILE = CLIP_Q * 100.0
+FORMAT_TAG = quantize_state_dict_int8({})[0]["__quant_format__"]  # "int8_clean_per_row_v1"
+
+CLIP_PERCENTILE = INT8_CLIP_Q * 100.0
 KEEP_FLOAT_MAX_NUMEL = INT8_KEEP_FLOAT_MAX_NUMEL
 is_control_tensor = is_control
 CONTROL_REGEX = "|".join(re.escape(p) for p in CONTROL_TENSOR_NAME_PATTERNS)  # for plan rules
-
-
-def is_passthrough(name: str, t: Tensor) -> bool:
-    """True where the official rule stores the tensor as-is (non-float or small)."""
-    return (not t.is_floating_point()) or t.numel() <= KEEP_FLOAT_MAX_NUMEL
 
 
 def serialize_export(obj: dict) -> bytes:
@@ -148,7 +142,3 @@ def serialize_export(obj: dict) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
-
-
-def compress_export(raw: bytes, level: int = ZLIB_LEVEL) -> bytes:
-    return zlib.compress(raw, level=level)

@@ -20,12 +20,13 @@ import re
 import re._parser as re_parser  # the stdlib's own regex parser: its tree shows nested repeats
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from pgolf.budget.quant import official
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.quant.schemes import FLOAT_FORMATS, get_scheme
 
 PLAN_FORMAT = "pgolf-plan-v1"
 MAX_PLAN_BYTES = 1_000_000
@@ -84,14 +85,32 @@ class Plan:
             raise PgolfInputError(None, f"plan {self.name!r}: keep_float_max_numel must be an integer >= 0, "
                                         f"got {self.keep_float_max_numel!r}")
 
-    def scheme_for(self, name: str, t: Tensor) -> str:
-        """Scheme spec for one tensor: official passthrough first, then rules, then the default."""
+    def kept_as(self, name: str, t: Tensor) -> str | None:
+        """The spec the official passthrough rule keeps `t` as (non-float, or a float tensor of at
+        most `keep_float_max_numel` values), None where the plan's rules decide.
+
+        A small float tensor becomes what official.keep_float_tensor makes of an empty tensor of its
+        dtype: control tensors fp32, other fp32/bf16 cast to fp16, the rest as they are.
+
+        >>> import torch
+        >>> p = resolve_plan("int6")
+        >>> [p.kept_as("x", t) for t in (torch.zeros(3).bfloat16(), torch.zeros(3).half(), torch.zeros(2**17))]
+        ['fp16', 'passthrough', None]
+        """
         if not t.is_floating_point():
             return "passthrough"
-        if t.numel() <= self.keep_float_max_numel:
-            if official.is_control_tensor(name):
-                return "fp32"
-            return "fp16" if str(t.dtype) in ("torch.float32", "torch.bfloat16") else "passthrough"
+        if t.numel() > self.keep_float_max_numel:
+            return None
+        kept = official.keep_float_tensor(name, torch.empty(0, dtype=t.dtype), {}).dtype
+        if kept != t.dtype or official.is_control(name):  # a control tensor is fp32 even when it already was
+            return FLOAT_FORMATS[kept]
+        return "passthrough"
+
+    def scheme_for(self, name: str, t: Tensor) -> str:
+        """Scheme spec for one tensor: official passthrough first (`kept_as`), then rules, then the default."""
+        kept = self.kept_as(name, t)
+        if kept is not None:
+            return kept
         for pattern, spec in self.rules:
             if re.search(pattern, name):
                 return get_scheme(spec).name

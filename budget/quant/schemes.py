@@ -35,7 +35,7 @@ from pgolf.budget.quant.scheme_base import QTensor, Scheme, _int_view, _require_
 from pgolf.budget.quant.packing import unpack
 
 __all__ = ["QTensor", "Scheme", "FloatScheme", "PassthroughScheme", "OfficialInt8Scheme", "IntScheme",
-           "TernaryScheme", "BinaryScheme", "SCHEMES", "ALIASES", "get_scheme", "all_finite", "CLIP_RULES",
+           "TernaryScheme", "BinaryScheme", "FLOAT_FORMATS", "SCHEMES", "ALIASES", "get_scheme", "all_finite", "CLIP_RULES",
            "DEFAULT_PERCENTILE"]
 
 _FLOATS = {  # name -> (stored dtype, same-size integer view for symbols, bits)
@@ -44,6 +44,7 @@ _FLOATS = {  # name -> (stored dtype, same-size integer view for symbols, bits)
     "fp16": (torch.float16, torch.int16, 16),
     "fp8_e4m3": (torch.float8_e4m3fn, torch.uint8, 8),
 }
+FLOAT_FORMATS = {dtype: name for name, (dtype, _, _) in _FLOATS.items()}  # stored dtype -> format name
 _FP8_MAX = 448.0  # e4m3fn has no inf: saturate instead of producing NaN
 
 
@@ -145,11 +146,10 @@ class OfficialInt8Scheme(Scheme):
         return QTensor(q, s, tuple(t.shape), t.dtype, self.name)
 
     def dequantize(self, q: QTensor) -> Tensor:
-        # Same expressions as official.dequantize_state_dict_int8, so results match it bit for bit.
-        if q.scales.ndim > 0:
-            s = q.scales.to(dtype=torch.float32)
-            return (q.symbols.float() * s.view(q.shape[0], *([1] * (len(q.shape) - 1)))).to(q.dtype).contiguous()
-        return (q.symbols.float() * float(q.scales.item())).to(q.dtype).contiguous()
+        """official.dequantize_state_dict_int8 of a one-tensor export."""
+        export = {"quantized": {"t": q.symbols.reshape(q.shape)}, "scales": {"t": q.scales},
+                  "dtypes": {"t": str(q.dtype).removeprefix("torch.")}, "passthrough": {}}
+        return official.dequantize_state_dict_int8(export)["t"]
 
     def _unpack_scales(self, scales, shape):
         if len(shape) == 2:
