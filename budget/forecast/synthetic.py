@@ -166,8 +166,8 @@ def measure(w: Tensor, scheme: str = REFERENCE_SCHEME) -> dict:
     p = counts / counts.sum()
     fs = floor_scale(sch)
     at_floor = float("nan")
-    if fs is not None and q.scales is not None and q.scales.ndim == 1:
-        at_floor = float((q.scales.float() <= torch.tensor(fs, dtype=torch.float16).float()).float().mean())
+    if fs is not None and q.scales is not None and q.scales.numel() == w.shape[0]:  # one scale per row
+        at_floor = float((q.scales.reshape(-1).float() <= torch.tensor(fs, dtype=torch.float16).float()).float().mean())
     return {"bits": float(-(p * np.log2(p)).sum()), "floor_frac": at_floor}
 
 
