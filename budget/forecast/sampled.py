@@ -204,8 +204,8 @@ def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
     tables learnt once); the slope depends on the bits per byte h (low-entropy bytes gain most).
     a0, a1 per codec come from benchmarks/fit_estimator.py.
 
-    >>> history_factor({"a0": 0.01, "a1": -0.001}, Draw(1024, 100, 4096.0), 4096)
-    0.984
+    >>> history_factor({"a0": 0.01, "a1": -0.001}, Draw(1024, 100, 4096.0), 4096)  # h = 4, log2 = 2
+    0.988
     """
     if not coef or full <= draw.n:
         return 1.0
