@@ -432,9 +432,10 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     rows_sampled = bool((frame["sampled_fraction"] < 1).any())
     how = (f"{comp.name} run on all {head['payload_bytes']:,} stored bytes (a small artifact) plus the {key} "
            f"container term of estimate_fit.json" if m.whole else
-           f"{comp.name} run on {sampled.DRAWS} disjoint ~0.25 % samples of the stored bytes, each scaled by "
-           f"the exact ratio of the full streams' entropy to its own, plus the {key} container term of "
-           f"estimate_fit.json")
+           f"{comp.name} run on up to {sampled.DRAWS} disjoint draws of a ~1 % sample of the stored bytes, each "
+           f"scaled by the ratio of the full streams' order-0 entropy to its own and by the {key} history "
+           f"factor, plus the {key} container term (both fitted in estimate_fit.json on models apart from "
+           f"any scored)")
     pct = 100 * INTERVAL_Z * m.sd / max(m.total, 1)
     notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
              f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
