@@ -1,17 +1,22 @@
-"""Fast size estimate: the real codec on a 1 % sample of the stored bytes, scaled up and corrected.
+"""Fast size estimate: the real codec on a ~1 % sample of the stored bytes, anchored on entropy.
 
 For each tensor the plan's scheme quantizes a sample of its rows (every row of a small tensor;
 per-row and per-group schemes treat rows independently, so sampled rows get exactly the symbols
 the full tensor would) and packs them in the scheme's storage: each tensor gives a values and a
-scales stream with exact full byte counts. sampled.py groups alike streams, compresses a middle
-chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
-settings, and scales each group up with a correction fitted on our own measurements
-(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
-fitted constant plus a per-stream term. An artifact of at most sampled.WHOLE_MAX_BYTES stored
-bytes (one largest sample) is quantized whole and all its stored bytes, in artifact order, are
-compressed as one stream (whole_payload), with an overhead fitted for that case. Raw payload
-and scale byte counts are exact. Each tensor's share of its group (the compressed_bytes column)
-follows its order-0 entropy.
+scales stream with exact full byte counts. sampled.py groups alike streams, deals evenly spaced
+pieces of them into K disjoint draws (about 1 % of the artifact together) and compresses each
+with the real compressor at the artifact's settings. A draw's codec bytes per bit of windowed
+order-0 entropy (its anchor) times the full streams' anchor estimates the group; that ratio is
+measured on the sample, in whatever regime the weights are. Two fitted terms remain
+(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
+of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
+short draw, more so at low entropy) and the container term (headers, pickle, boundaries between
+groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
+sqrt(K), the history factor's and the container term's scatter on the fit's models. An artifact
+of at most sampled.WHOLE_MAX_BYTES stored bytes is quantized whole and all its stored bytes, in
+artifact order, are compressed as one stream (whole_payload), with a container term of its own.
+Raw payload and scale byte counts are exact. Each tensor's share of its group (the
+compressed_bytes column) follows its order-0 entropy.
 
 >>> import numpy as np
 >>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
