@@ -19,6 +19,7 @@ faster for lzma and brotli on the 17M model.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "estimate_s": "{:.3f}".format, "speedup": "{:.1f}".format,
                                                        "low": "{:,}".format, "high": "{:,}".format}))
     print("\n".join(summary(frame)))
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+          + f" on {os.cpu_count()} CPUs (timings are wall-clock, shared machine)")
     if args.csv:
         write_text_atomic(args.csv, frame.to_csv(index=False))
     return 0
