@@ -171,6 +171,25 @@ def fit_history(draws: pd.DataFrame) -> dict:
     return {"classes": classes, "all": _fit_slope(d)}
 
 
+def artifact_errors(draws: pd.DataFrame, rows: pd.DataFrame, entry: dict) -> np.ndarray:
+    """Relative error of the whole estimate on each fit artifact: its sampled groups' errors after
+    the history factor plus the container term's miss."""
+    err: dict[tuple, float] = {}
+    for (model, plan, group), g in draws.groupby(["model", "plan", "group"]):
+        coef = sampled.class_coef(entry["history"], group)
+        full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
+        est = np.mean([c * fa / a * sampled.history_factor(coef, sampled.Draw(int(n), int(c), a), full)
+                       for n, c, a in zip(g["n"], g["compressed"], g["anchor"]) if a > 0] or [0.0])
+        err[(model, plan)] = err.get((model, plan), 0.0) + est - g["exact"].iloc[0]
+    out = []
+    for r in rows.itertuples():
+        over = entry["overhead_whole" if r.whole else "overhead"].get(r.kind)
+        if over:
+            miss = over["c0"] + over["c1"] * r.n_streams - r.residual
+            out.append((err.get((r.model, r.plan), 0.0) + miss) / r.exact)
+    return np.asarray(out)
+
+
 def fit_overhead(rows: pd.DataFrame) -> dict:
     """Per artifact kind: least squares c0 + c1 n_streams of the container residual, and its scatter."""
     out = {}
@@ -206,6 +225,11 @@ def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
         fit["compressors"][comp] = {"history": fit_history(draws[draws["compressor"] == comp]),
                                     "overhead": fit_overhead(sub[~sub["whole"]]),
                                     "overhead_whole": fit_overhead(sub[sub["whole"]])}
+    for comp, entry in fit["compressors"].items():
+        rel = artifact_errors(draws[draws["compressor"] == comp], rows[rows["compressor"] == comp], entry)
+        # whole-artifact error on the fit's models (pgolf predict widens its interval by the max)
+        entry["artifact_rel_err_median"] = float(np.median(np.abs(rel))) if len(rel) else 0.0
+        entry["artifact_rel_err_max"] = float(np.abs(rel).max()) if len(rel) else 0.0
     fit["provenance"] = {
         "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
         "models": [m for m, _, _ in models], "artifacts": int(len(rows)),
