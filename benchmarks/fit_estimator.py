@@ -3,16 +3,17 @@
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
 
-1. Correction (budget/forecast/data/estimate_fit.json). Seeded training models of the baseline family
-   (small to 5.5 M parameters; Gaussian "trained-like" weights and generalised-normal weights of
-   several scales, tail shapes and row spreads) under every preset: each group of alike streams
-   (sampled.group_key) is compressed whole by each fitted compressor and compared with what the
-   estimator gets from its sample, giving per compressor and storage class the alpha/beta of
-   sampled.scaled_bytes (calibration.fit_corrections). Then each training artifact is built for
-   real and the remainder (container, headers, boundaries) is regressed on the stream count per
-   artifact kind; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES stored), whose
-   estimate compresses all stored bytes as one stream (estimate.whole_payload). No model that estimate_accuracy.py scores (the fixtures, the seed-0 17 M
-   baseline, pgolf checkpoints) is used here.
+1. Container terms (budget/forecast/data/estimate_fit.json): the one fitted part of the estimate.
+   Seeded models of the baseline family (small to 1.3 M parameters; Gaussian "trained-like" weights
+   and generalised-normal weights of several scales, tail shapes and row spreads; seeds 10 and up)
+   under every preset and compressor: each artifact is built for real, each group of alike streams
+   is compressed whole and alone, and what the artifact adds past them (container headers, the
+   pickle, boundaries between groups) is regressed on the stream count per artifact kind, with its
+   scatter as the term's sd; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES
+   stored) whose estimate compresses all stored bytes as one stream. The groups themselves need
+   no fit (sampled.estimate_group scales by the entropy anchor). No model that
+   estimate_accuracy.py scores (the fixtures, its synthetic grid, the seed-0 17 M baseline, pgolf
+   checkpoints) is used here.
 2. Statistics (budget/forecast/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
    final_model.pt and any pgolf checkpoints given with --checkpoints (trained ones only: near-init
    checkpoints with kurtosis under 2.2, i.e. still uniform-initialised, are reported and skipped).
@@ -37,7 +38,7 @@ from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.exact.container import frame_header
 from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
-                                   whole_compressed)
+                                            whole_payload)
 from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
@@ -45,8 +46,17 @@ from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "budget" / "forecast" / "data"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "artifacts"
-FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle")
-LARGE_PLANS = ("official-int8", "int6", "sdclip-int6-int8emb", "ternary")
+FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle", "ans")
+# brotli-11 and ans take ~10x longer per byte: measured on small artifacts (compressed whole) and
+# on the generated models under two presets only
+SLOW_COMPRESSORS = ("brotli", "brotli+byte-shuffle", "ans")
+SLOW_PLANS = ("official-int8", "int6")
+
+
+def compressors_for(model: str, plan: str, small: bool) -> tuple[str, ...]:
+    if small or (model.startswith("generated-") and plan in SLOW_PLANS):
+        return FIT_COMPRESSORS
+    return tuple(c for c in FIT_COMPRESSORS if c not in SLOW_COMPRESSORS)
 
 
 def _shape(layers, dim, mlp, vocab, heads=4, kv=2):
@@ -61,7 +71,6 @@ SYNTHETIC = [_shape(2, 64, 1, 1024), _shape(3, 128, 2, 1024), _shape(2, 256, 2, 
 VARIED = [(_shape(3, 128, 2, 1024), 0.05, 2.0, 0.1), (_shape(2, 256, 2, 1024), 0.15, 1.5, 0.3),
           (_shape(4, 192, 2, 512), 0.02, 8.0, 0.0), (_shape(2, 128, 3, 2048), 0.3, 1.0, 0.2),
           (_shape(3, 256, 2, 1024), 0.1, 3.0, 0.5), (_shape(1, 384, 2, 1024, 8, 4), 0.5, 2.0, 0.1)]
-LARGE = [(_shape(6, 384, 2, 1024, 8, 4), None), (_shape(3, 512, 2, 1024, 8, 4), (0.1, 1.8, 0.2))]
 
 
 def varied_state_dict(specs, seed: int, std: float, beta: float, row_sd: float) -> dict[str, torch.Tensor]:
@@ -76,107 +85,155 @@ def varied_state_dict(specs, seed: int, std: float, beta: float, row_sd: float) 
     return sd
 
 
+# synthetic.py cells between the test grid's knob values (benchmarks/estimate_accuracy.py), seeds 100 and up
+GENERATED = [((2.0, 4.0, 0.9, 0.15, 0.2), 256, 2), ((3.0, 10.0, 0.25, 0.0, 0.0), 256, 2),
+             ((5.0, float("inf"), 0.75, 0.15, 0.1), 256, 2), ((2.0, 10.0, 0.0, 0.0, 0.4), 256, 2),
+             ((7.0, float("inf"), 0.25, 0.0, 0.0), 256, 2), ((1.2, 4.0, 0.75, 0.1, 0.2), 256, 2),
+             ((2.5, 6.0, 0.9, 0.1, 0.3), 384, 3), ((4.0, 4.0, 0.4, 0.0, 0.1), 384, 3)]
+GENERATED_PLANS = ("official-int8", "int6", "sdclip-int6-int8emb", "ternary")
+
+
 def training_models() -> list[tuple[str, dict, tuple[str, ...]]]:
     """(name, state dict, presets) of every training model (seeds 10 and up: none is scored)."""
+    from pgolf.budget.forecast import synthetic
     out = [(f"synthetic-{i}", synthetic_state_dict(baseline_specs(**kw), seed=10 + i), tuple(PRESETS))
            for i, kw in enumerate(SYNTHETIC)]
     out += [(f"varied-{i}-s{std:g}-b{beta:g}-r{row:g}", varied_state_dict(baseline_specs(**kw), 30 + i, std, beta, row),
              tuple(PRESETS)) for i, (kw, std, beta, row) in enumerate(VARIED)]
-    for i, (kw, stats) in enumerate(LARGE):
-        sd = (synthetic_state_dict(baseline_specs(**kw), seed=50 + i) if stats is None
-              else varied_state_dict(baseline_specs(**kw), 50 + i, *stats))
-        out.append((f"large-{i}", sd, LARGE_PLANS))
+    for i, (knobs, dim, layers) in enumerate(GENERATED):
+        cell = synthetic.Cell(*knobs)
+        out.append((f"generated-{cell.name}-d{dim}", synthetic.model(cell, dim=dim, layers=layers, seed=100 + i),
+                    GENERATED_PLANS))
     return out
 
 
-def _cached(path: Path | None) -> pd.DataFrame:
-    return pd.read_csv(path) if path and path.is_file() else pd.DataFrame(columns=["model", "plan", "compressor"])
-
-
-def measure(models, quiet: bool, cache: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (model, plan, compressor): every group's whole compressed bytes and the real artifact's
-    bytes (the slow part, reloaded from `cache` when a previous run left them), next to what the
-    estimator's sample of that group compresses to (cheap, always measured afresh)."""
-    wpath, apath = (cache / "groups-whole.csv", cache / "artifacts.csv") if cache else (None, None)
-    wholes, arts = _cached(wpath), _cached(apath)
-    wdone = set(zip(wholes["model"], wholes["plan"], wholes["compressor"]))
-    adone = set(zip(arts["model"], arts["plan"], arts["compressor"]))
+def measure(models, quiet: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(draws, artifacts). draws: per (model, plan, compressor, sampled group, draw) the draw's bytes,
+    codec bytes and anchor, next to the group compressed whole and alone and its full anchor.
+    artifacts: the real artifact's bytes and what it adds past its groups compressed alone (or,
+    for a small artifact, past all its stored bytes compressed as one stream)."""
     jobs = [(m, sd, p) for m, sd, plans in models for p in plans]
-    wrows, arows, srows, whole_rows = [], [], [], []
+    drows, arows = [], []
     for model, sd, plan in progress(jobs, desc="training artifacts", total=len(jobs), quiet=quiet):
         _, streams, kind, _ = estimate_streams(sd, plan)
-        whole = None
-        for comp in FIT_COMPRESSORS:
-            small = whole_compressed(streams, kind, comp)  # None unless the estimator compresses it whole
-            if small is not None:
-                whole_rows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind,
-                                   "n_streams": len(streams), "whole": small})
-            for key, (c, n, full, _) in group_estimates(streams, comp, {}).items():
-                srows.append({"model": model, "plan": plan, "compressor": comp, "group": key, "compressed": c,
-                              "sample": n, "kind": kind, "n_streams": len(streams)})
-            if (model, plan, comp) not in wdone:
-                whole = whole or estimate_streams(sd, plan, sample_values=None)[1]  # samples = the full bytes
-                codec = get_compressor(comp)
-                for key in dict.fromkeys(s.group for s in whole):
-                    blob = b"".join(s.sample for s in whole if s.group == key)
-                    wrows.append({"model": model, "plan": plan, "compressor": comp, "group": key,
-                                  "cls": sampled.group_class(key), "full": len(blob), "exact": len(codec.compress(blob))})
-            if (model, plan, comp) not in adone:
-                arows.append({"model": model, "plan": plan, "compressor": comp,
-                              "exact": len(build_artifact(sd, plan, comp))})
-        if cache and (wrows or arows):  # after every model: an interrupted run resumes here
-            cache.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(wpath, pd.concat([wholes, pd.DataFrame(wrows)]).to_csv(index=False))
-            write_text_atomic(apath, pd.concat([arts, pd.DataFrame(arows)]).to_csv(index=False))
-    wholes = pd.concat([wholes, pd.DataFrame(wrows)], ignore_index=True)
-    groups = pd.DataFrame(srows).merge(wholes, on=["model", "plan", "compressor", "group"], validate="one_to_one")
-    return groups, pd.concat([arts, pd.DataFrame(arows)], ignore_index=True), pd.DataFrame(whole_rows)
+        _, whole, _, _ = estimate_streams(sd, plan, sample_values=None)  # samples = the full bytes
+        blob = whole_payload(whole, kind)
+        total = sum(s.n_bytes for s in streams)
+        for comp in compressors_for(model, plan, blob is not None):
+            size_of = sampled.sample_codec(comp, total)
+            empty = size_of(b"")
+            parts = empty
+            groups = group_estimates(streams, comp) if blob is None else {}
+            for key in dict.fromkeys(s.group for s in whole):
+                exact = size_of(b"".join(s.sample for s in whole if s.group == key)) - empty
+                parts += exact
+                g = groups.get(key)
+                for d in (g.draws if g else ()):
+                    drows.append({"model": model, "plan": plan, "compressor": comp, "group": key, "full": g.full,
+                                  "full_anchor": g.full_anchor, "exact": exact, "n": d.n, "compressed": d.compressed,
+                                  "anchor": d.anchor})
+            if blob is not None:
+                parts = size_of(blob)
+            frame = 0 if kind == "official-export" and comp == "zlib" else len(frame_header(0, get_compressor(comp).name))
+            exact = len(build_artifact(sd, plan, comp))
+            arows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind, "whole": blob is not None,
+                          "n_streams": len(streams), "exact": exact, "residual": exact - parts - frame})
+    return pd.DataFrame(drows), pd.DataFrame(arows)
+
+
+def _fit_slope(d: pd.DataFrame) -> dict:
+    """a0, a1 of sampled.history_factor by least squares over draws, and the relative scatter of the
+    groups' estimates after it (sd: root mean square; also median and max)."""
+    x = np.log2(d["full"] / d["n"]).to_numpy()
+    h = (d["anchor"] / d["n"]).to_numpy()
+    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h) x
+    y = ((d["exact"] / d["full_anchor"]) / (d["compressed"] / d["anchor"]) - 1).to_numpy()
+    (a0, a1), *_ = np.linalg.lstsq(np.stack([-x, -h * x], axis=1), y, rcond=None)
+    coef = {"a0": float(a0), "a1": float(a1)}
+    rel = []
+    for _, g in d.groupby(["model", "plan", "group"]):
+        full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
+        est = np.mean([c * fa / a * sampled.history_factor(coef, sampled.Draw(int(n), int(c), a), full)
+                       for n, c, a in zip(g["n"], g["compressed"], g["anchor"])])
+        rel.append(est / g["exact"].iloc[0] - 1)
+    rel = np.asarray(rel)
+    coef.update(sd=float(np.sqrt((rel ** 2).mean())), rel_err_median=float(np.median(np.abs(rel))),
+                rel_err_max=float(np.abs(rel).max()), groups=int(len(rel)))
+    return coef
+
+
+def fit_history(draws: pd.DataFrame) -> dict:
+    """Per storage class (groups of at least sampled.GROUP_MIN_BYTES; smaller ones weigh nothing
+    in an artifact) and pooled: the history coefficients of one compressor."""
+    d = draws[(draws["anchor"] > 0) & (draws["full"] > draws["n"]) & (draws["full"] >= sampled.GROUP_MIN_BYTES)]
+    d = d.assign(cls=[sampled.group_class(k) for k in d["group"]])
+    classes = {cls: _fit_slope(g) for cls, g in d.groupby("cls") if g["group"].nunique() and len(g) >= 12}
+    return {"classes": classes, "all": _fit_slope(d)}
+
+
+def artifact_errors(draws: pd.DataFrame, rows: pd.DataFrame, entry: dict) -> np.ndarray:
+    """Relative error of the whole estimate on each fit artifact: its sampled groups' errors after
+    the history factor plus the container term's miss."""
+    err: dict[tuple, float] = {}
+    for (model, plan, group), g in draws.groupby(["model", "plan", "group"]):
+        coef = sampled.class_coef(entry["history"], group)
+        full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
+        est = np.mean([c * fa / a * sampled.history_factor(coef, sampled.Draw(int(n), int(c), a), full)
+                       for n, c, a in zip(g["n"], g["compressed"], g["anchor"]) if a > 0] or [0.0])
+        err[(model, plan)] = err.get((model, plan), 0.0) + est - g["exact"].iloc[0]
+    out = []
+    for r in rows.itertuples():
+        over = entry["overhead_whole" if r.whole else "overhead"].get(r.kind)
+        if over:
+            miss = over["c0"] + over["c1"] * r.n_streams - r.residual
+            out.append((err.get((r.model, r.plan), 0.0) + miss) / r.exact)
+    return np.asarray(out)
+
+
+def fit_overhead(rows: pd.DataFrame) -> dict:
+    """Per artifact kind: least squares c0 + c1 n_streams of the container residual, and its scatter."""
+    out = {}
+    for kind, g in rows.groupby("kind"):
+        x, y = g["n_streams"].to_numpy(float), g["residual"].to_numpy(float)
+        if len(g) >= 3 and np.ptp(x) > 0:
+            c1, c0 = np.polyfit(x, y, 1)
+        else:
+            c0, c1 = float(y.mean()), 0.0
+        left = y - (c0 + c1 * x)
+        out[kind] = {"c0": float(c0), "c1": float(c1), "n": int(len(g)),
+                     "sd": float(np.sqrt((left ** 2).sum() / max(len(g) - 2, 1)))}
+    return out
 
 
 def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
+    """The container terms: what an artifact adds past its groups compressed alone, per compressor,
+    artifact kind and mode (sampled or compressed whole)."""
     t0 = time.perf_counter()
     models = training_models()
-    groups, arts, small = measure(models, quiet, cache)
+    dpath, apath = (cache / "draws.csv", cache / "container.csv") if cache else (None, None)
+    if apath and apath.is_file() and dpath.is_file():
+        draws, rows = pd.read_csv(dpath), pd.read_csv(apath)
+    else:
+        draws, rows = measure(models, quiet)
+        if apath:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(dpath, draws.to_csv(index=False))
+            write_text_atomic(apath, rows.to_csv(index=False))
     fit = {"format": FIT_FORMAT, "sampling": sampling_settings(), "compressors": {}}
     for comp in FIT_COMPRESSORS:
-        fit["compressors"][comp] = {"classes": calibration.fit_corrections(groups[groups["compressor"] == comp]),
-                                    "overhead": {}}
-    # whole artifacts: residual after the corrected groups, per artifact kind
-    rows = []
-    for (model, plan, comp), g in groups.groupby(["model", "plan", "compressor"]):
-        classes = fit["compressors"][comp]["classes"]
-        est = sum(sampled.scaled_bytes(r.compressed, r.sample, r.full, classes.get(r.cls)) for r in g.itertuples())
-        exact = int(arts.loc[(arts["model"] == model) & (arts["plan"] == plan) & (arts["compressor"] == comp),
-                             "exact"].iloc[0])
-        kind = g["kind"].iloc[0]
-        frame = 0 if kind == "official-export" and comp == "zlib" else len(frame_header(0, get_compressor(comp).name))
-        rows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind,
-                     "n_streams": int(g["n_streams"].iloc[0]), "exact": exact, "residual": exact - est - frame})
-    frame = pd.DataFrame(rows)
-    small = small.merge(arts, on=["model", "plan", "compressor"], validate="one_to_one")
-    # the estimator never scales a small artifact's groups: its container is fitted on its own
-    is_small = set(zip(small["model"], small["plan"], small["compressor"]))
-    frame = frame[[k not in is_small for k in zip(frame["model"], frame["plan"], frame["compressor"])]]
-    # small artifacts: all stored bytes compressed as one stream; the residual is the container alone
-    small["residual"] = small["exact"] - small["whole"] - [
-        0 if k == "official-export" and c == "zlib" else len(frame_header(0, get_compressor(c).name))
-        for k, c in zip(small["kind"], small["compressor"])]
-    for comp in FIT_COMPRESSORS:
-        rels = []
-        for key, sub in (("overhead", frame[frame["compressor"] == comp]),
-                         ("overhead_whole", small[small["compressor"] == comp])):
-            over = calibration.fit_overhead(sub.to_dict("records"))
-            fit["compressors"][comp][key] = over
-            # in-sample whole-artifact error after the overhead fit: the estimate's stated spread
-            left = sub["residual"] - [over[k]["c0"] + over[k]["c1"] * n for k, n in zip(sub["kind"], sub["n_streams"])]
-            rels.append(left.abs() / sub["exact"])
-        rel = pd.concat(rels)
-        fit["compressors"][comp]["artifact_rel_err_max"] = float(rel.max())
-        fit["compressors"][comp]["artifact_rel_err_median"] = float(rel.median())
+        sub = rows[rows["compressor"] == comp]
+        fit["compressors"][comp] = {"history": fit_history(draws[draws["compressor"] == comp]),
+                                    "overhead": fit_overhead(sub[~sub["whole"]]),
+                                    "overhead_whole": fit_overhead(sub[sub["whole"]])}
+    for comp, entry in fit["compressors"].items():
+        rel = artifact_errors(draws[draws["compressor"] == comp], rows[rows["compressor"] == comp], entry)
+        # whole-artifact error on the fit's models (pgolf predict widens its interval by the max)
+        entry["artifact_rel_err_median"] = float(np.median(np.abs(rel))) if len(rel) else 0.0
+        entry["artifact_rel_err_max"] = float(np.abs(rel).max()) if len(rel) else 0.0
     fit["provenance"] = {
         "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
-        "models": [m for m, _, _ in models], "groups": int(len(groups) // len(FIT_COMPRESSORS)),
-        "artifacts": int(len(frame)), "small_artifacts": int(len(small)), "seconds": round(time.perf_counter() - t0, 1)}
+        "models": [m for m, _, _ in models], "artifacts": int(len(rows)),
+        "seconds": round(time.perf_counter() - t0, 1)}
     return fit
 
 
@@ -239,12 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         fit = fit_estimator(args.quiet, Path(args.cache) if args.cache else None)
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
         for name, comp in fit["compressors"].items():
-            cls = ", ".join(f"{k}: a {v['alpha']:+.4f} b {v['beta']:+.0f} (med {v['rel_err_median']:.2%}, "
-                            f"max {v['rel_err_max']:.2%})" for k, v in comp["classes"].items())
-            print(f"{name}: {cls}")
-            print(f"  overhead: {comp['overhead']}; small artifacts (compressed whole): {comp['overhead_whole']}")
-            print(f"  artifact error median {comp['artifact_rel_err_median']:.3%}, "
-                  f"max {comp['artifact_rel_err_max']:.3%}")
+            print(f"{name}: history {comp['history']}")
+            print(f"  container {comp['overhead']}; small artifacts (compressed whole): {comp['overhead_whole']}")
         print(f"fit took {fit['provenance']['seconds']:.0f} s")
     return 0
 

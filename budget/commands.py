@@ -58,8 +58,9 @@ def register(subparsers) -> None:
                    help="the --code script already reads this artifact: add no decoder bytes (found by itself "
                         "when the script holds `pgolf decoder`'s text)")
     p.add_argument("--estimate", action="store_true",
-                   help="fast estimate: compress a ~1%% sample and scale it up instead of compressing everything "
-                        "(reports say which numbers are estimated); measure without it")
+                   help="fast estimate: compress 4 disjoint draws of a ~1%% sample, scale them by the exact ratio of "
+                        "entropies and report their mean with an interval from their spread (reports label each "
+                        "number exact or estimated); measure without it")
     p.set_defaults(handler=run_budget)
 
     p = subparsers.add_parser("compare", help="measure every plan x compressor pair and print the matrix",

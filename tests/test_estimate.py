@@ -51,25 +51,49 @@ def test_sampled_rows_get_the_full_tensors_symbols():
     assert abs(row_sampled["entropy_bytes"] / row_full["entropy_bytes"] - 1) < 0.012
 
 
-def test_sample_plan_takes_evenly_spaced_pieces_of_every_stream():
+def test_sample_plan_deals_evenly_spaced_pieces_into_disjoint_draws():
     a, b = bytes(range(256)) * 400, bytes(range(255, -1, -1)) * 400  # 102,400 bytes each
     plan = sampled.sample_plan({"g": [(1_000_000, a), (1_000_000, b)], "tiny": [(3_000, b"x" * 3_000)]}, 34_000_000)
-    (g, blob, full), (t, tiny, tiny_full) = plan
+    (g, draws, full, streams), (t, tiny, tiny_full, _) = plan
     # budget 262,144 bytes (the cap); this group's share, 2e6/34e6 of it, is under 32,768: 16,384 per stream
-    assert (g, full, len(blob)) == ("g", 2_000_000, 32_768)
+    assert (g, full, sum(len(d) for d in draws)) == ("g", 2_000_000, 32_768)
     starts = [0, 6_758, 13_516, 20_274, 27_032, 33_792, 40_550, 47_308, 54_066, 60_824, 67_584, 74_342, 81_100,
               87_858, 94_616, 101_376]  # 16 pieces of 1,024 bytes, (102,400 - 1,024) / 15 apart, even offsets
-    assert blob[:16_384] == b"".join(a[s:s + 1_024] for s in starts)
-    assert blob[16_384:] == b"".join(b[s:s + 1_024] for s in starts)
-    assert (t, tiny_full, tiny) == ("tiny", 3_000, b"x" * 3_000)  # small groups: every byte
+    pieces = [a[s:s + 1_024] for s in starts] + [b[s:s + 1_024] for s in starts]
+    assert len(draws) == sampled.DRAWS  # 32,768 bytes: 4 draws of 8,192, pieces dealt round-robin
+    for k, d in enumerate(draws):
+        assert d == b"".join(pieces[k::sampled.DRAWS])
+    assert streams == [(1_000_000, a), (1_000_000, b)]
+    assert (t, tiny_full, tiny) == ("tiny", 3_000, [b"x" * 3_000])  # small groups: every byte, one draw
     assert sampled.sample_budget(1_000) == 131_072 and sampled.sample_budget(10**9) == 262_144
 
 
-def test_scaled_bytes_golden():
-    assert sampled.scaled_bytes(1_000, 1_000, 1_000, {"alpha": 0.5, "beta": 9.0}) == 1_000  # r = 1: as measured
-    assert sampled.scaled_bytes(1_000, 1_000, 8_000, None) == 8_000
-    # r = 8: 1,000 x 8 x (1 - 0.01 x 3) - 20 x 7
-    assert sampled.scaled_bytes(1_000, 1_000, 8_000, {"alpha": -0.01, "beta": 20.0}) == pytest.approx(7_620.0)
+def test_anchor_bits_golden():
+    # uniform bytes: 8 bits each plus Miller-Madow's 255 / (2 ln 2) bits per window
+    assert sampled.anchor_bits(bytes(range(256)) * 64, 1 << 14) == pytest.approx(8 * 16_384 + 255 / (2 * math.log(2)))
+    # two windows of one byte value each: no entropy, though together they hold two values
+    assert sampled.anchor_bits(bytes(4096) + b"\x01" * 4096, 4096) == 0.0
+    assert sampled.anchor_bits(bytes(4096) + b"\x01" * 4096, 8192) == pytest.approx(8192 + 1 / (2 * math.log(2)))
+
+
+def test_estimate_group_scales_codec_bytes_by_the_anchor_ratio():
+    rng = np.random.default_rng(0)
+    low = (rng.standard_normal(50_000) * 0.8).round().astype(np.int8).tobytes()  # ~1.6 bits per byte
+    high = (rng.standard_normal(50_000) * 8).round().astype(np.int8).tobytes()  # ~5 bits per byte
+    # the draws hold only low-entropy bytes; the full stream is half high-entropy: the anchor scales it up
+    draws = [low[i:i + 8192] for i in range(0, 32_768, 8192)]
+    streams = [(50_000, low), (50_000, high)]
+    g = sampled.estimate_group(draws, 100_000, streams, len, 0, 1 << 14, bytes)  # "codec": 1 byte per byte
+    anchor_full = sampled.anchor_bits(low, 1 << 14) + sampled.anchor_bits(high, 1 << 14)
+    per_draw = [8192 * anchor_full / sampled.anchor_bits(d, 1 << 14) for d in draws]
+    assert g.estimate == pytest.approx(np.mean(per_draw)) and g.sd == pytest.approx(np.std(per_draw, ddof=1) / 2)
+    assert g.full_anchor == pytest.approx(anchor_full) and len(g.draws) == 4
+
+
+def test_history_factor_golden():
+    d = sampled.Draw(1024, 100, 4096.0)  # 4 bits per byte
+    assert sampled.history_factor({"a0": 0.01, "a1": -0.001}, d, 4096) == pytest.approx(1 - 0.006 * 2)
+    assert sampled.history_factor(None, d, 4096) == 1.0 and sampled.history_factor({"a0": 1, "a1": 0}, d, 1024) == 1.0
 
 
 @pytest.mark.parametrize("compressor", ["zlib", "zstd", "brotli", "brotli+byte-shuffle", "zstd:19", "lzma", "lzma:6"])
@@ -109,11 +133,23 @@ def test_report_says_what_is_estimated(small_models):
     h = r.headline
     assert h["estimated"] is True
     assert h["params"] == sum(t.numel() for t in small_models[3].values())
-    assert h["bytes_model_low"] <= h["bytes_model"] <= h["bytes_model_high"]
+    assert h["bytes_model_low"] < h["bytes_model"] < h["bytes_model_high"]
+    assert h["bytes_model_high"] - h["bytes_model_low"] == pytest.approx(2 * 3.2 * h["bytes_model_sd"], abs=2)
     assert h["headroom_bytes"] == h["cap"] - h["bytes_total"]
     assert any(n.startswith("ESTIMATED") for n in r.notes) and any(n.startswith("MEASURED") for n in r.notes)
+    assert any(n.startswith("INTERVAL") for n in r.notes)
     assert r.frame["compressed_bytes"].sum() <= h["bytes_model"]
-    assert json.loads(r.to_json())["estimated"] is True
+    doc = json.loads(r.to_json())
+    assert doc["estimated"] is True and doc["interval"]["bytes_model"] == [h["bytes_model_low"], h["bytes_model_high"]]
+    assert doc["exactness"]["bytes_model"] == "estimated" and doc["exactness"]["payload_bytes"] == "exact"
+    assert doc["exactness"]["bytes_code"] == "exact" and doc["exactness"]["headroom_bytes"] == "estimated"
+    lo, hi = doc["interval"]["headroom_bytes"]
+    assert lo == h["cap"] - h["bytes_model_high"] - h["bytes_code"] and hi - lo == h["bytes_model_high"] - h["bytes_model_low"]
+    label = f"{h['bytes_model']:,} (estimated, interval {h['bytes_model_low']:,} .. {h['bytes_model_high']:,})"
+    assert f"bytes_model: {label}" in r.to_text()
+    assert f"- **bytes_model**: {label}" in r.to_markdown() and label in r._repr_html_()
+    assert f"payload_bytes: {h['payload_bytes']:,} (exact)" in r.to_text()
+    assert f"- **params**: {h['params']:,} (exact)" in r.to_markdown()
 
 
 def test_tied_tensors_counted_once():
@@ -140,12 +176,13 @@ def test_bad_fit_file_is_refused(tmp_path):
 def test_shipped_fit_has_provenance():
     fit = load_fit()
     assert fit["format"] == FIT_FORMAT and fit["sampling"] == sampling_settings()
-    assert {"zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle"} <= set(fit["compressors"])
+    assert {"zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle", "ans"} <= set(fit["compressors"])
     assert fit["provenance"]["script"] == "benchmarks/fit_estimator.py"
-    for comp in fit["compressors"].values():  # small corrections: the sample does the work
-        assert all(abs(c["alpha"]) < 0.05 for c in comp["classes"].values())
-        assert comp["artifact_rel_err_median"] < 0.005 and comp["artifact_rel_err_max"] < 0.03
-        assert "official-export" in comp["overhead_whole"]  # small artifacts: a container fit of their own
+    assert not any(m.startswith("grid:") for m in fit["provenance"]["models"])  # nothing of the test grid
+    for comp in fit["compressors"].values():  # small corrections: the sample and its anchor do the work
+        hist = comp["history"]["all"]
+        assert abs(hist["a0"]) < 0.05 and abs(hist["a1"]) < 0.01 and 0 <= hist["sd"] < 0.05
+        assert "official-export" in comp["overhead"] and "official-export" in comp["overhead_whole"]
 
 
 def test_whole_payload_is_every_stored_byte_in_artifact_order():

@@ -1,17 +1,22 @@
-"""Fast size estimate: the real codec on a 1 % sample of the stored bytes, scaled up and corrected.
+"""Fast size estimate: the real codec on a ~1 % sample of the stored bytes, anchored on entropy.
 
 For each tensor the plan's scheme quantizes a sample of its rows (every row of a small tensor;
 per-row and per-group schemes treat rows independently, so sampled rows get exactly the symbols
 the full tensor would) and packs them in the scheme's storage: each tensor gives a values and a
-scales stream with exact full byte counts. sampled.py groups alike streams, compresses a middle
-chunk of every stream (about 1 % of the artifact) with the real compressor at the artifact's
-settings, and scales each group up with a correction fitted on our own measurements
-(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py); container overhead is a
-fitted constant plus a per-stream term. An artifact of at most sampled.WHOLE_MAX_BYTES stored
-bytes (one largest sample) is quantized whole and all its stored bytes, in artifact order, are
-compressed as one stream (whole_payload), with an overhead fitted for that case. Raw payload
-and scale byte counts are exact. Each tensor's share of its group (the compressed_bytes column)
-follows its order-0 entropy.
+scales stream with exact full byte counts. sampled.py groups alike streams, deals evenly spaced
+pieces of them into K disjoint draws (about 1 % of the artifact together) and compresses each
+with the real compressor at the artifact's settings. A draw's codec bytes per bit of windowed
+order-0 entropy (its anchor) times the full streams' anchor estimates the group; that ratio is
+measured on the sample, in whatever regime the weights are. Two fitted terms remain
+(budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
+of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
+short draw, more so at low entropy) and the container term (headers, pickle, boundaries between
+groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
+sqrt(K), the history factor's and the container term's scatter on the fit's models. An artifact
+of at most sampled.WHOLE_MAX_BYTES stored bytes is quantized whole and all its stored bytes, in
+artifact order, are compressed as one stream (whole_payload), with a container term of its own.
+Raw payload and scale byte counts are exact. Each tensor's share of its group (the
+compressed_bytes column) follows its order-0 entropy.
 
 >>> import numpy as np
 >>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
@@ -38,10 +43,14 @@ from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast import sampled
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.progress import progress
+from pgolf.budget.report_base import Report, format_value
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.quant.schemes import get_scheme
 
-FIT_FORMAT = "pgolf-estimate-fit-v3"  # v3: overhead_whole (small artifacts compressed whole)
+FIT_FORMAT = "pgolf-estimate-fit-v4"  # v4: container terms only; groups scale by their entropy anchor
+# The interval: this many standard errors either side. The draws' spread has DRAWS - 1 degrees of
+# freedom; Student's t at 97.5 % with 3 is 3.18.
+INTERVAL_Z = 3.2
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
 # max sets its grid), so the sampled entropy of a tensor is off by ~0.5 % (1 sd) at 64 rows of
 # 512; independent across tensors, it averages down in a whole model.
@@ -54,7 +63,8 @@ def sampling_settings() -> dict:
     return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
             "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
             "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
-            "whole_max_bytes": sampled.WHOLE_MAX_BYTES}
+            "whole_max_bytes": sampled.WHOLE_MAX_BYTES, "draws": sampled.DRAWS,
+            "windows": dict(sampled.WINDOW_BYTES)}
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -162,9 +172,9 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
     return row, streams
 
 
-# --- the fitted correction ----------------------------------------------------------------------
+# --- the fitted container term ------------------------------------------------------------------
 def load_fit(path: str | Path | None = None) -> dict:
-    """The shipped correction (budget/forecast/data/estimate_fit.json) or a file of the same format."""
+    """The shipped container terms (budget/forecast/data/estimate_fit.json) or a file of that format."""
     # the namespace package hides its data from importlib.resources: read beside this file
     where = str(Path(__file__).resolve().parent / "data" / "estimate_fit.json" if path is None else path)
     try:
@@ -191,9 +201,11 @@ def fit_entry(fit: dict, compressor: str) -> tuple[str, dict]:
     raise PgolfInputError(None, f"no estimator fit for compressor {name!r} (fitted: {', '.join(fit['compressors'])})")
 
 
-def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False) -> float:
-    over = entry["overhead_whole" if whole else "overhead"].get(container, {"c0": 0.0, "c1": 0.0})
-    return over["c0"] + over["c1"] * n_streams
+def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False) -> tuple[float, float]:
+    """(bytes, sd) the container adds past its groups compressed alone: c0 + c1 n_streams, fitted on
+    benchmarks/fit_estimator.py's models (none of them scored), sd its scatter there."""
+    over = entry["overhead_whole" if whole else "overhead"].get(container, {"c0": 0.0, "c1": 0.0, "sd": 0.0})
+    return over["c0"] + over["c1"] * n_streams, over.get("sd", 0.0)
 
 
 def whole_payload(streams: list[Stream], kind: str) -> bytes | None:
@@ -219,16 +231,13 @@ def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int |
     return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
 
 
-def group_estimates(streams: list[Stream], compressor: str, entry: dict) -> dict[str, tuple[int, int, int, float]]:
-    """group -> (compressed sample bytes, sample bytes, full bytes, estimated compressed bytes)."""
+def group_estimates(streams: list[Stream], compressor: str, coef: dict | None = None) -> dict[str, sampled.GroupEstimate]:
+    """group -> GroupEstimate (sampled.estimate_group) of every group of alike streams."""
     groups: dict[str, list[tuple[int, bytes]]] = {}
     for s in streams:
         groups.setdefault(s.group or sampled.group_key(s.cls, "", ""), []).append((s.n_bytes, s.sample))
     total = sum(s.n_bytes for s in streams)
-    measured = sampled.compress_groups(sampled.sample_plan(groups, total), compressor, total)
-    classes = entry.get("classes", {})
-    return {key: (c, n, full, sampled.scaled_bytes(c, n, full, classes.get(sampled.group_class(key))))
-            for key, (c, n, full) in measured.items()}
+    return sampled.compress_groups(sampled.sample_plan(groups, total), compressor, total, coef)
 
 
 # --- whole-model estimate -----------------------------------------------------------------------
@@ -253,45 +262,135 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
     return pd.DataFrame(rows), streams, artifact_kind(items), plan.name
 
 
-def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
-                         ) -> tuple[float, dict[str, float]]:
-    """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
+@dataclasses.dataclass(frozen=True)
+class ModelEstimate:
+    """Estimated artifact bytes with their standard error and the parts they come from."""
+
+    total: float
+    sd: float
+    per_tensor: dict
+    whole: bool          # every stored byte compressed (a small artifact): no sampling error
+    sampling_sd: float   # from the spread of the draws
+    container_sd: float  # the container term's scatter on the fit's models
+    history_sd: float = 0.0  # the history factor's scatter on the fit's groups
+
+
+def estimate_model(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None) -> ModelEstimate:
+    """Estimated artifact bytes from sampled streams: groups (sampled.estimate_group) + container + frame."""
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     _, entry = fit_entry(fit, comp.name)
-    whole = whole_compressed(streams, kind, comp.name) if kind in entry.get("overhead_whole", {}) else None
-    if whole is not None:
-        groups, group_of = {"": (whole, 0, 0, float(whole))}, (lambda s: "")
+    size_of = sampled.sample_codec(comp.name, 1)
+    blob = whole_payload(streams, kind)
+    if blob is not None:
+        c = float(sampled.sample_codec(comp.name, len(blob))(blob))
+        groups, group_of = {"": sampled.GroupEstimate(int(c), len(blob), len(blob), c, 0.0)}, (lambda s: "")
+        empty = 0
     else:
-        groups, group_of = group_estimates(streams, comp.name, entry), (lambda s: s.group)
+        groups, group_of = group_estimates(streams, comp.name, entry.get("history")), (lambda s: s.group)
+        empty = size_of(b"")  # the codec's own header and trailer, paid once
     weight: dict[str, float] = {}
     for s in streams:
         weight[group_of(s)] = weight.get(group_of(s), 0.0) + s.n_bytes * max(s.h, 0.05)
     per_tensor: dict[str, float] = {}
     for s in streams:  # each group's bytes shared by order-0 entropy
         g = group_of(s)
-        share = groups[g][3] * s.n_bytes * max(s.h, 0.05) / weight[g] if g in groups else 0.0
+        share = groups[g].estimate * s.n_bytes * max(s.h, 0.05) / weight[g] if g in groups else 0.0
         per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
     plain_official = kind == "official-export" and comp.name == "zlib"
     frame = 0 if plain_official else len(frame_header(0, comp.name))
-    total = sum(g[3] for g in groups.values()) + container_bytes(len(streams), kind, entry, whole is not None) + frame
-    return total, per_tensor
+    over, over_sd = container_bytes(len(streams), kind, entry, blob is not None)
+    sampling_sd = math.sqrt(sum(g.sd ** 2 for g in groups.values()))
+    # the history factor's scatter on the fit's groups, the same for every group of one artifact
+    history_sd = sum((sampled.class_coef(entry.get("history"), k) or {}).get("sd", 0.0) * g.estimate
+                     for k, g in groups.items() if g.draws)
+    total = sum(g.estimate for g in groups.values()) + empty + over + frame
+    sd = math.sqrt(sampling_sd ** 2 + over_sd ** 2 + history_sd ** 2)
+    return ModelEstimate(total, sd, per_tensor, blob is not None, sampling_sd, over_sd, history_sd)
+
+
+def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
+                         ) -> tuple[float, dict[str, float]]:
+    """(estimated artifact bytes, estimated compressed bytes per tensor) from sampled streams."""
+    m = estimate_model(streams, kind, compressor, fit)
+    return m.total, m.per_tensor
+
+
+def interval(m: ModelEstimate) -> tuple[int, int]:
+    """(low, high) artifact bytes: INTERVAL_Z standard errors either side of the estimate."""
+    half = INTERVAL_Z * m.sd
+    return int(math.floor(m.total - half)), int(math.ceil(m.total + half))
 
 
 ESTIMATED_COLUMNS = ("compressed_bytes", "entropy_bytes")
 ESTIMATED_HEADLINE = ("bytes_model", "bytes_total", "headroom_bytes", "bits_per_param", "bytes_model_low",
-                      "bytes_model_high")
+                      "bytes_model_high", "bytes_model_sd")
+
+
+EXACT_HEADLINE = ("params", "payload_bytes", "bytes_code", "bytes_code_raw", "bytes_code_wrapped", "cap")
 
 
 @dataclasses.dataclass(repr=False)
 class EstimateReport(BudgetReport):
-    """A BudgetReport whose model bytes are estimated (headline `estimated`: True).
+    """A BudgetReport whose model bytes are estimated (headline `estimated`: True). Every rendering
+    labels each headline number exact or estimated, the estimated bytes with their interval; JSON
+    adds `exactness` (key -> "exact" | "estimated") and `interval` (key -> [low, high]).
 
     >>> import torch
     >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
-    >>> type(estimate_budget(sd, "int6", "zlib")).__name__
-    'EstimateReport'
+    >>> r = estimate_budget(sd, "int6", "zlib")
+    >>> type(r).__name__, r.to_dict()["exactness"]["bytes_model"], r.to_dict()["exactness"]["params"]
+    ('EstimateReport', 'estimated', 'exact')
     """
+
+    def exactness(self) -> dict[str, str]:
+        return {k: "exact" if k in EXACT_HEADLINE else "estimated" for k in self.headline
+                if k in EXACT_HEADLINE or k in ESTIMATED_HEADLINE}
+
+    def intervals(self) -> dict[str, list[int]]:
+        h = self.headline
+        if "bytes_model_low" not in h:
+            return {}
+        lo, hi = h["bytes_model_low"], h["bytes_model_high"]
+        out = {"bytes_model": [lo, hi]}
+        if "bytes_total" in h:
+            code = h.get("bytes_total", 0) - h["bytes_model"]
+            out["bytes_total"] = [lo + code, hi + code]
+            if "headroom_bytes" in h:
+                out["headroom_bytes"] = [h["cap"] - hi - code, h["cap"] - lo - code]
+        return out
+
+    def _labelled(self) -> dict[str, str]:
+        """headline value -> 'value (exact)' / 'value (estimated, interval low .. high)'."""
+        kinds, ranges = self.exactness(), self.intervals()
+        out = {}
+        for k, v in self.headline.items():
+            text = format_value(v)
+            if k in ranges:
+                lo, hi = ranges[k]
+                text += f" (estimated, interval {lo:,} .. {hi:,})"
+            elif k in kinds:
+                text += f" ({kinds[k]})"
+            out[k] = text
+        return out
+
+    def _plain(self) -> Report:
+        return Report(title=self.title, headline=self._labelled(), frame=self.frame, notes=self.notes)
+
+    def _headline_lines(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in self._labelled().items()]
+
+    def to_markdown(self) -> str:
+        return self._plain().to_markdown()
+
+    def _repr_html_(self) -> str:
+        return self._plain()._repr_html_()
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["exactness"] = self.exactness()
+        out["interval"] = self.intervals()
+        return out
 
 
 @one_torch_thread()
@@ -302,7 +401,8 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
 
     Exact: params, payload/values/scales bytes, bytes_code. Estimated: bytes_model (and what
     derives from it), per-tensor compressed_bytes (its share inside the artifact) and, when rows
-    are sampled, entropy_bytes. bytes_model_low/high spread the fit's worst whole-artifact error.
+    are sampled, entropy_bytes. bytes_model_low/high: INTERVAL_Z standard errors either side
+    (bytes_model_sd: the draws' spread, the history factor's and the container term's scatter).
 
     >>> import torch
     >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
@@ -314,38 +414,45 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     frame, streams, kind, plan_name = estimate_streams(sd, plan, sample_values, quiet)
-    key, entry = fit_entry(fit, comp.name)
-    total, per_tensor = estimate_model_bytes(streams, kind, comp.name, fit)
+    key, _ = fit_entry(fit, comp.name)
+    m = estimate_model(streams, kind, comp.name, fit)
     frame["kind"] = ["quantized" if get_scheme(s).kind == "quantized" else "passthrough" for s in frame["scheme"]]
     frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
-    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
+    frame["compressed_bytes"] = [int(round(m.per_tensor.get(n, 0.0))) for n in frame["name"]]
     frame["tied_to"] = frame["tied_to"].fillna("")
     code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
-    bytes_model = int(round(total))
+    bytes_model = int(round(m.total))
+    low, high = interval(m)
     params = int(frame.loc[frame["tied_to"] == "", "numel"].sum())
-    err = float(entry.get("artifact_rel_err_max", 0.0))
     t = totals(bytes_model, bytes_code, params, cap)
     head = {"params": params, "plan": plan_name, "compressor": comp.name, "bytes_model": bytes_model,
             "bytes_code": bytes_code, "bytes_total": t.bytes_total, "cap": cap,
             "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param,
             "payload_bytes": int(frame["payload_bytes"].sum()), "artifact": kind, "estimated": True,
-            "bytes_model_low": int(bytes_model * (1 - err)), "bytes_model_high": int(math.ceil(bytes_model * (1 + err)))}
+            "bytes_model_low": min(low, bytes_model), "bytes_model_high": max(high, bytes_model),
+            "bytes_model_sd": round(m.sd, 1)}
     if code_sizes:
         head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
     rows_sampled = bool((frame["sampled_fraction"] < 1).any())
-    small = kind in entry.get("overhead_whole", {}) and whole_payload(streams, kind) is not None
     how = (f"{comp.name} run on all {head['payload_bytes']:,} stored bytes (a small artifact) plus the {key} "
-           f"container overhead fitted in estimate_fit.json" if small else
-           f"{comp.name} run on a ~1 % sample of the stored bytes, scaled up with the {key} correction fitted "
-           f"in estimate_fit.json")
+           f"container term of estimate_fit.json" if m.whole else
+           f"{comp.name} run on up to {sampled.DRAWS} disjoint draws of a ~1 % sample of the stored bytes, each "
+           f"scaled by the ratio of the full streams' order-0 entropy to its own and by the {key} history "
+           f"factor, plus the {key} container term (both fitted in estimate_fit.json on models apart from "
+           f"any scored)")
+    pct = 100 * INTERVAL_Z * m.sd / max(m.total, 1)
     notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
              f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
              f"`pgolf budget` without --estimate measures them",
+             f"INTERVAL: bytes_model {head['bytes_model_low']:,} .. {head['bytes_model_high']:,} "
+             f"(+-{pct:.2f} %: {INTERVAL_Z:g} standard errors; sampling sd {m.sampling_sd:,.0f} B from the draws' "
+             f"spread, history-factor sd {m.history_sd:,.0f} B and container sd {m.container_sd:,.0f} B from "
+             f"the fit's scatter)",
              "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
              + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
     if key != comp.name:
-        notes.append(f"no fit for {comp.name}: used the {key} correction")
+        notes.append(f"no container term for {comp.name}: used the {key} one")
     if not code_sizes:
         notes.append("bytes_code = 0: no code file given (--code FILE adds the script's bytes)")
     title = f"pgolf budget --estimate: {source}" if source else "pgolf budget --estimate"

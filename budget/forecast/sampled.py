@@ -1,31 +1,37 @@
-"""Sample compression: the real codec on a small, layout-faithful sample of an artifact's streams.
+"""Sample compression: the real codec on K disjoint samples of an artifact's streams, anchored on entropy.
 
 Order-0 entropy misses what codecs do past it (LZ matches, adaptive and context models, block
-tables), so the estimator compresses a sample with the real codec and scales it up. Streams (a
-tensor's values or scales) are grouped by what they hold (`group_key`: storage class, scheme,
-source dtype), since mixing unlike data in one block costs a block-based codec (zstd, zlib)
-bits the artifact, where each tensor fills whole blocks, does not pay. Each group's sample is a
-few evenly spaced 1 KiB pieces of every stream's bytes, the same fraction of each, in artifact
-order; together about 1 % of the artifact (128 KiB to 256 KiB, every byte of groups under
-32 KiB). An artifact of at most 256 KiB stored bytes is compressed whole instead (estimate.py's
-whole_payload): there a sample would be most of it and the scaling its noisiest. The codec
-runs with the artifact's own settings (zstd's parameters for the full size, lzma's filters
-on a raw stream with a dictionary the sample fits in, the same transforms).
+tables), so the estimator runs the real codec on a sample. Streams (a tensor's values or scales)
+are grouped by what they hold (`group_key`: storage class, scheme, source dtype). Each group's
+sample is evenly spaced 1 KiB pieces of every stream's bytes, the same fraction of each, about
+1 % of the artifact in all (128 KiB to 256 KiB; every byte of groups under 32 KiB, which are
+compressed whole and need no scaling). The pieces are dealt round-robin into K = DRAWS disjoint
+draws, each in artifact order, and each draw is compressed on its own with the artifact's codec
+settings (zstd's parameters for the full size, lzma's filters on a raw stream with a dictionary
+the sample fits in, the same transforms).
 
-Scaling a group's compressed sample C up by r = full bytes / sample bytes overstates what a
-codec learns once (tables, adaptive statistics) and misses what it gains from more data
-(matches, better-trained models); a correction fitted per compressor and storage class
-(benchmarks/fit_estimator.py) takes both out: C r (1 + alpha log2 r) - beta (r - 1).
+Scaling needs no fitted correction: a draw's codec bytes are divided by its *anchor*, the
+order-0 entropy of what the codec sees counted in windows of the codec's adaptation length
+(`WINDOW_BYTES`: zlib's 16 Ki-symbol blocks, zstd's 128 KiB blocks, ans's 64 KiB segments),
+Miller-Madow corrected so a short window does not read low. That ratio, codec bytes per
+anchor bit, is what the codec adds to or saves on the order-0 floor; it is measured on the
+sample, so it holds in whatever regime the weights are, and is applied to the anchor of the
+full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
+Each draw gives an estimate of the group; their mean is the estimate, their spread over
+sqrt(K) its standard error (`GroupEstimate`).
 
 >>> s = sample_plan({"byte|int6|float32": [(1_000_000, b"\\x01" * 40_000)]}, 17_000_000)
->>> [(g, len(blob), full) for g, blob, full in s]
+>>> [(g, sum(len(d) for d in draws), full) for g, draws, full, _ in s]
 [('byte|int6|float32', 32768, 1000000)]
 """
 from __future__ import annotations
 
+import dataclasses
 import lzma
 import math
 from typing import Callable
+
+import numpy as np
 
 from pgolf.budget.files.compressors import ZSTD_WINDOW_LOG, Compressor, get_compressor
 
@@ -37,7 +43,14 @@ GROUP_MIN_BYTES = 1 << 15  # a group smaller than this is compressed whole
 # order, compressed as one stream (no scaling; cross-group matches counted), for the cost of one sample.
 WHOLE_MAX_BYTES = SAMPLE_MAX_BYTES
 PIECE_BYTES = 1 << 10
+DRAWS = 4  # disjoint draws per group: their spread is the estimate's standard error
+MIN_DRAW_BYTES = 1 << 13
 _LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 MiB dictionary, no 700 MB set-up
+# How far each codec's statistics reach (bytes): zlib level 9 emits a block per 16 Ki symbols
+# (lit_bufsize), zstd codes 128 KiB blocks, ans starts a table per 64 KiB; lzma's and brotli's
+# adaptive models follow a few KiB.
+WINDOW_BYTES = {"zlib": 1 << 14, "zstd": 1 << 17, "ans": 1 << 16, "lzma": 1 << 12, "brotli": 1 << 14}
+DEFAULT_WINDOW = 1 << 14
 
 
 def group_key(cls: str, scheme: str, dtype: str) -> str:
@@ -54,25 +67,57 @@ def sample_budget(total_bytes: int) -> int:
     return int(min(max(total_bytes * SAMPLE_FRACTION, SAMPLE_MIN_BYTES), SAMPLE_MAX_BYTES))
 
 
-def _pieces(blob: bytes, want: int) -> bytes:
-    """`want` bytes of `blob` as evenly spaced pieces of PIECE_BYTES (one middle piece when fewer);
-    even lengths and offsets keep byte-shuffle lanes aligned. Spread, because rows differ along a
-    tensor (embedding rows of rare and frequent tokens), yet each piece long enough to look alike."""
-    want = min(want, len(blob))
+def window_of(compressor: str | Compressor) -> int:
+    return WINDOW_BYTES.get(get_compressor(compressor).codec, DEFAULT_WINDOW)
+
+
+def anchor_bits(data: bytes, window: int) -> float:
+    """Order-0 entropy of `data` counted per window of `window` bytes, Miller-Madow corrected, total bits.
+
+    >>> anchor_bits(bytes(range(256)) * 64, 1 << 14) > 8 * 16384
+    True
+    >>> anchor_bits(bytes(5000), 4096)
+    0.0
+    """
+    arr = np.frombuffer(data, np.uint8)
+    if arr.size == 0:
+        return 0.0
+    idx = (np.arange(arr.size) // window) * 256 + arr
+    counts = np.bincount(idx, minlength=256 * (-(-arr.size // window))).reshape(-1, 256).astype(np.float64)
+    n = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plug = -np.where(counts > 0, counts * np.log2(counts / n), 0.0).sum()
+    k = (counts > 0).sum(axis=1)
+    return float(plug + ((k - 1).clip(min=0) / (2 * math.log(2))).sum())
+
+
+def _piece_starts(length: int, want: int) -> list[int]:
+    """Start offsets of `want` bytes of a `length`-byte stream as evenly spaced PIECE_BYTES pieces
+    (one middle run when fewer than two pieces); even offsets keep byte-shuffle lanes aligned."""
+    want = min(want, length)
     want -= want % 2
     if want < 2 * PIECE_BYTES:
-        start = (len(blob) - want) // 2
-        start -= start % 2
-        return blob[start:start + want]
+        start = (length - want) // 2
+        return [start - start % 2]
     k = want // PIECE_BYTES
-    step = (len(blob) - PIECE_BYTES) / (k - 1)
-    starts = [int(i * step) & ~1 for i in range(k)]
-    return b"".join(blob[a:a + PIECE_BYTES] for a in starts)
+    step = (length - PIECE_BYTES) / (k - 1)
+    return [int(i * step) & ~1 for i in range(k)]
 
 
-def sample_plan(groups: dict[str, list[tuple[int, bytes]]], total_bytes: int) -> list[tuple[str, bytes, int]]:
-    """(group, sample bytes, full bytes) per group; `groups` maps a group to its streams as
-    (full byte count, available sample bytes of that stream), in artifact order."""
+def _pieces(blob: bytes, want: int) -> list[bytes]:
+    """`want` bytes of `blob` as evenly spaced pieces. Spread, because rows differ along a tensor
+    (embedding rows of rare and frequent tokens), yet each piece long enough to look alike."""
+    want = min(want, len(blob))
+    want -= want % 2
+    size = want if want < 2 * PIECE_BYTES else PIECE_BYTES
+    return [blob[a:a + size] for a in _piece_starts(len(blob), want)]
+
+
+def sample_plan(groups: dict[str, list[tuple[int, bytes]]], total_bytes: int, draws: int = DRAWS
+                ) -> list[tuple[str, list[bytes], int, list[tuple[int, bytes]]]]:
+    """(group, draws, full bytes, streams) per group; `groups` maps a group to its streams as
+    (full byte count, available sample bytes of that stream), in artifact order. A group small
+    enough to take whole is one draw holding every byte."""
     budget = sample_budget(total_bytes)
     out = []
     for key, streams in groups.items():
@@ -82,23 +127,25 @@ def sample_plan(groups: dict[str, list[tuple[int, bytes]]], total_bytes: int) ->
         want = max(min(full, GROUP_MIN_BYTES), budget * full / max(total_bytes, 1))
         frac = min(1.0, want / full)
         if frac >= 1.0 and all(len(s) == n for n, s in streams):
-            blob = b"".join(s for _, s in streams)
-        else:
-            blob = b"".join(_pieces(s, max(2, int(round(n * frac)))) for n, s in streams)
-        if blob:
-            out.append((key, blob, full))
+            out.append((key, [b"".join(s for _, s in streams)], full, streams))
+            continue
+        k = max(2, min(draws, int(want) // MIN_DRAW_BYTES))  # small groups: fewer, longer draws
+        dealt: list[list[bytes]] = [[] for _ in range(k)]
+        turn = 0
+        for n, s in streams:  # round-robin over all pieces, in artifact order: disjoint, alike draws
+            for piece in _pieces(s, max(2, int(round(n * frac)))):
+                dealt[turn % k].append(piece)
+                turn += 1
+        blobs = [b"".join(d) for d in dealt if d]
+        if blobs:
+            out.append((key, blobs, full, streams))
     return out
 
 
 def sample_codec(compressor: str | Compressor, full_bytes: int) -> Callable[[bytes], int]:
     """Compressed length of a sample under the artifact's codec settings for `full_bytes` of input."""
     comp = get_compressor(compressor)
-
-    def forward(data: bytes) -> bytes:
-        for t in comp.transforms:
-            data = t.forward(data)
-        return data
-
+    forward = forward_transforms(comp)
     if comp.codec == "lzma":
         preset = int(str(comp.level).rstrip("e")) | (lzma.PRESET_EXTREME if str(comp.level).endswith("e") else 0)
         filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": _LZMA_SAMPLE_DICT}]
@@ -110,21 +157,102 @@ def sample_codec(compressor: str | Compressor, full_bytes: int) -> Callable[[byt
             comp.level, source_size=max(full_bytes, 1), window_log=ZSTD_WINDOW_LOG, enable_ldm=True)
         codec = zstandard.ZstdCompressor(compression_params=params)
         return lambda data: len(codec.compress(forward(data)))
-    return lambda data: len(comp.compress(data))  # zlib, brotli: cheap to set up, transforms included
+    return lambda data: len(comp.compress(data))  # zlib, brotli, ans: cheap to set up, transforms included
 
 
-def scaled_bytes(compressed: int, sample: int, full: int, coef: dict | None) -> float:
-    """A group's estimated compressed bytes from its sample's: C r (1 + alpha log2 r) - beta (r - 1)."""
-    if sample <= 0:
-        return 0.0
-    r = full / sample
-    if r <= 1.0 or not coef:
-        return compressed * r
-    return max(0.0, compressed * r * (1 + coef["alpha"] * math.log2(r)) - coef["beta"] * (r - 1))
+def forward_transforms(compressor: str | Compressor) -> Callable[[bytes], bytes]:
+    """The compressor's transforms (byte-shuffle, ...) as one function: what its codec sees."""
+    comp = get_compressor(compressor)
+
+    def forward(data: bytes) -> bytes:
+        for t in comp.transforms:
+            data = t.forward(data)
+        return data
+    return forward
 
 
-def compress_groups(plan: list[tuple[str, bytes, int]], compressor: str | Compressor,
-                    total_bytes: int) -> dict[str, tuple[int, int, int]]:
-    """group -> (compressed sample bytes, sample bytes, full bytes)."""
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """One draw of a group: its bytes, codec bytes (less the empty-input bytes) and anchor bits."""
+
+    n: int
+    compressed: int
+    anchor: float
+
+    def bits_per_byte(self) -> float:
+        return self.anchor / max(self.n, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupEstimate:
+    """One group: codec bytes of its draws, their sample bytes, the full bytes and anchor, the
+    estimate and its standard error from the draws' spread."""
+
+    compressed: int
+    sample: int
+    full: int
+    estimate: float
+    sd: float
+    draws: tuple[Draw, ...] = ()
+    full_anchor: float = 0.0
+
+
+def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
+    """full-stream codec bytes per anchor bit over a draw's: 1 - (a0 + a1 h) log2(full / n).
+
+    Codecs code a long stream better per anchor bit than a short one (more history for matches,
+    tables learnt once); the slope depends on the bits per byte h (low-entropy bytes gain most).
+    a0, a1 per codec come from benchmarks/fit_estimator.py.
+
+    >>> history_factor({"a0": 0.01, "a1": -0.001}, Draw(1024, 100, 4096.0), 4096)  # h = 4, log2 = 2
+    0.988
+    """
+    if not coef or full <= draw.n:
+        return 1.0
+    slope = coef["a0"] + coef["a1"] * draw.bits_per_byte()
+    return max(0.5, 1.0 - slope * math.log2(full / draw.n))
+
+
+def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes]], size_of: Callable[[bytes], int],
+                   empty: int, window: int, forward: Callable[[bytes], bytes], coef: dict | None = None
+                   ) -> GroupEstimate:
+    """A group's compressed bytes from its draws: each draw's codec bytes (less the codec's bytes for
+    empty input, paid once per artifact) per anchor bit, times the full streams' anchor bits and
+    the history factor; the estimate is their mean, the standard error their spread / sqrt(K).
+
+    >>> blob = bytes(range(256)) * 16
+    >>> e = estimate_group([blob], len(blob), [(len(blob), blob)], lambda d: len(d) + 5, 5, 1 << 14, bytes)
+    >>> e.estimate, e.sd
+    (4096.0, 0.0)
+    """
+    sizes = [max(size_of(d) - empty, 0) for d in draws]
+    sample = sum(len(d) for d in draws)
+    if len(draws) == 1 and sample == full:  # every byte, one stream: measured, not scaled
+        return GroupEstimate(sizes[0], sample, full, float(sizes[0]), 0.0)
+    full_anchor = sum(anchor_bits(forward(s), window) * n / len(s) for n, s in streams if len(s))
+    ds = tuple(Draw(len(d), size, anchor_bits(forward(d), window)) for d, size in zip(draws, sizes))
+    per_draw = []
+    for d in ds:
+        # a draw of one repeated byte has no entropy: scale its bytes by length instead
+        scaled = d.compressed * full_anchor / d.anchor if d.anchor > 0 and full_anchor > 0 else d.compressed * full / d.n
+        per_draw.append(scaled * history_factor(coef, d, full))
+    point = float(np.mean(per_draw))
+    sd = float(np.std(per_draw, ddof=1) / math.sqrt(len(per_draw))) if len(per_draw) > 1 else 0.0
+    return GroupEstimate(sum(sizes), sample, full, point, sd, ds, full_anchor)
+
+
+def class_coef(history: dict | None, key: str) -> dict | None:
+    """The history coefficients for a group: its storage class's, else the codec's pooled ones."""
+    if not history:
+        return None
+    return history.get("classes", {}).get(group_class(key)) or history.get("all")
+
+
+def compress_groups(plan, compressor: str | Compressor, total_bytes: int, history: dict | None = None
+                    ) -> dict[str, GroupEstimate]:
+    """group -> GroupEstimate for a `sample_plan`; `history` is a fit's per-class history coefficients."""
     size_of = sample_codec(compressor, total_bytes)
-    return {key: (size_of(blob), len(blob), full) for key, blob, full in plan}
+    empty = size_of(b"")
+    window, forward = window_of(compressor), forward_transforms(compressor)
+    return {key: estimate_group(draws, full, streams, size_of, empty, window, forward, class_coef(history, key))
+            for key, draws, full, streams in plan}

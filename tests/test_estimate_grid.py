@@ -1,0 +1,76 @@
+"""The fast estimate against its measuring twin where the fit never looked: a small synthetic grid
+(budget/forecast/synthetic.py, seeds and knob values apart from the fit's) and real participants'
+weights (../shared/fixtures/artifacts)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pgolf.budget.exact.build import build_artifact
+from pgolf.budget.forecast import synthetic
+from pgolf.budget.forecast.estimate import estimate_budget
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "artifacts"
+INF = float("inf")
+# measured on these 24 cases: median 0.67 %, worst 2.15 % (zstd, 1.5 bits, floor everywhere), all inside
+MEDIAN_BOUND, WORST_BOUND, COVERAGE_BOUND = 0.01, 0.03, 0.95
+FIXTURE_BOUND, WHOLE_BOUND = 0.02, 0.01
+# low bits with the floor binding everywhere (the participants' regime), heavy tails, no floor, high bits
+CELLS = [synthetic.Cell(1.5, 3.0, 1.0, 0.0, 0.3), synthetic.Cell(2.5, INF, 0.5, 0.3, 0.0),
+         synthetic.Cell(4.0, 3.0, 0.0, 0.0, 0.0), synthetic.Cell(6.0, INF, 1.0, 0.3, 0.3)]
+
+
+def _cases(sd, plans, compressors):
+    out = []
+    for plan in plans:
+        for comp in compressors:
+            exact = len(build_artifact(sd, plan, comp))
+            h = estimate_budget(sd, plan, comp).headline
+            out.append((plan, comp, exact, h["bytes_model"], h["bytes_model_low"], h["bytes_model_high"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grid_cases():
+    cases = []
+    for i, cell in enumerate(CELLS):
+        # ~360 KB stored under official int8: sampled, not compressed whole
+        sd = synthetic.model(cell, dim=128, layers=1, vocab=1024, seed=50 + i)
+        cases += [(cell.name, *c) for c in _cases(sd, ("official-int8", "int6"), ("zlib", "zstd", "lzma"))]
+    return cases
+
+
+def test_grid_errors_and_coverage(grid_cases):
+    err = np.array([abs(est - exact) / exact for _, _, _, exact, est, _, _ in grid_cases])
+    inside = np.array([lo <= exact <= hi for _, _, _, exact, _, lo, hi in grid_cases])
+    detail = [(c[:3], round(100 * e, 2)) for c, e in zip(grid_cases, err)]
+    assert len(grid_cases) == 24
+    assert np.median(err) < MEDIAN_BOUND and err.max() < WORST_BOUND, detail
+    assert inside.mean() >= COVERAGE_BOUND, [d for d, ok in zip(detail, inside) if not ok]
+
+
+def _fixture(model):
+    path = FIXTURES / model / "final_model.pt"
+    if not path.exists():
+        pytest.skip(f"{path} absent (real participant weights live in ../shared/fixtures)")
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def test_sampled_fixture_inside_its_interval():
+    # 828 KB stored: the draws are scaled up. Measured: +0.1 % .. +1.2 %, all inside.
+    for plan, comp, exact, est, lo, hi in _cases(_fixture("sp1024-3L-d128"), ("official-int8", "int6"),
+                                                 ("zlib", "zstd", "lzma", "ans")):
+        assert lo <= exact <= hi, (plan, comp, exact, est, lo, hi)
+        assert abs(est - exact) / exact < FIXTURE_BOUND, (plan, comp, exact, est)
+
+
+def test_small_fixture_compressed_whole():
+    # 215 KB stored: every byte compressed; only the container term is estimated (measured: zlib
+    # -0.18 %, outside its +-0.12 % interval, the one fixture case that is: the term's scatter on
+    # the fit's models, 55 B, is below this artifact's 265 B)
+    for plan, comp, exact, est, lo, hi in _cases(_fixture("sp1024-2L-d64"), ("official-int8",),
+                                                 ("zlib", "zstd", "lzma", "ans")):
+        assert abs(est - exact) / exact < WHOLE_BOUND, (plan, comp, exact, est)
