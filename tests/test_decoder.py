@@ -15,7 +15,7 @@ from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
 
 COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)", "ans", "zpaq:2", "best",
-               "ans+transpose(250)")
+               "ans+transpose(250)", "ans:col16", "ans:row4")
 EXTRA_PLANS = ("int6:packed", "int4:group(64):packed", "int3:group(100)", "ternary:packed", "ternary:byte",
                "ternary:group(64)", "binary", "binary:byte", "fp8_e4m3", "bf16",
                Plan("official-int8-attn-int6", rules=((r"\.attn\.", "int6"),)))
