@@ -87,9 +87,23 @@ def test_column_tables_pay_off_where_columns_differ():
     fc = r.frame.set_index("name").loc["mlp.fc.weight"]
     assert fc.ans_col16_bytes < 0.98 * fc.ans_bytes  # 16 tables + 160 label bytes beat one table
     assert fc.ans_col16_bytes > fc.entropy_col_group_bytes  # never below its own floor
-    assert fc.best_codec == "ans"  # grouped tables are not in the emitted decoder yet
+    assert fc.best_codec == "ans:col16" and fc.best_bytes == fc.ans_col16_bytes  # the emitted decoder reads it
     f = r.frame
     assert r.headline["ans_col16_bytes"] == int(f.ans_col16_bytes.fillna(f.ans_bytes).sum())
+    # what squeeze reports is the compressor's real stream of that tensor alone, and it roundtrips
+    from pgolf.budget.exact.build import assign, quantize_item
+    from pgolf.budget.files.compressors import get_compressor
+
+    item = quantize_item(next(i for i in assign(model(), "int6") if i.name == "mlp.fc.weight"))
+    blob = get_compressor("ans:col16").compress(item.values, [(0, *item.shape)])
+    assert len(blob) == fc.ans_col16_bytes and get_compressor("ans:col16").decompress(blob, 1 << 20) == item.values
+    # the grouped decoder holds plain ans's code: counted once, not once per codec chosen
+    from pgolf.budget.exact.squeeze import _decoder_cost
+    from pgolf.budget.quant.plans import resolve_plan
+
+    int6 = resolve_plan("int6")
+    both, grouped, ans = (_decoder_cost(model(), int6, c) for c in ({"ans", "ans:col16"}, {"ans:col16"}, {"ans"}))
+    assert both == grouped > ans > 0
 
 
 def test_plot_has_one_marker_per_tensor_and_codec():
