@@ -127,3 +127,22 @@ def test_free_permutations_keep_order0_bytes(capsys):
     assert moved.headline["entropy_bytes"] == plain.headline["entropy_bytes"]
     assert main(["squeeze", "--baseline", "--plan", "int6", "--codecs", "gzip", "--quiet"]) == 2
     assert "squeeze codecs are" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan", ["int6", "official-int8"])
+def test_grouped_artifacts_code_every_quantized_matrix_by_class(plan):
+    """build_artifact, compare and budget see the same matrices: every quantized one-byte matrix of
+    at least MATRIX_MIN_VALUES values, in both artifact layouts; the artifact reads back exactly."""
+    from pgolf.budget.exact import container
+    from pgolf.budget.exact.build import build_artifact, fake_quantize, matrix_shape
+    from pgolf.budget.exact.compare import compare
+    from pgolf.budget.exact.decode import read_artifact
+
+    sd = model()
+    blob = build_artifact(sd, plan, "ans:col16")
+    body = container.parse_frame(blob)[2]
+    want = sum(1 for i in assign(sd, plan) if i.tied_to is None and matrix_shape(quantize_item(i)))
+    assert want == 2 and int.from_bytes(body[2:6], "little") == want
+    assert int(compare(sd, [plan], ["ans:col16"]).frame.bytes_model.iloc[0]) == len(blob)
+    back, fq = read_artifact(blob), fake_quantize(sd, plan)
+    assert all(torch.equal(back[k], fq[k]) for k in fq)

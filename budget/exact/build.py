@@ -332,12 +332,15 @@ def build(items: list[Item], plan_name: str, compressor: str | Compressor = "zli
 
 
 @one_torch_thread()
-def serialize(items: list[Item], plan_name: str, quiet: bool = True) -> tuple[str, bytes]:
-    """(artifact kind, serialized bytes before compression) of quantized-or-not items."""
+def serialize(items: list[Item], plan_name: str, quiet: bool = True,
+              matrices: list | None = None) -> tuple[str, bytes]:
+    """(artifact kind, serialized bytes before compression) of quantized-or-not items; a list given
+    as `matrices` receives the (offset, rows, cols) that `package` passes on to the compressor."""
     kind = artifact_kind(items)
     chunker = _export_chunks(items, quiet, None) if kind == "official-export" else \
         _container_chunks(items, plan_name, quiet, None)
-    return kind, b"".join(chunker[1])
+    chunks = chunker[1] if matrices is None else _tracked(chunker[1], items, matrices)
+    return kind, b"".join(chunks)
 
 
 @one_torch_thread()
