@@ -156,7 +156,8 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans")])
+@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans"),
+                                        ("official-int8", "ans:col16")])
 def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
     """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
     import json
