@@ -270,9 +270,9 @@ def matrix_shape(item: Item) -> tuple[int, int] | None:
     """(rows, cols) of a quantized item whose values are one byte per symbol (dims past the first
     flattened), None otherwise: the matrices `ans:rowG` / `ans:colG` and `best` code by class.
 
-    >>> it = quantize_item(assign({"w": torch.ones(64, 128)}, "int6")[0])
+    >>> it = quantize_item(assign({"w": torch.ones(256, 512)}, "int6")[0])
     >>> matrix_shape(it), matrix_shape(quantize_item(assign({"w": torch.ones(64, 128)}, "fp16")[0]))
-    ((64, 128), None)
+    ((256, 512), None)
     """
     if item.tied_to or item.scheme.kind != "quantized" or len(item.shape) < 2 or not item.shape[0]:
         return None

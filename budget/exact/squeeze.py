@@ -79,7 +79,13 @@ def conditional_floor_bytes(sym: np.ndarray, axis: int, groups: int = GROUPS) ->
 
 @dataclasses.dataclass(repr=False)
 class SqueezeReport(Report):
-    """Per tensor floors and codec bytes; headline totals, the best choice, its decoder's code bytes."""
+    """Per tensor floors and codec bytes; headline totals, the best choice, its decoder's code bytes.
+
+    >>> import torch
+    >>> r = squeeze({"w": torch.randn(128, 256)}, "int6", codecs=("zlib", "ans"))
+    >>> type(r).__name__, r.headline["best_bytes"] == int(r.frame["best_bytes"].sum())
+    ('SqueezeReport', True)
+    """
 
     title: str = "pgolf squeeze"
 
@@ -120,7 +126,18 @@ def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
 def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DEFAULT_CODECS,
             quiet: bool = True, source: str = "", layout: str = "as-is", permute_mlp: bool = False,
             permute_heads: bool = False) -> SqueezeReport:
-    """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted)."""
+    """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted).
+
+    `codecs`: names from CODEC_COLUMNS; `layout`: one of LAYOUTS, applied to every symbol matrix.
+
+    >>> import torch, pgolf as pg
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sd = {"fc.weight": torch.randn(256, 320, generator=g) * torch.linspace(0.1, 3, 320)}
+    >>> r = pg.squeeze(sd, "int6", codecs=("brotli+byte-shuffle", "ans", "ans:col16"))
+    >>> row = r.frame.iloc[0]
+    >>> row.best_codec, bool(row.entropy_col_group_bytes < row.ans_col16_bytes < min(row.ans_bytes, row.brotli_shuffle_bytes))
+    ('ans:col16', True)
+    """
     plan = resolve_plan(plan)
     if layout not in LAYOUTS:
         from pgolf.budget.errors import PgolfInputError
