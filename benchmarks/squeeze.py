@@ -10,8 +10,9 @@ values as one stream (what an artifact compresses), the best choice net of the d
 bytes against both, and order-0 ANS against floor + tables (target: within 0.1%). Speed: ANS
 encode + decode of every tensor's symbols (constriction, one thread), scaled to 36M symbols
 (target: 10 s). --quick: the synthetic model under sdclip-int6-int8emb only, no zpaq.
---artifacts: instead, whole artifacts of the synthetic model under ans, brotli+byte-shuffle and
-best (build_artifact bytes, build and read-back seconds).
+--artifacts: instead, whole artifacts of the synthetic model under ans, ans:row16, ans:col16,
+brotli+byte-shuffle and best (build_artifact bytes, build and read-back seconds, the emitted
+decoder's bytes). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ import torch
 
 from pgolf.budget.exact.build import assign, build_artifact, quantize_item
 from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.exact.squeeze import DEFAULT_CODECS, squeeze
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 PLANS = ("sdclip-int6-int8emb", "official-int8")
+ARTIFACT_COMPRESSORS = ("ans", "ans:row16", "ans:col16", "brotli+byte-shuffle", "best")
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "artifacts"
 
 
@@ -67,16 +70,17 @@ def one(label, sd, plan, codecs) -> dict:
     return h
 
 
-def artifacts(sd) -> list[dict]:
+def artifacts(sd, comps=ARTIFACT_COMPRESSORS) -> list[dict]:
     out = []
     for plan in PLANS:
-        for comp in ("ans", "brotli+byte-shuffle", "best"):
+        for comp in comps:
             t0 = time.perf_counter()
             blob = build_artifact(sd, plan, comp)
             t1 = time.perf_counter()
             read_artifact(blob)
             out.append({"plan": plan, "compressor": comp, "bytes_model": len(blob), "build_s": round(t1 - t0, 1),
-                        "read_s": round(time.perf_counter() - t1, 1)})
+                        "read_s": round(time.perf_counter() - t1, 1),
+                        "bytes_decoder": len(decoder_source(plan, comp, sd).encode())})
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -86,14 +90,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--artifacts", action="store_true")
+    ap.add_argument("--codecs", help="comma-separated squeeze codecs (default: all) or, with --artifacts, "
+                                     "compressor specs (default: " + ",".join(ARTIFACT_COMPRESSORS) + ")")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    chosen = tuple(args.codecs.split(",")) if args.codecs else None
     if args.artifacts:
-        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0))
+        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0), chosen or ARTIFACT_COMPRESSORS)
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
         return
-    codecs = tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
+    codecs = chosen or tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
     models = [("synthetic-17M", synthetic_state_dict(baseline_specs(), seed=0))]
     if not args.quick:
         for p in sorted(FIXTURES.glob("*/final_model.pt")):
