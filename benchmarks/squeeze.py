@@ -12,7 +12,8 @@ encode + decode of every tensor's symbols (constriction, one thread), scaled to 
 (target: 10 s). --quick: the synthetic model under sdclip-int6-int8emb only, no zpaq.
 --artifacts: instead, whole artifacts of the synthetic model under ans, ans:row16, ans:col16,
 brotli+byte-shuffle and best (build_artifact bytes, build and read-back seconds, the emitted
-decoder's bytes). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
+decoder's bytes). --planes: byte-plane coding of the fixtures' fp16 passthrough tensors
+(brotli-11 + byte-shuffle against order-0 ANS per plane, and conditional floors). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
 """
 from __future__ import annotations
 
@@ -70,6 +71,31 @@ def one(label, sd, plan, codecs) -> dict:
     return h
 
 
+def fp16_planes(label, sd, plan) -> dict:
+    """Byte-plane coding of the 2-D fp16 passthrough tensors (>= 8 KiB): brotli-11 + byte-shuffle
+    against order-0 ANS of the low and high byte planes apart (tables counted), and two floors
+    without table costs: the high byte given its row (one table per row, free) and the low byte
+    given the exponent bits."""
+    out = {"source": label, "plan": plan, "tensors": 0, "brotli_shuffle": 0, "ans_planes": 0, "floor_planes": 0.0,
+           "floor_hi_given_row_free": 0.0, "floor_lo_given_exponent_free": 0.0}
+    bits = lambda a: entropy.entropy_bits(np.ascontiguousarray(a).reshape(-1)) / 8  # noqa: E731
+    for item in assign(sd, plan):
+        if item.tied_to is None and item.scheme.name == "fp16" and len(item.shape) == 2:
+            v = quantize_item(item).values
+            if len(v) < 8192:
+                continue
+            planes = np.frombuffer(v, np.uint8).reshape(item.shape[0], item.shape[1], 2)
+            lo, hi = planes[..., 0], planes[..., 1]
+            out["tensors"] += 1
+            out["brotli_shuffle"] += len(get_compressor("brotli+byte-shuffle").compress(v))
+            out["ans_planes"] += len(entropy.encode(lo.reshape(-1))) + len(entropy.encode(hi.reshape(-1)))
+            out["floor_planes"] += bits(lo) + bits(hi)
+            out["floor_hi_given_row_free"] += bits(lo) + sum(bits(r) for r in hi)
+            exp = hi & 0x7C
+            out["floor_lo_given_exponent_free"] += bits(hi) + sum(bits(lo[exp == e]) for e in np.unique(exp))
+    return {k: round(v) if isinstance(v, float) else v for k, v in out.items()}
+
+
 def artifacts(sd, comps=ARTIFACT_COMPRESSORS) -> list[dict]:
     out = []
     for plan in PLANS:
@@ -90,6 +116,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--artifacts", action="store_true")
+    ap.add_argument("--planes", action="store_true")
     ap.add_argument("--codecs", help="comma-separated squeeze codecs (default: all) or, with --artifacts, "
                                      "compressor specs (default: " + ",".join(ARTIFACT_COMPRESSORS) + ")")
     args = ap.parse_args()
@@ -97,6 +124,13 @@ def main() -> None:
     chosen = tuple(args.codecs.split(",")) if args.codecs else None
     if args.artifacts:
         results = artifacts(synthetic_state_dict(baseline_specs(), seed=0), chosen or ARTIFACT_COMPRESSORS)
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
+    if args.planes:
+        results = [fp16_planes(p.parent.name, torch.load(p, weights_only=True, map_location="cpu"), plan)
+                   for p in sorted(FIXTURES.glob("*/final_model.pt")) for plan in PLANS]
+        print("\n".join(json.dumps(r) for r in results))
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
         return
