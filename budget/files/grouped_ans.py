@@ -67,6 +67,8 @@ def decode_grouped(blob: bytes, shape: tuple[int, int]) -> np.ndarray:
     nbytes = math.ceil(n * b / 8)
     bits = np.unpackbits(np.frombuffer(blob, np.uint8, nbytes, 2), bitorder="little")[:n * b].reshape(n, b)
     label = (bits.astype(np.int64) << np.arange(b)).sum(1) if b else np.zeros(n, np.int64)
+    if label.size and label.max() >= groups:
+        raise ValueError("grouped ans label past its class count")
     out = np.empty(shape, np.uint8)
     pos = 2 + nbytes
     for g in range(groups):
