@@ -75,10 +75,13 @@ def fp16_planes(label, sd, plan) -> dict:
     """Byte-plane coding of the 2-D fp16 passthrough tensors (>= 8 KiB): brotli-11 + byte-shuffle
     against order-0 ANS of the low and high byte planes apart (tables counted), and two floors
     without table costs: the high byte given its row (one table per row, free) and the low byte
-    given the exponent bits."""
+    given the exponent bits. `ans_planes_shared_G{1,4}`: all low planes as one ANS stream, the high
+    planes' rows in G classes by mean exponent across every tensor, one stream per class (labels and
+    tables counted): byte planes with tables shared by the whole model."""
     out = {"source": label, "plan": plan, "tensors": 0, "brotli_shuffle": 0, "ans_planes": 0, "floor_planes": 0.0,
            "floor_hi_given_row_free": 0.0, "floor_lo_given_exponent_free": 0.0}
     bits = lambda a: entropy.entropy_bits(np.ascontiguousarray(a).reshape(-1)) / 8  # noqa: E731
+    los, his = [], []
     for item in assign(sd, plan):
         if item.tied_to is None and item.scheme.name == "fp16" and len(item.shape) == 2:
             v = quantize_item(item).values
@@ -89,10 +92,21 @@ def fp16_planes(label, sd, plan) -> dict:
             out["tensors"] += 1
             out["brotli_shuffle"] += len(get_compressor("brotli+byte-shuffle").compress(v))
             out["ans_planes"] += len(entropy.encode(lo.reshape(-1))) + len(entropy.encode(hi.reshape(-1)))
+            los.append(lo.reshape(-1))
+            his.append(np.ascontiguousarray(hi))
             out["floor_planes"] += bits(lo) + bits(hi)
             out["floor_hi_given_row_free"] += bits(lo) + sum(bits(r) for r in hi)
             exp = hi & 0x7C
             out["floor_lo_given_exponent_free"] += bits(hi) + sum(bits(lo[exp == e]) for e in np.unique(exp))
+    if his:
+        mags = np.concatenate([(h & 0x7F).mean(1) for h in his])
+        all_rows = [r for h in his for r in h]
+        for groups in (1, 4):
+            label = np.searchsorted(np.quantile(mags, np.arange(1, groups) / groups), mags, side="right")
+            coded = len(entropy.encode(np.concatenate(los))) + -(-len(all_rows) * (groups - 1).bit_length() // 8)
+            coded += sum(len(entropy.encode(np.concatenate([r for r, g in zip(all_rows, label) if g == k])))
+                         + 4 for k in range(groups) if (label == k).any())
+            out[f"ans_planes_shared_G{groups}"] = coded
     return {k: round(v) if isinstance(v, float) else v for k, v in out.items()}
 
 
