@@ -199,7 +199,7 @@ def _best_pieces(data: bytes, matrices) -> list[tuple[int, int, tuple[int, int] 
 
 def _best_piece(seg: bytes, shape) -> bytes:
     coded = [Compressor(c)._encode([seg], len(seg)) for c in BEST_CANDIDATES]
-    if shape is not None and entropy.CONSTRICTION_REASON == "":
+    if shape is not None:  # id 4: the smallest grouped table (ties keep the earlier, plainer codec)
         mat = np.frombuffer(seg, np.int8).reshape(shape)
         coded.append(min((grouped_ans.encode_matrix(mat, axis, g) for axis in (0, 1) for g in BEST_GROUPS
                           if g <= shape[axis]), key=len, default=coded[0]))
