@@ -10,8 +10,8 @@ offsets and shapes the caller passes (`matrices=[(offset, rows, cols), ...]`: bu
 1-byte-per-symbol quantized matrix) with one table per class of G row / column classes
 (grouped_ans.py; labels, shapes and tables counted) and everything else as `ans` does.
 `best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
-smallest (measured; a byte names the choice), each given matrix as one segment that may also take
-a grouped table (rows or columns, 2..16 classes), or the whole data with one of them when that is
+smallest (measured; a byte names the choice), each given matrix that a grouped table (rows or
+columns, 2..16 classes) codes smaller than ans as one segment that may also take it, or the whole data with one of them when that is
 smaller still (context across segments), so it is slow: every candidate runs twice on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
@@ -183,32 +183,44 @@ BEST_GROUPS = (2, 4, 8, 16)
 WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
 
 
-def _best_pieces(data: bytes, matrices) -> list[tuple[int, int, tuple[int, int] | None]]:
-    """(offset, length, matrix shape or None): `ans` segments between the matrices, each matrix whole."""
+def _grouped_wins(data: bytes, off: int, rows: int, cols: int) -> bytes | None:
+    """The smallest grouped coding of the matrix at `off` (rows or columns, BEST_GROUPS classes) when
+    it beats plain `ans` of the same bytes, else None: such a matrix stays inside the neighbouring
+    `ans` segments, which may share one table with other tensors."""
+    seg = data[off:off + rows * cols]
+    mat = np.frombuffer(seg, np.int8).reshape(rows, cols)
+    grouped = min((grouped_ans.encode_matrix(mat, axis, g) for axis in (0, 1) for g in BEST_GROUPS
+                   if g <= (rows, cols)[axis]), key=len, default=None)
+    return grouped if grouped is not None and len(grouped) < len(entropy.compress_segments(seg)) else None
+
+
+def _best_pieces(data: bytes, matrices) -> list[tuple[int, int, bytes | None]]:
+    """(offset, length, grouped coding or None): `ans` segments between the matrices a grouped
+    table codes smaller than plain ans, each such matrix one piece."""
     out, end = [], 0
-    for off, rows, cols in grouped_ans.clean_matrices(matrices, len(data)) + [(len(data), 0, 0)]:
+    chosen = [(o, r, c, g) for o, r, c in grouped_ans.clean_matrices(matrices, len(data))
+              if (g := _grouped_wins(data, o, r, c)) is not None]
+    for off, rows, cols, grouped in chosen + [(len(data), 0, 0, None)]:
         pos = end
         for n in entropy.ans_segments(data[end:off]):
             out.append((pos, n, None))
             pos += n
         if rows:
-            out.append((off, rows * cols, (rows, cols)))
+            out.append((off, rows * cols, grouped))
         end = off + rows * cols
     return out
 
 
-def _best_piece(seg: bytes, shape) -> bytes:
+def _best_piece(seg: bytes, grouped: bytes | None) -> bytes:
     coded = [Compressor(c)._encode([seg], len(seg)) for c in BEST_CANDIDATES]
-    if shape is not None:  # id 4: the smallest grouped table (ties keep the earlier, plainer codec)
-        mat = np.frombuffer(seg, np.int8).reshape(shape)
-        coded.append(min((grouped_ans.encode_matrix(mat, axis, g) for axis in (0, 1) for g in BEST_GROUPS
-                          if g <= shape[axis]), key=len, default=coded[0]))
+    if grouped is not None:  # id 4 (ties keep the earlier, plainer codec)
+        coded.append(grouped)
     i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
     return struct.pack("<BI", i, len(coded[i])) + coded[i]
 
 
 def _compress_best(data: bytes, matrices=()) -> bytes:
-    parts = [_best_piece(data[pos:pos + n], shape) for pos, n, shape in _best_pieces(data, matrices)]
+    parts = [_best_piece(data[pos:pos + n], grouped) for pos, n, grouped in _best_pieces(data, matrices)]
     out = struct.pack("<I", len(parts)) + b"".join(parts)
     whole = [Compressor(c)._encode([data], len(data)) for c in BEST_CANDIDATES]
     i = min(range(len(whole)), key=lambda j: (len(whole[j]), j))
