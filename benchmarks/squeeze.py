@@ -10,8 +10,10 @@ values as one stream (what an artifact compresses), the best choice net of the d
 bytes against both, and order-0 ANS against floor + tables (target: within 0.1%). Speed: ANS
 encode + decode of every tensor's symbols (constriction, one thread), scaled to 36M symbols
 (target: 10 s). --quick: the synthetic model under sdclip-int6-int8emb only, no zpaq.
---artifacts: instead, whole artifacts of the synthetic model under ans, brotli+byte-shuffle and
-best (build_artifact bytes, build and read-back seconds).
+--artifacts: instead, whole artifacts of the synthetic model under ans, ans:row16, ans:col16,
+brotli+byte-shuffle and best (build_artifact bytes, build and read-back seconds, the emitted
+decoder's bytes). --planes: byte-plane coding of the fixtures' fp16 passthrough tensors
+(brotli-11 + byte-shuffle against order-0 ANS per plane, and conditional floors). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
 """
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ import torch
 
 from pgolf.budget.exact.build import assign, build_artifact, quantize_item
 from pgolf.budget.exact.decode import read_artifact
+from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.exact.squeeze import DEFAULT_CODECS, squeeze
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 PLANS = ("sdclip-int6-int8emb", "official-int8")
+ARTIFACT_COMPRESSORS = ("ans", "ans:row16", "ans:col16", "brotli+byte-shuffle", "best")
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "artifacts"
 
 
@@ -67,16 +71,56 @@ def one(label, sd, plan, codecs) -> dict:
     return h
 
 
-def artifacts(sd) -> list[dict]:
+def fp16_planes(label, sd, plan) -> dict:
+    """Byte-plane coding of the 2-D fp16 passthrough tensors (>= 8 KiB): brotli-11 + byte-shuffle
+    against order-0 ANS of the low and high byte planes apart (tables counted), and two floors
+    without table costs: the high byte given its row (one table per row, free) and the low byte
+    given the exponent bits. `ans_planes_shared_G{1,4}`: all low planes as one ANS stream, the high
+    planes' rows in G classes by mean exponent across every tensor, one stream per class (labels and
+    tables counted): byte planes with tables shared by the whole model."""
+    out = {"source": label, "plan": plan, "tensors": 0, "brotli_shuffle": 0, "ans_planes": 0, "floor_planes": 0.0,
+           "floor_hi_given_row_free": 0.0, "floor_lo_given_exponent_free": 0.0}
+    bits = lambda a: entropy.entropy_bits(np.ascontiguousarray(a).reshape(-1)) / 8  # noqa: E731
+    los, his = [], []
+    for item in assign(sd, plan):
+        if item.tied_to is None and item.scheme.name == "fp16" and len(item.shape) == 2:
+            v = quantize_item(item).values
+            if len(v) < 8192:
+                continue
+            planes = np.frombuffer(v, np.uint8).reshape(item.shape[0], item.shape[1], 2)
+            lo, hi = planes[..., 0], planes[..., 1]
+            out["tensors"] += 1
+            out["brotli_shuffle"] += len(get_compressor("brotli+byte-shuffle").compress(v))
+            out["ans_planes"] += len(entropy.encode(lo.reshape(-1))) + len(entropy.encode(hi.reshape(-1)))
+            los.append(lo.reshape(-1))
+            his.append(np.ascontiguousarray(hi))
+            out["floor_planes"] += bits(lo) + bits(hi)
+            out["floor_hi_given_row_free"] += bits(lo) + sum(bits(r) for r in hi)
+            exp = hi & 0x7C
+            out["floor_lo_given_exponent_free"] += bits(hi) + sum(bits(lo[exp == e]) for e in np.unique(exp))
+    if his:
+        mags = np.concatenate([(h & 0x7F).mean(1) for h in his])
+        all_rows = [r for h in his for r in h]
+        for groups in (1, 4):
+            label = np.searchsorted(np.quantile(mags, np.arange(1, groups) / groups), mags, side="right")
+            coded = len(entropy.encode(np.concatenate(los))) + -(-len(all_rows) * (groups - 1).bit_length() // 8)
+            coded += sum(len(entropy.encode(np.concatenate([r for r, g in zip(all_rows, label) if g == k])))
+                         + 4 for k in range(groups) if (label == k).any())
+            out[f"ans_planes_shared_G{groups}"] = coded
+    return {k: round(v) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def artifacts(sd, comps=ARTIFACT_COMPRESSORS) -> list[dict]:
     out = []
     for plan in PLANS:
-        for comp in ("ans", "brotli+byte-shuffle", "best"):
+        for comp in comps:
             t0 = time.perf_counter()
             blob = build_artifact(sd, plan, comp)
             t1 = time.perf_counter()
             read_artifact(blob)
             out.append({"plan": plan, "compressor": comp, "bytes_model": len(blob), "build_s": round(t1 - t0, 1),
-                        "read_s": round(time.perf_counter() - t1, 1)})
+                        "read_s": round(time.perf_counter() - t1, 1),
+                        "bytes_decoder": len(decoder_source(plan, comp, sd).encode())})
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -86,14 +130,25 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--artifacts", action="store_true")
+    ap.add_argument("--planes", action="store_true")
+    ap.add_argument("--codecs", help="comma-separated squeeze codecs (default: all) or, with --artifacts, "
+                                     "compressor specs (default: " + ",".join(ARTIFACT_COMPRESSORS) + ")")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    chosen = tuple(args.codecs.split(",")) if args.codecs else None
     if args.artifacts:
-        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0))
+        results = artifacts(synthetic_state_dict(baseline_specs(), seed=0), chosen or ARTIFACT_COMPRESSORS)
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
         return
-    codecs = tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
+    if args.planes:
+        results = [fp16_planes(p.parent.name, torch.load(p, weights_only=True, map_location="cpu"), plan)
+                   for p in sorted(FIXTURES.glob("*/final_model.pt")) for plan in PLANS]
+        print("\n".join(json.dumps(r) for r in results))
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
+    codecs = chosen or tuple(c for c in DEFAULT_CODECS if not (args.quick and c == "zpaq"))
     models = [("synthetic-17M", synthetic_state_dict(baseline_specs(), seed=0))]
     if not args.quick:
         for p in sorted(FIXTURES.glob("*/final_model.pt")):

@@ -56,5 +56,12 @@ def draw_squeeze(frame: pd.DataFrame, ax: Axes | None = None, title: str | None 
 
 
 def plot_squeeze(data, ax: Axes | None = None, *, top: int | None = 30, title: str | None = None) -> Axes:
-    """Markers per tensor and codec at bytes / floor (a SqueezeReport, its frame or its JSON)."""
+    """Markers per tensor and codec at bytes / floor (a SqueezeReport, its frame or its JSON).
+
+    >>> import torch, pgolf as pg
+    >>> r = pg.squeeze({"w": torch.randn(300, 256)}, "int6", codecs=("zlib", "ans"))
+    >>> ax = pg.plot_squeeze(r)
+    >>> len(ax.get_yticklabels()) >= 1
+    True
+    """
     return draw_squeeze(squeeze_frame(data, top=top), ax=ax, title=title)

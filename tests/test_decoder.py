@@ -15,7 +15,7 @@ from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
 
 COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "none", "zstd+byte-shuffle", "lzma+transpose(64)", "ans", "zpaq:2", "best",
-               "ans+transpose(250)")
+               "ans+transpose(250)", "ans:col16", "ans:row4")
 EXTRA_PLANS = ("int6:packed", "int4:group(64):packed", "int3:group(100)", "ternary:packed", "ternary:byte",
                "ternary:group(64)", "binary", "binary:byte", "fp8_e4m3", "bf16",
                Plan("official-int8-attn-int6", rules=((r"\.attn\.", "int6"),)))
@@ -65,13 +65,32 @@ def test_every_decoder_matches_pgolf(tmp_path):
         assert not bad, (plan, comp, bad)
 
 
-@pytest.mark.parametrize("plan", ["int6", "official-int8"])
-def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan):
-    """The emitted `ans` decoder's pure numpy path (constriction made unimportable) matches pgolf."""
-    sd = {k: v for k, v in model().items() if k != "lm_head.weight"}
-    (tmp_path / "d.py").write_text(decoder_source(plan, "ans", sd))
-    (tmp_path / "d.bin").write_bytes(build_artifact(sd, plan, "ans"))
-    driver = ('import sys; sys.modules["pgolf"] = None; sys.modules["constriction"] = None\n'
+def column_scaled_model() -> dict[str, torch.Tensor]:
+    """Columns whose magnitudes span 100x: grouped (column-class) tables pay, so `best` takes them."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.distributions.Laplace(0.0, 1.0).sample((256, 320)) * torch.logspace(-1, 1, 320)
+    return {"blocks.0.mlp.fc.weight": w, "blocks.0.attn.c_q.weight": torch.randn(128, 128, generator=g)}
+
+
+@pytest.mark.parametrize("plan, comp, constriction", [("int6", "ans", False), ("official-int8", "ans", False),
+                                                       ("int6", "ans:col16", False), ("official-int8", "ans:row4", False),
+                                                       ("int6", "best", True), ("official-int8", "best", False)])
+def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, comp, constriction):
+    """The emitted `ans` decoders' pure numpy path (constriction made unimportable) and, for `best`
+    on a model where it codes a matrix by column class, both paths match pgolf."""
+    sd = column_scaled_model() if comp == "best" else {k: v for k, v in model().items() if k != "lm_head.weight"}
+    (tmp_path / "d.py").write_text(decoder_source(plan, comp, sd))
+    blob = build_artifact(sd, plan, comp)
+    if comp == "best":  # the matrix went through a grouped table: id 4 somewhere in the segment list
+        body = blob[8 + blob[7]:]
+        ids, pos = [], 4
+        for _ in range(int.from_bytes(body[:4], "little")):
+            ids.append(body[pos])
+            pos += 5 + int.from_bytes(body[pos + 1:pos + 5], "little")
+        assert 4 in ids and pos == len(body), ids
+    (tmp_path / "d.bin").write_bytes(blob)
+    hide = "" if constriction else ' sys.modules["constriction"] = None;'
+    driver = (f'import sys; sys.modules["pgolf"] = None;{hide}\n'
               "import importlib.util, torch\n"
               f"spec = importlib.util.spec_from_file_location('d', r'{tmp_path}/d.py')\n"
               "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
@@ -137,7 +156,8 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans")])
+@pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans"),
+                                        ("official-int8", "ans:col16")])
 def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
     """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
     import json

@@ -3,6 +3,7 @@ reads constriction's stream, and the coded size sits on the order-0 floor plus t
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -120,3 +121,73 @@ def test_without_constriction_ans_is_unavailable_with_a_reason_and_decoding_fall
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-1500:]
     assert run.stdout.split() == ["False", "False", "True", "True"]
+
+
+@st.composite
+def data_with_matrices(draw):
+    """Bytes with int8 matrices at known offsets (some overlapping or out of range: ignored by the coder)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    parts, matrices, pos = [], [], 0
+    for _ in range(draw(st.integers(0, 4))):
+        gap = rng.integers(0, 256, draw(st.integers(0, 200))).astype(np.uint8).tobytes()
+        rows, cols = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+        q = np.clip(np.round(rng.normal(0, 1, (rows, cols)) * rng.random((1, cols)) * 20), -31, 31).astype(np.int8)
+        parts += [gap, q.tobytes()]
+        matrices.append((pos + len(gap), rows, cols))
+        pos += len(gap) + q.size
+    parts.append(draw(st.binary(max_size=100)))
+    extra = draw(st.lists(st.tuples(st.integers(0, pos + 50), st.integers(0, 9), st.integers(0, 9)), max_size=2))
+    return b"".join(parts), matrices + extra
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=data_with_matrices(), spec=st.sampled_from(["ans:col16", "ans:row16", "ans:col2", "ans:row64", "best"]))
+def test_grouped_compressors_roundtrip_with_matrices(case, spec):
+    data, matrices = case
+    comp = get_compressor(spec)
+    packed = comp.compress(data, matrices)
+    assert comp.decompress(packed, max_output=len(data)) == data
+    assert comp.compress_chunks([data[:5], data[5:]], len(data), matrices) == packed
+    assert comp.decompress(comp.compress(data), max_output=len(data)) == data  # no matrices: plain ans inside
+    if data:
+        with pytest.raises(ValueError, match="exceeds limit"):
+            comp.decompress(packed, max_output=len(data) - 1)
+
+
+def test_grouped_specs_parse_and_refuse_bad_class_counts():
+    from pgolf.budget.errors import PgolfInputError
+
+    assert get_compressor("ans:col16").name == "ans:col16" and get_compressor("ans:row4").level == "row4"
+    assert get_compressor("ans:col16").uses_matrices and not get_compressor("ans").uses_matrices
+    assert not get_compressor("ans:col16+transpose").uses_matrices
+    for bad in ("ans:col1", "ans:col65", "ans:col016", "ans:9", "ans:diag16"):
+        with pytest.raises(PgolfInputError, match="rowG / colG"):
+            get_compressor(bad)
+
+
+def test_column_classes_pay_where_columns_differ_and_best_takes_them():
+    """Columns whose scales span 100x: 16 column tables beat one table by far more than their cost,
+    and `best` codes that matrix with a grouped table (id 4) instead of plain ans."""
+    rng = np.random.default_rng(1)
+    q = np.clip(np.round(rng.laplace(0, 1, (512, 512)) * np.geomspace(0.1, 10, 512)), -31, 31).astype(np.int8)
+    data = b"\x00" * 100 + q.tobytes()
+    mats = [(100, 512, 512)]
+    ans, col = len(get_compressor("ans").compress(data)), len(get_compressor("ans:col16").compress(data, mats))
+    row = len(get_compressor("ans:row16").compress(data, mats))
+    assert col < 0.97 * ans and row > col
+    best = get_compressor("best").compress(data, mats)
+    assert best[:4] == (2).to_bytes(4, "little") and best[4 + 5 + struct.unpack_from("<I", best, 5)[0]] == 4
+    assert len(best) <= col + 16 and get_compressor("best").decompress(best, len(data)) == data
+
+
+def test_corrupt_grouped_streams_are_value_errors():
+    rng = np.random.default_rng(2)
+    q = np.clip(np.round(rng.laplace(0, 3, (64, 80))), -31, 31).astype(np.int8)
+    data = b"head" + q.tobytes() + b"tail"
+    comp = get_compressor("ans:col4")
+    packed = comp.compress(data, [(4, 64, 80)])
+    flipped = bytearray(packed)
+    flipped[-20] ^= 0x55
+    for bad in (packed[:-1], packed + b"x", packed[:9], bytes(flipped)):
+        with pytest.raises(ValueError):
+            comp.decompress(bad, max_output=10_000)

@@ -46,6 +46,7 @@ EXPORT_CASES = [  # (arguments after `pgolf export`, what); model.pt is the 2L-d
     (["model.pt", "--plan", "int6", "-o", "model.pt"], "an output path that is the input itself"),
     (["model.pt", "--plan", "int9"], "a plan that is neither a preset, a file nor a scheme"),
     (["model.pt", "--plan", "int6", "--compressor", "zip"], "an unknown compressor"),
+    (["model.pt", "--plan", "int6", "--compressor", "ans:col1"], "grouped ANS with one class (rowG / colG take 2..64)"),
 ]
 
 

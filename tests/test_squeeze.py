@@ -87,9 +87,23 @@ def test_column_tables_pay_off_where_columns_differ():
     fc = r.frame.set_index("name").loc["mlp.fc.weight"]
     assert fc.ans_col16_bytes < 0.98 * fc.ans_bytes  # 16 tables + 160 label bytes beat one table
     assert fc.ans_col16_bytes > fc.entropy_col_group_bytes  # never below its own floor
-    assert fc.best_codec == "ans"  # grouped tables are not in the emitted decoder yet
+    assert fc.best_codec == "ans:col16" and fc.best_bytes == fc.ans_col16_bytes  # the emitted decoder reads it
     f = r.frame
     assert r.headline["ans_col16_bytes"] == int(f.ans_col16_bytes.fillna(f.ans_bytes).sum())
+    # what squeeze reports is the compressor's real stream of that tensor alone, and it roundtrips
+    from pgolf.budget.exact.build import assign, quantize_item
+    from pgolf.budget.files.compressors import get_compressor
+
+    item = quantize_item(next(i for i in assign(model(), "int6") if i.name == "mlp.fc.weight"))
+    blob = get_compressor("ans:col16").compress(item.values, [(0, *item.shape)])
+    assert len(blob) == fc.ans_col16_bytes and get_compressor("ans:col16").decompress(blob, 1 << 20) == item.values
+    # the grouped decoder holds plain ans's code: counted once, not once per codec chosen
+    from pgolf.budget.exact.squeeze import _decoder_cost
+    from pgolf.budget.quant.plans import resolve_plan
+
+    int6 = resolve_plan("int6")
+    both, grouped, ans = (_decoder_cost(model(), int6, c) for c in ({"ans", "ans:col16"}, {"ans:col16"}, {"ans"}))
+    assert both == grouped > ans > 0
 
 
 def test_plot_has_one_marker_per_tensor_and_codec():
@@ -113,3 +127,22 @@ def test_free_permutations_keep_order0_bytes(capsys):
     assert moved.headline["entropy_bytes"] == plain.headline["entropy_bytes"]
     assert main(["squeeze", "--baseline", "--plan", "int6", "--codecs", "gzip", "--quiet"]) == 2
     assert "squeeze codecs are" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan", ["int6", "official-int8"])
+def test_grouped_artifacts_code_every_quantized_matrix_by_class(plan):
+    """build_artifact, compare and budget see the same matrices: every quantized one-byte matrix of
+    at least MATRIX_MIN_VALUES values, in both artifact layouts; the artifact reads back exactly."""
+    from pgolf.budget.exact import container
+    from pgolf.budget.exact.build import build_artifact, fake_quantize, matrix_shape
+    from pgolf.budget.exact.compare import compare
+    from pgolf.budget.exact.decode import read_artifact
+
+    sd = model()
+    blob = build_artifact(sd, plan, "ans:col16")
+    body = container.parse_frame(blob)[2]
+    want = sum(1 for i in assign(sd, plan) if i.tied_to is None and matrix_shape(quantize_item(i)))
+    assert want == 2 and int.from_bytes(body[2:6], "little") == want
+    assert int(compare(sd, [plan], ["ans:col16"]).frame.bytes_model.iloc[0]) == len(blob)
+    back, fq = read_artifact(blob), fake_quantize(sd, plan)
+    assert all(torch.equal(back[k], fq[k]) for k in fq)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import zlib
 from typing import Callable, Collection, Iterable, Iterator
 
@@ -40,7 +41,9 @@ from pgolf.budget.exact.threads import background, one_torch_thread
 
 __all__ = ["Item", "Built", "tie_key", "assign", "quantize_item", "export_holds", "artifact_kind", "export_object",
            "quantized_items", "package", "is_official_zlib", "build", "serialize", "build_artifact", "dequantized",
-           "fake_quantize"]
+           "fake_quantize", "matrix_shape"]
+
+MATRIX_MIN_VALUES = 4096  # smaller matrices gain less from grouped tables than their labels and header cost
 
 
 @dataclasses.dataclass
@@ -295,10 +298,39 @@ def _container_chunks(items: list[Item], plan_name: str, quiet: bool, on_item) -
     return total + len(trailer), chunks()
 
 
-def package(raw: bytes, kind: str, compressor: str | Compressor) -> bytes:
-    """Compress serialized bytes into the artifact (see `_wrap`)."""
+def package(raw: bytes, kind: str, compressor: str | Compressor, matrices=()) -> bytes:
+    """Compress serialized bytes into the artifact (see `_wrap`); `matrices` as Compressor.compress takes them."""
     comp = get_compressor(compressor)
-    return _wrap(comp.compress(raw), kind, comp)
+    return _wrap(comp.compress(raw, matrices), kind, comp)
+
+
+def matrix_shape(item: Item) -> tuple[int, int] | None:
+    """(rows, cols) of a quantized item whose values are one byte per symbol (dims past the first
+    flattened), None otherwise: the matrices `ans:rowG` / `ans:colG` and `best` code by class.
+
+    >>> it = quantize_item(assign({"w": torch.ones(256, 512)}, "int6")[0])
+    >>> matrix_shape(it), matrix_shape(quantize_item(assign({"w": torch.ones(64, 128)}, "fp16")[0]))
+    ((256, 512), None)
+    """
+    if item.tied_to or item.scheme.kind != "quantized" or len(item.shape) < 2 or not item.shape[0]:
+        return None
+    rows = item.shape[0]
+    cols = len(item.values) // rows
+    return (rows, cols) if rows * cols == len(item.values) == math.prod(item.shape) >= MATRIX_MIN_VALUES else None
+
+
+def _tracked(chunks: Iterable[bytes], items: list[Item], found: list) -> Iterator[bytes]:
+    """The chunks unchanged; (offset, rows, cols) appended to `found` for each chunk that is an
+    item's values (the same object: both layouts hand out item.values as one chunk)."""
+    pos = 0
+    for chunk in chunks:
+        if chunk:
+            item = next((i for i in items if i.values is chunk), None)
+            shape = matrix_shape(item) if item is not None else None
+            if shape:
+                found.append((pos, *shape))
+        pos += len(chunk)
+        yield chunk
 
 
 def _wrap(body: bytes, kind: str, comp: Compressor) -> bytes:
@@ -326,22 +358,28 @@ def build(items: list[Item], plan_name: str, compressor: str | Compressor = "zli
         size, chunks = _export_chunks(items, quiet, on_item)
     else:
         size, chunks = _container_chunks(items, plan_name, quiet, on_item)
+    matrices: list[tuple[int, int, int]] = []
+    if comp.uses_matrices:
+        chunks = _tracked(chunks, items, matrices)
     if keep_raw:
         raw = b"".join(chunks)
-        return Built(package(raw, kind, comp), size, kind, raw)
+        return Built(package(raw, kind, comp, matrices), size, kind, raw)
     if comp.transforms:
         return Built(package(b"".join(chunks), kind, comp), size, kind)
-    body = comp.compress_chunks(chunks, size)  # quantizing (worker thread) and compressing overlap
+    body = comp.compress_chunks(chunks, size, matrices)  # quantizing (worker thread) and compressing overlap
     return Built(_wrap(body, kind, comp), size, kind)
 
 
 @one_torch_thread()
-def serialize(items: list[Item], plan_name: str, quiet: bool = True) -> tuple[str, bytes]:
-    """(artifact kind, serialized bytes before compression) of quantized-or-not items."""
+def serialize(items: list[Item], plan_name: str, quiet: bool = True,
+              matrices: list | None = None) -> tuple[str, bytes]:
+    """(artifact kind, serialized bytes before compression) of quantized-or-not items; a list given
+    as `matrices` receives the (offset, rows, cols) that `package` passes on to the compressor."""
     kind = artifact_kind(items)
     chunker = _export_chunks(items, quiet, None) if kind == "official-export" else \
         _container_chunks(items, plan_name, quiet, None)
-    return kind, b"".join(chunker[1])
+    chunks = chunker[1] if matrices is None else _tracked(chunker[1], items, matrices)
+    return kind, b"".join(chunks)
 
 
 @one_torch_thread()

@@ -60,9 +60,10 @@ class CompareReport(Report):
         return "\n".join(lines)
 
 
-def _pair(raw: bytes, kind: str, spec: str, expected, as_is: bytes | None, verify: bool) -> tuple[bytes, bool | None]:
+def _pair(raw: bytes, kind: str, spec: str, expected, as_is: bytes | None, verify: bool,
+          matrices=()) -> tuple[bytes, bool | None]:
     comp = get_compressor(spec)
-    blob = as_is if as_is is not None else package(raw, kind, comp)
+    blob = as_is if as_is is not None else package(raw, kind, comp, matrices)
     if not verify:
         return blob, None
     bad = roundtrip_mismatches(read_artifact(blob, max(DEFAULT_MAX_OUTPUT, 2 * len(raw))), expected)
@@ -102,12 +103,13 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
         for plan in progress(plan_objs, desc="quantize plans", quiet=quiet):
             own = stored is not None and plan.name == stored.plan
             items: list[Item] = stored.items if own else assign(sd, plan)
-            kind, raw = serialize(items, plan.name)
+            matrices: list[tuple[int, int, int]] = []
+            kind, raw = serialize(items, plan.name, matrices=matrices)
             params = sum(math.prod(i.shape) for i in items if not i.tied_to)
             expected = dequantized(items) if verify else None
             for c in comps:
                 as_is = stored.built.blob if own and c.name == stored.compressor else None
-                fut = pool.submit(_pair, raw, kind, c.name, expected, as_is, verify)
+                fut = pool.submit(_pair, raw, kind, c.name, expected, as_is, verify, matrices)
                 jobs[fut] = (plan.name, c.name, len(raw), kind)
         for fut in progress(as_completed(jobs), desc="compress", total=len(jobs), quiet=quiet):
             plan_name, comp_name, nraw, kind = jobs[fut]

@@ -33,7 +33,7 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "best": ("struct", "_b(b)"),
 }
 _BEST = '''import zstandard as Z,lzma,brotli
-def _d(c,x):return _a(x) if c==0 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x)
+def _d(c,x):return _a(x) if c==0 else _m(x) if c==4 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x)
 def _b(b):
  k=struct.unpack_from("<I",b)[0];p=4;o=[]
  if k>>31:return _d(b[4],b[5:])
@@ -71,6 +71,30 @@ def _s(b):
   q=x&16777215;s=L[q>>8];I[t]=s;x=(x>>24)*G[s]+q-U[s]
   if x<4294967296 and j:j-=1;x=x<<32|w[j]
  return P[n.array(I)].tobytes()
+'''
+
+# files/grouped_ans.py: `_m` one matrix coded by row / column class (`best`'s id 4), `_h` the
+# ans:rowG / ans:colG stream (matrices at their gaps, the rest as `ans`).
+_GROUPED = '''def _l(b,p):
+ v=s=0
+ while 1:
+  c=b[p];p+=1;v|=(c&127)<<s;s+=7
+  if c<128:return v,p
+def _m(b):
+ R,p=_l(b,0);C,p=_l(b,p);A,G=b[p+4],b[p+5];p+=6;N=(R,C)[A];k=(G-1).bit_length();z=-(-N*k//8)
+ L=(n.unpackbits(n.frombuffer(b,n.uint8,z,p),bitorder="little")[:N*k].reshape(N,k).astype(int)<<n.arange(k)).sum(1);p+=z;o=n.empty((R,C),n.uint8)
+ for g in range(G):
+  m=struct.unpack_from("<I",b,p)[0];x=n.frombuffer(_s(b[p+4:p+4+m]),n.uint8);p+=4+m
+  if A:o[:,L==g]=x.reshape(R,-1)
+  else:o[L==g]=x.reshape(-1,C)
+ return o.tobytes()
+'''
+_SHAPED = '''def _h(b):
+ k=struct.unpack_from("<I",b,2)[0];p=6;O=[];o=[];a=0
+ for _ in range(k):v,p=_l(b,p);O.append(v)
+ m=struct.unpack_from("<I",b,p)[0];r=_a(b[p+4:p+4+m]);p+=4+m
+ for v in O:m=struct.unpack_from("<I",b,p)[0];o+=[r[a:a+v],_m(b[p+4:p+4+m])];a+=v;p+=4+m
+ return b"".join(o)+r[a:]
 '''
 
 _REGROUP = '''def _r(b,w):
@@ -175,9 +199,13 @@ def decoder_for(schemes, compressor) -> str:
     if export and is_official_zlib(comp):  # the baseline's own .ptz: its script reads it
         return ""
     module, expression = _DECOMPRESS[comp.codec]
+    shaped = comp.codec == "ans" and bool(comp.level)
+    expression = "_h(b)" if shaped else expression
     imports = ["torch as t", "numpy as n"] + ([module] if module else [])
     body = f" b=open(p,'rb').read();b={expression.replace('(b)', '(b[8+b[7]:])') if module else 'b[8+b[7]:]'}\n"
     ans = [_ANS] if comp.codec in ("ans", "best") else []
+    ans += [_GROUPED] if comp.codec == "best" or shaped else []
+    ans += [_SHAPED] if shaped else []
     ans += [_BEST] if comp.codec == "best" else []
     for tr in reversed(comp.transforms):
         body += f" b=_r(b,{tr.width})\n"

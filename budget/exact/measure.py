@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pgolf.budget.exact.build import Built, Item, assign, build, dequantized, quantize_item
+from pgolf.budget.exact.build import Built, Item, assign, build, dequantized, matrix_shape, quantize_item
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact, roundtrip_mismatches, stored_form
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
@@ -108,7 +108,8 @@ def rows_frame(items: list[Item], compressed: dict[str, int] | None = None) -> p
 
 
 def _compress_alone(comp: Compressor, item: Item) -> int:
-    return len(comp.compress(item.values + item.scales))
+    shape = matrix_shape(item)
+    return len(comp.compress(item.values + item.scales, [(0, *shape)] if shape else ()))
 
 
 @one_torch_thread()

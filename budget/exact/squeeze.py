@@ -32,7 +32,7 @@ from pgolf.budget.exact.build import assign, quantize_item
 from pgolf.budget.exact.decoder import decoder_source
 from pgolf.budget.files import entropy
 from pgolf.budget.files.compressors import get_compressor
-from pgolf.budget.files.grouped_ans import classes, encode_grouped
+from pgolf.budget.files.grouped_ans import classes
 from pgolf.budget.progress import progress
 from pgolf.budget.quant.permute import permutation_bytes, permute_heads as _permute_heads, permute_mlp as _permute_mlp
 from pgolf.budget.quant.plans import Plan, resolve_plan
@@ -42,8 +42,7 @@ from pgolf.budget.report_base import Report
 CODEC_COLUMNS = {"zlib": "zlib_bytes", "zstd": "zstd_bytes", "lzma": "lzma_bytes",
                  "brotli+byte-shuffle": "brotli_shuffle_bytes", "ans": "ans_bytes", "zpaq": "zpaq_bytes",
                  "ans:row16": "ans_row16_bytes", "ans:col16": "ans_col16_bytes"}
-# one table per class of 16 row / column classes (files/grouped_ans.py): measured exactly, but not
-# yet in the emitted decoder, so never the best choice
+# one table per class of 16 row / column classes (files/grouped_ans.py), shape and labels counted
 GROUPED = {"ans:row16": 0, "ans:col16": 1}
 DEFAULT_CODECS = tuple(CODEC_COLUMNS)
 REFERENCE = "brotli+byte-shuffle"
@@ -80,7 +79,13 @@ def conditional_floor_bytes(sym: np.ndarray, axis: int, groups: int = GROUPS) ->
 
 @dataclasses.dataclass(repr=False)
 class SqueezeReport(Report):
-    """Per tensor floors and codec bytes; headline totals, the best choice, its decoder's code bytes."""
+    """Per tensor floors and codec bytes; headline totals, the best choice, its decoder's code bytes.
+
+    >>> import torch
+    >>> r = squeeze({"w": torch.randn(128, 256)}, "int6", codecs=("zlib", "ans"))
+    >>> type(r).__name__, r.headline["best_bytes"] == int(r.frame["best_bytes"].sum())
+    ('SqueezeReport', True)
+    """
 
     title: str = "pgolf squeeze"
 
@@ -103,16 +108,16 @@ def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
     row["ans_table_bytes"] = entropy.table_bytes(c) if values else 0
     values, side = _laid_out(mat, values, layout)
     for spec, comp in comps.items():
-        if spec in GROUPED:
-            row[CODEC_COLUMNS[spec]] = float("nan") if mat is None else \
-                len(encode_grouped(np.frombuffer(values, np.int8).reshape(mat.shape), GROUPED[spec], GROUPS)) + side
+        if spec in GROUPED:  # the compressor's own stream with this tensor as its one matrix
+            row[CODEC_COLUMNS[spec]] = float("nan") if mat is None or comp is None else \
+                len(comp.compress(values, [(0, *(mat.shape[::-1] if layout == "transpose" else mat.shape))])) + side
         elif comp is None:
             row[CODEC_COLUMNS[spec]] = float("nan")
         elif spec == "ans":
             row["ans_bytes"] = len(entropy.encode(np.frombuffer(values, np.uint8))) + side
         else:
             row[CODEC_COLUMNS[spec]] = len(comp.compress(values)) + side
-    measured = {s: row[CODEC_COLUMNS[s]] for s, comp in comps.items() if comp is not None and s not in GROUPED}
+    measured = {s: row[CODEC_COLUMNS[s]] for s, comp in comps.items() if comp is not None and row[CODEC_COLUMNS[s]] >= 0}
     best = min(measured, key=lambda s: (measured[s], s))
     row["best_codec"], row["best_bytes"] = best, int(measured[best])
     return row
@@ -121,7 +126,18 @@ def _row(item, comps: dict[str, object], layout: str = "as-is") -> dict:
 def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DEFAULT_CODECS,
             quiet: bool = True, source: str = "", layout: str = "as-is", permute_mlp: bool = False,
             permute_heads: bool = False) -> SqueezeReport:
-    """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted)."""
+    """Floors and exact bytes per tensor under each codec (unavailable ones are NaN and noted).
+
+    `codecs`: names from CODEC_COLUMNS; `layout`: one of LAYOUTS, applied to every symbol matrix.
+
+    >>> import torch, pgolf as pg
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sd = {"fc.weight": torch.randn(256, 320, generator=g) * torch.linspace(0.1, 3, 320)}
+    >>> r = pg.squeeze(sd, "int6", codecs=("brotli+byte-shuffle", "ans", "ans:col16"))
+    >>> row = r.frame.iloc[0]
+    >>> row.best_codec, bool(row.entropy_col_group_bytes < row.ans_col16_bytes < min(row.ans_bytes, row.brotli_shuffle_bytes))
+    ('ans:col16', True)
+    """
     plan = resolve_plan(plan)
     if layout not in LAYOUTS:
         from pgolf.budget.errors import PgolfInputError
@@ -138,7 +154,7 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
         raise PgolfInputError(None, f"squeeze codecs are {', '.join(CODEC_COLUMNS)}; not {', '.join(unknown)}")
     comps, notes = {}, []
     for spec in codecs:
-        comp = get_compressor("ans" if spec in GROUPED else spec)
+        comp = get_compressor(spec)
         comps[spec] = comp if comp.available else None
         if not comp.available:
             notes.append(f"{spec} not measured: {comp.reason}")
@@ -163,13 +179,15 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
     notes.append("bytes are the stored values (symbols) of each tensor coded alone; scales excluded; floors of "
                  f"row/column groups: {GROUPS} magnitude classes, their labels not counted")
     notes.append("best_bytes mixes codecs per tensor (a measurement); `--compressor best` builds a real artifact "
-                 "choosing per segment among ans, zstd, lzma, brotli")
+                 "choosing per segment among ans, zstd, lzma, brotli, and per matrix a row/column-class table")
     return SqueezeReport(headline=head, frame=frame, notes=notes)
 
 
 def _decoder_cost(sd, plan: Plan, chosen: set[str]) -> int:
     """Code bytes the chosen codecs add to the emitted decoder over the brotli one (0 when brotli only)."""
     base = len(decoder_source(plan, "brotli", sd).encode())
+    if chosen & set(GROUPED):  # one grouped decoder reads both kinds and holds plain ans's code
+        chosen = (chosen - set(GROUPED) - {"ans"}) | {min(chosen & set(GROUPED))}
     extra = [len(decoder_source(plan, c, sd).encode()) - base for c in chosen
              if c != REFERENCE and get_compressor(c).codec != "brotli"]
     return max(0, sum(extra))

@@ -5,8 +5,13 @@ Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `
 `ans` is order-0 entropy coding (entropy.py) of segments whose byte statistics differ: the data
 cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
 of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5);
+`ans:row16` / `ans:col16` (`ans:rowG`, `ans:colG`, G in 2..64) code the int8 matrices whose
+offsets and shapes the caller passes (`matrices=[(offset, rows, cols), ...]`: build.py passes every
+1-byte-per-symbol quantized matrix) with one table per class of G row / column classes
+(grouped_ans.py; labels, shapes and tables counted) and everything else as `ans` does.
 `best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
-smallest (measured; a byte names the choice), or the whole data with one of them when that is
+smallest (measured; a byte names the choice), each given matrix that a grouped table (rows or
+columns, 2..16 classes) codes smaller than ans as one segment that may also take it, or the whole data with one of them when that is
 smaller still (context across segments), so it is slow: every candidate runs twice on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
@@ -32,7 +37,7 @@ from typing import Iterable
 import numpy as np
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.files import entropy
+from pgolf.budget.files import entropy, grouped_ans
 
 
 def _optional(module: str):
@@ -173,17 +178,49 @@ def _decompress_brotli(data: bytes, limit: int) -> bytes:
 
 
 BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
+GROUPED_ID = len(BEST_CANDIDATES)  # a matrix coded by grouped_ans.encode_matrix
+BEST_GROUPS = (2, 4, 8, 16)
 WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
 
 
-def _compress_best(data: bytes) -> bytes:
-    parts, pos = [], 0
-    for n in entropy.ans_segments(data):
-        seg = data[pos:pos + n]
-        pos += n
-        coded = [Compressor(c)._encode([seg], n) for c in BEST_CANDIDATES]
-        i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
-        parts.append(struct.pack("<BI", i, len(coded[i])) + coded[i])
+def _grouped_wins(data: bytes, off: int, rows: int, cols: int) -> bytes | None:
+    """The smallest grouped coding of the matrix at `off` (rows or columns, BEST_GROUPS classes) when
+    it beats plain `ans` of the same bytes, else None: such a matrix stays inside the neighbouring
+    `ans` segments, which may share one table with other tensors."""
+    seg = data[off:off + rows * cols]
+    mat = np.frombuffer(seg, np.int8).reshape(rows, cols)
+    grouped = min((grouped_ans.encode_matrix(mat, axis, g) for axis in (0, 1) for g in BEST_GROUPS
+                   if g <= (rows, cols)[axis]), key=len, default=None)
+    return grouped if grouped is not None and len(grouped) < len(entropy.compress_segments(seg)) else None
+
+
+def _best_pieces(data: bytes, matrices) -> list[tuple[int, int, bytes | None]]:
+    """(offset, length, grouped coding or None): `ans` segments between the matrices a grouped
+    table codes smaller than plain ans, each such matrix one piece."""
+    out, end = [], 0
+    chosen = [(o, r, c, g) for o, r, c in grouped_ans.clean_matrices(matrices, len(data))
+              if (g := _grouped_wins(data, o, r, c)) is not None]
+    for off, rows, cols, grouped in chosen + [(len(data), 0, 0, None)]:
+        pos = end
+        for n in entropy.ans_segments(data[end:off]):
+            out.append((pos, n, None))
+            pos += n
+        if rows:
+            out.append((off, rows * cols, grouped))
+        end = off + rows * cols
+    return out
+
+
+def _best_piece(seg: bytes, grouped: bytes | None) -> bytes:
+    coded = [Compressor(c)._encode([seg], len(seg)) for c in BEST_CANDIDATES]
+    if grouped is not None:  # id 4 (ties keep the earlier, plainer codec)
+        coded.append(grouped)
+    i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
+    return struct.pack("<BI", i, len(coded[i])) + coded[i]
+
+
+def _compress_best(data: bytes, matrices=()) -> bytes:
+    parts = [_best_piece(data[pos:pos + n], grouped) for pos, n, grouped in _best_pieces(data, matrices)]
     out = struct.pack("<I", len(parts)) + b"".join(parts)
     whole = [Compressor(c)._encode([data], len(data)) for c in BEST_CANDIDATES]
     i = min(range(len(whole)), key=lambda j: (len(whole[j]), j))
@@ -202,9 +239,10 @@ def _decompress_best(data: bytes, limit: int) -> bytes:
         for _ in range(k):
             i, m = struct.unpack_from("<BI", data, pos)
             blob = data[pos + 5:pos + 5 + m]
-            if len(blob) != m or i >= len(BEST_CANDIDATES):
+            if len(blob) != m or i > GROUPED_ID:
                 raise ValueError("truncated best stream" if len(blob) != m else f"unknown codec id {i}")
-            part = Compressor(BEST_CANDIDATES[i]).decompress(blob, limit - total)
+            part = grouped_ans.decode_matrix(blob, limit - total) if i == GROUPED_ID else \
+                Compressor(BEST_CANDIDATES[i]).decompress(blob, limit - total)
             total += len(part)
             out.append(part)
             pos += 5 + m
@@ -240,8 +278,10 @@ class Compressor:
             raise ValueError(f"unknown compressor {self.codec!r}; choose one of {', '.join(DEFAULT_LEVELS)}")
         if self.level is None:
             object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
-        elif self.codec in ("none", "ans", "best"):
-            raise ValueError(f"'{self.codec}' takes no level")
+        elif self.codec in ("none", "best") or self.codec == "ans" and not _grouped_level(self.level):
+            raise ValueError(f"'{self.codec}' takes no level" if self.codec != "ans" else
+                             f"ans takes no level, or rowG / colG (G classes, 2..{grouped_ans.MAX_GROUPS}), "
+                             f"got {self.level!r}")
         elif not _level_ok(self.codec, self.level):
             hint = "0..9 or 0e..9e" if self.codec == "lzma" else f"{min(LEVEL_RANGES[self.codec])}.." \
                                                                    f"{max(LEVEL_RANGES[self.codec])}"
@@ -251,6 +291,11 @@ class Compressor:
     def name(self) -> str:
         base = self.codec if self.level == DEFAULT_LEVELS[self.codec] else f"{self.codec}:{self.level}"
         return "+".join([base] + [t.name for t in self.transforms])
+
+    @property
+    def uses_matrices(self) -> bool:
+        """Whether `compress` reads the `matrices` it is given (grouped ans, best)."""
+        return not self.transforms and (self.codec == "best" or self.codec == "ans" and bool(self.level))
 
     @property
     def available(self) -> bool:
@@ -266,7 +311,7 @@ class Compressor:
         if not self.available:
             raise PgolfInputError(None, f"compressor {self.name} is unavailable: {self.reason}")
 
-    def _open(self, size: int):
+    def _open(self, size: int, matrices=()):
         """A streaming compressor object with .compress(chunk) and .flush()."""
         if self.codec == "zlib":
             return zlib.compressobj(self.level)
@@ -275,30 +320,33 @@ class Compressor:
         if self.codec == "zstd":
             return _zstd.ZstdCompressor(compression_params=_zstd_params(self.level, size)).compressobj(size=size)
         if self.codec in ("ans", "zpaq", "best"):
-            return _WholeStream(self)
+            return _WholeStream(self, matrices)
         if self.codec == "brotli":
             return _BrotliStream(_brotli.Compressor(quality=self.level, lgwin=BROTLI_LGWIN))
         return _NoneStream()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes, matrices=()) -> bytes:
+        """`matrices`: (offset, rows, cols) of int8 matrices in `data`, for `ans:rowG`/`colG` and `best`
+        (the others ignore them, as all do after a transform: the offsets would no longer hold)."""
         self.require()
         for t in self.transforms:
             data = t.forward(data)
-        return self._encode([data], len(data))
+        return self._encode([data], len(data), () if self.transforms else matrices)
 
-    def compress_chunks(self, chunks: Iterable[bytes], size: int) -> bytes:
+    def compress_chunks(self, chunks: Iterable[bytes], size: int, matrices=()) -> bytes:
         """Compress the concatenation of `chunks` (total `size` bytes) without joining them first.
 
-        Identical output to `compress(b"".join(chunks))`; for transform-free compressors the
-        chunks are fed as they come, so a generator producing them overlaps with compression.
+        Identical output to `compress(b"".join(chunks), matrices)`; for transform-free compressors
+        the chunks are fed as they come, so a generator producing them overlaps with compression.
+        `matrices` is read once every chunk is in: a list the chunk generator fills will do.
         """
         if self.transforms:
             return self.compress(b"".join(chunks))
         self.require()
-        return self._encode(chunks, size)
+        return self._encode(chunks, size, matrices)
 
-    def _encode(self, chunks: Iterable[bytes], size: int) -> bytes:
-        stream = self._open(size)
+    def _encode(self, chunks: Iterable[bytes], size: int, matrices=()) -> bytes:
+        stream = self._open(size, matrices)
         out = [stream.compress(bytes(c)) for c in chunks]
         out.append(stream.flush())
         return b"".join(out)
@@ -316,6 +364,7 @@ class Compressor:
                 fn = {"zlib": _decompress_zlib, "lzma": _decompress_lzma, "zstd": _decompress_zstd,
                       "brotli": _decompress_brotli, "ans": entropy.decompress_segments, "zpaq": _decompress_zpaq,
                       "best": _decompress_best}[self.codec]
+                fn = grouped_ans.decompress_shaped if self.codec == "ans" and self.level else fn
                 out = fn(data, max_output)
         except _CODEC_ERRORS as exc:
             raise ValueError(f"corrupt {self.codec} stream ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -335,8 +384,8 @@ class _NoneStream:
 class _WholeStream:
     """Codecs that see all their input at once (ans segments it; the zpaq package has no stream)."""
 
-    def __init__(self, comp: "Compressor"):
-        self.comp, self.parts = comp, []
+    def __init__(self, comp: "Compressor", matrices=()):
+        self.comp, self.parts, self.matrices = comp, [], matrices
 
     def compress(self, chunk: bytes) -> bytes:
         self.parts.append(chunk)
@@ -344,10 +393,13 @@ class _WholeStream:
 
     def flush(self) -> bytes:
         data = b"".join(self.parts)
+        if self.comp.codec == "ans" and self.comp.level:
+            axis, groups = _grouped_level(self.comp.level)
+            return grouped_ans.compress_shaped(data, self.matrices, axis, groups)
         if self.comp.codec == "ans":
             return entropy.compress_segments(data)
         if self.comp.codec == "best":
-            return _compress_best(data)
+            return _compress_best(data, self.matrices)
         return _zpaq.compress(data, level=self.comp.level, threads=1)
 
 
@@ -362,7 +414,17 @@ class _BrotliStream:
         return self.obj.finish()
 
 
+def _grouped_level(level) -> tuple[int, int] | None:
+    """(axis, groups) of an `ans` level such as row16 / col16; None if it is not one."""
+    m = re.fullmatch(r"(row|col)(\d+)", str(level))
+    if not m or not 2 <= int(m.group(2)) <= grouped_ans.MAX_GROUPS or m.group(2).startswith("0"):
+        return None
+    return int(m.group(1) == "col"), int(m.group(2))
+
+
 def _level_ok(codec: str, level) -> bool:
+    if codec == "ans":
+        return _grouped_level(level) is not None
     text = str(level)
     if codec == "lzma" and text.endswith("e"):
         text = text[:-1]

@@ -14,14 +14,15 @@ True
   open_checkpoint (+ the trainer's model), eval_slice (validation tokens for it)
 - budget: measure_budget, measure_input, compare, compare_input, build_artifact, read_artifact,
   fake_quantize, totals, half_fp16_cap, compressor_frame
+- lossless coding: squeeze (order-0 and conditional floors, every codec's exact bytes, the best per tensor)
 - estimate and predict: estimate_budget, predict, predict_delta, load_recipe (predict's like=)
 - plans: resolve_plan, load_plan, small_plans, quantize_small
 - quality and headroom: plan_bpb, checkpoint_frame, measure_gaps, GapSweep (paired evaluations on
   one slice; a held-out one for allocate's report), GapOracle, headroom, allocate
 - plots: plot_headroom_vs_bpb, plot_tensor_bytes, plot_quant_gap, plot_compressors_vs_entropy,
-  plot_exchange_rate, plot_training_curve, plan_points (the headroom plot's input)
+  plot_exchange_rate, plot_training_curve, plot_squeeze, plan_points (the headroom plot's input)
 - reports: Report, BudgetReport, CompareReport, EstimateReport, PredictReport, InspectReport,
-  GapsReport, HeadroomReport, AllocationReport
+  GapsReport, HeadroomReport, AllocationReport, SqueezeReport
 - training logs and the demo model: parse_log, demo_run, demo_checkpoint
 """
 from __future__ import annotations
@@ -55,6 +56,7 @@ _HOMES = {
     "compare": "pgolf.budget.exact.compare",
     "compare_input": "pgolf.budget.exact.compare",
     "compressor_frame": "pgolf.budget.exact.compare",
+    "squeeze": "pgolf.budget.exact.squeeze",
     "build_artifact": "pgolf.budget.exact.build",
     "fake_quantize": "pgolf.budget.exact.build",
     "read_artifact": "pgolf.budget.exact.decode",
@@ -80,10 +82,12 @@ _HOMES = {
     "plot_compressors_vs_entropy": "pgolf.figures.plots",
     "plot_exchange_rate": "pgolf.figures.plots",
     "plot_training_curve": "pgolf.figures.plots",
+    "plot_squeeze": "pgolf.figures.squeeze_plots",
     "plan_points": "pgolf.figures.frames",
     "Report": "pgolf.budget.report_base",
     "BudgetReport": "pgolf.budget.exact.measure",
     "CompareReport": "pgolf.budget.exact.compare",
+    "SqueezeReport": "pgolf.budget.exact.squeeze",
     "EstimateReport": "pgolf.budget.forecast.estimate",
     "PredictReport": "pgolf.budget.forecast.predict",
     "DeltaReport": "pgolf.budget.forecast.predict",
