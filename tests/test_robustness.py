@@ -291,3 +291,23 @@ def test_an_ascii_terminal_and_a_non_ascii_path_print_escaped(tmp_path):
                           capture_output=True, timeout=BOUND_S, env=dict(os.environ, PYTHONIOENCODING="ascii"))
     assert done.returncode == 0, done.stderr.decode("ascii", "replace")[-500:]
     assert b"mod\\xe8le" in done.stdout and b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, as_key", [("key.pt", True), ("tag.ptz", False)])
+def test_a_pickle_of_shared_tuples_is_refused_in_bounded_time_and_memory(tmp_path, name, as_key):
+    import zlib
+
+    from bad_inputs import shared_tuple_pickle, with_pickle
+    from pgolf.budget.files.validate import short_repr
+
+    pkl = shared_tuple_pickle(40, as_key)  # 2^40 objects once expanded
+    data = pkl if as_key else zlib.compress(with_pickle(pkl), 9)
+    assert len(data) < 600
+    (tmp_path / name).write_bytes(data)
+    code, err, peak = _peak_rss_of_pgolf(["budget", str(tmp_path / name)])  # a hang fails by the subprocess timeout
+    assert code == 2 and err.count("\n") == 0 and "expands to over 5,000,000 objects through shared references" in err
+    assert peak < 2_000_000_000
+    deep = ()
+    for _ in range(200):
+        deep = (deep, deep)
+    assert len(bounded(short_repr, deep)) <= 63  # and a message never prints one unbounded
