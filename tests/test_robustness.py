@@ -311,3 +311,27 @@ def test_a_pickle_of_shared_tuples_is_refused_in_bounded_time_and_memory(tmp_pat
     for _ in range(200):
         deep = (deep, deep)
     assert len(bounded(short_repr, deep)) <= 63  # and a message never prints one unbounded
+
+
+def test_ctrl_c_stops_compare_promptly_with_one_line(tmp_path):
+    """12 pairs of slow codecs (zpaq, best: seconds per MB, read back too) take minutes on 2 cores;
+    SIGINT mid-way ends the process at once: queued pairs cancelled, running ones not waited on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    torch.save({f"blocks.{i}.w": torch.randn(512, 512, generator=g) * 0.02 for i in range(4)}, tmp_path / "m.pt")
+    argv = ["compare", str(tmp_path / "m.pt"), "--plans", "int4,int5,int6,int8", "--compressors", "zpaq,best,brotli"]
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pgolf.figures.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    time.sleep(12)  # imports, load and quantize take a few seconds; the compressions tens of seconds more
+    assert proc.poll() is None, "finished before it could be interrupted"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    latency = time.monotonic() - sent
+    assert proc.returncode == 130 and err.decode().splitlines() == ["pgolf: interrupted"], err[-500:]
+    assert out == b"" and latency < 10, f"exit {latency:.1f} s after SIGINT ({sent - started:.1f} s in)"

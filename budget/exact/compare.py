@@ -98,7 +98,8 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
     code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
     jobs, rows, params = {}, {}, None
-    with ThreadPoolExecutor(WORKERS) as pool:
+    pool = ThreadPoolExecutor(WORKERS)
+    try:
         for plan in progress(plan_objs, desc="quantize plans", quiet=quiet):
             own = stored is not None and plan.name == stored.plan
             items: list[Item] = stored.items if own else assign(sd, plan)
@@ -117,6 +118,10 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
                 "plan": plan_name, "compressor": comp_name, "bytes_model": len(blob),
                 "bits_per_param": t.bits_per_param, "bytes_total": t.bytes_total, "headroom_bytes": t.headroom_bytes,
                 "serialized_bytes": nraw, "artifact": kind, "roundtrip_exact": exact}
+    except BaseException:  # Ctrl-C or a failed pair: queued compressions never start, nobody waits on them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     ordered = [rows[(p.name, c.name)] for p in plan_objs for c in comps]
     frame = pd.DataFrame(ordered, columns=list(PAIR_COLUMNS))
     best = frame.loc[frame["bytes_model"].idxmin()]
