@@ -335,3 +335,27 @@ def test_ctrl_c_stops_compare_promptly_with_one_line(tmp_path):
     latency = time.monotonic() - sent
     assert proc.returncode == 130 and err.decode().splitlines() == ["pgolf: interrupted"], err[-500:]
     assert out == b"" and latency < 10, f"exit {latency:.1f} s after SIGINT ({sent - started:.1f} s in)"
+
+
+@pytest.mark.parametrize("kind, header, row", [
+    ("headroom", "plan,compressor,bytes_total,val_bpb,cap", "int6,zlib,15000000,{v},16000000"),
+    ("headroom", "plan,compressor,bytes_total,val_bpb,cap", "int6,zlib,15000000,1.25,{v}"),
+    ("tensor-bytes", "name,kind,values_bytes,scales_bytes,payload_bytes", "a.w,int6,{v},20,1020"),
+    ("compressors", "scheme,compressor,compressed_bytes,entropy_bytes", "int6,zlib,1000,{v}"),
+    ("squeeze", "name,entropy_bytes,zlib_bytes,ans_bytes", "a.w,900,{v},920"),
+    ("quant-gap", "name,gap_only_this_bpb,scheme", "a.w,{v},int6"),
+])
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an overflow inside matplotlib is no sane plot
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "inf", "nan", "1e999", "5e-324", "9" * 30])
+def test_plot_with_extreme_values_is_one_line_or_a_plot(kind, header, row, value, tmp_path, capsys):
+    data = tmp_path / "in.csv"
+    data.write_text("\n".join([header, row.format(v=value), row.replace("{v}", "7").replace("a.w", "b.w")
+                               .replace("int6,zlib", "int8,zstd")]) + "\n")
+    code = bounded(pgolf, ["plot", kind, str(data), "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    if code == 0:
+        assert (tmp_path / "out" / f"{kind}.png").stat().st_size > 1000 and err == ""
+    else:
+        assert code == 2 and err.count("\n") == 1 and err.startswith("pgolf: error: ") and not (tmp_path / "out").exists()
+    if value in ("1e308", "inf", "1e999") and "{v}," in row:
+        assert code == 2 and "beyond ±1e+15" in err
