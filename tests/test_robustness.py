@@ -359,3 +359,29 @@ def test_plot_with_extreme_values_is_one_line_or_a_plot(kind, header, row, value
         assert code == 2 and err.count("\n") == 1 and err.startswith("pgolf: error: ") and not (tmp_path / "out").exists()
     if value in ("1e308", "inf", "1e999") and "{v}," in row:
         assert code == 2 and "beyond ±1e+15" in err
+
+
+def test_complex_tensors_are_stored_as_the_official_export_stores_them(tmp_path, capsys):
+    """The baseline's export passes non-float tensors through, complex included: pgolf's
+    official-int8 artifact is the export's own bytes, and its containers keep them exactly."""
+    import io
+    import zlib
+
+    from pgolf.budget.exact.build import build_artifact
+    from pgolf.budget.exact.decode import read_artifact
+    from pgolf.budget.quant.official import quantize_state_dict_int8
+
+    g = torch.Generator().manual_seed(0)
+    sd = {"w": torch.randn(300, 300, generator=g), "c": torch.randn(4, 8, dtype=torch.complex128, generator=g),
+          "z": torch.tensor(1 + 2j, dtype=torch.complex128), "big": torch.randn(300, 300, dtype=torch.complex64, generator=g)}
+    buf = io.BytesIO()
+    torch.save(quantize_state_dict_int8(sd)[0], buf)
+    assert build_artifact(sd, "official-int8", "zlib") == zlib.compress(buf.getvalue(), 9)
+    back = read_artifact(build_artifact(sd, "int6", "zstd"))
+    assert all(torch.equal(back[k], sd[k]) and back[k].dtype == sd[k].dtype for k in ("c", "z", "big"))
+    torch.save(sd, tmp_path / "c.pt")
+    assert pgolf(["budget", str(tmp_path / "c.pt"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["roundtrip_exact"] is True
+    torch.save({"h": torch.ones(3, dtype=torch.complex64).to(torch.complex32)}, tmp_path / "half.pt")
+    assert pgolf(["budget", str(tmp_path / "half.pt")]) == 2
+    assert "complex32 is experimental in torch" in capsys.readouterr().err
