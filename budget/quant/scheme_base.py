@@ -91,7 +91,7 @@ class Scheme:
         if (len(values), len(scales)) != (nv, ns):
             raise ValueError(f"{self.name} {shape} needs {nv:,}+{ns:,} bytes, got {len(values):,}+{len(scales):,}")
         raw_dtype = self._symbol_dtype(dtype) if self.storage == "raw" else None
-        per = dtype.itemsize // raw_dtype.itemsize if raw_dtype is not None else 1  # complex128: 2 int64 a value
+        per = self._nbits(dtype) // (8 * raw_dtype.itemsize) if raw_dtype is not None else 1  # complex128: 2 int64s
         symbols = unpack(values, self.storage, per * math.prod(shape), self._nbits(dtype) // per, raw_dtype)
         symbols = symbols.reshape(shape) if per == 1 else symbols
         self._check_symbols(symbols)
