@@ -87,7 +87,7 @@ class Plan:
         for pattern, spec in self.rules:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: OverflowError
                 raise PgolfInputError(None, f"plan {self.name!r}: bad regex {pattern!r} ({exc}); "
                                             f"write a Python regex such as '\\.mlp\\.'") from None
             if nested_repetition(pattern):
