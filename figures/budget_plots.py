@@ -76,7 +76,7 @@ def headroom_frame(data, x: str = "bytes_total", y: str | None = None, cap: int 
         require(frame, ("plan", "compressor"), "headroom plot")
         frame["label"] = frame["plan"].astype(str) + " + " + frame["compressor"].astype(str)
     if cap is None:
-        caps = frame["cap"].dropna().unique() if "cap" in frame else []
+        caps = numeric(frame[["cap"]], ["cap"], "headroom plot")["cap"].dropna().unique() if "cap" in frame else []
         if len(caps) > 1:
             raise PgolfInputError(None, f"headroom plot: rows disagree on cap ({', '.join(map(str, caps))})")
         cap = int(caps[0]) if len(caps) else CAP_BYTES
@@ -183,7 +183,8 @@ def tensor_bytes_frame(data, group: str = "tensor", depth: int = 3, top: int | N
     if "tied_to" in frame:
         frame = frame[frame["tied_to"].isna() | (frame["tied_to"].astype(str) == "")]
     extras = [c for c in ("entropy_bytes", "compressed_bytes") if c in frame and frame[c].notna().any()]
-    frame = numeric(frame, ("values_bytes", "scales_bytes", "payload_bytes", *extras), "tensor-bytes plot")
+    frame = numeric(frame, ("values_bytes", "scales_bytes", "payload_bytes"), "tensor-bytes plot", complete=True)
+    frame = numeric(frame, extras, "tensor-bytes plot")
     passthrough = frame["kind"].astype(str) == "passthrough"
     frame["passthrough_bytes"] = frame["payload_bytes"].where(passthrough, 0.0)
     frame.loc[passthrough, ["values_bytes", "scales_bytes"]] = 0.0
@@ -264,12 +265,14 @@ def compressors_frame(data, relative: str = "ratio") -> pd.DataFrame:
         raise PgolfInputError(None, f"relative must be ratio or bytes, not {relative!r}")
     frame = as_frame(data)
     require(frame, ("scheme", "compressor", "compressed_bytes", "entropy_bytes"), "compressors plot")
-    frame = numeric(frame, ("compressed_bytes", "entropy_bytes"), "compressors plot")
+    frame = numeric(frame, ("compressed_bytes", "entropy_bytes"), "compressors plot", complete=True)
     out = frame.groupby(["scheme", "compressor"], sort=False)[["compressed_bytes", "entropy_bytes"]].sum().reset_index()
-    if (out["entropy_bytes"] <= 0).any():
-        bad = out[out["entropy_bytes"] <= 0].iloc[0]
-        raise PgolfInputError(None, f"compressors plot: entropy_bytes is 0 for {bad['scheme']} + {bad['compressor']}")
-    out["ratio_to_entropy"] = out["compressed_bytes"] / out["entropy_bytes"]
+    ratio = out["compressed_bytes"] / out["entropy_bytes"].where(out["entropy_bytes"] > 0)
+    if not np.isfinite(ratio).all():  # 0, negative, or so small (5e-324) the ratio overflows
+        bad = out[~np.isfinite(ratio)].iloc[0]
+        raise PgolfInputError(None, f"compressors plot: entropy_bytes is {bad['entropy_bytes']:g} for "
+                                    f"{bad['scheme']} + {bad['compressor']}: no ratio to it")
+    out["ratio_to_entropy"] = ratio
     out["bytes_over_entropy"] = out["compressed_bytes"] - out["entropy_bytes"]
     out.attrs.update(relative=relative)
     return out

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import threading
 
 from pgolf.budget.errors import EXIT_BAD_INPUT, PgolfInputError
 
@@ -42,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_now_if_busy(code: int) -> None:
+    """After Ctrl-C, end the process now if worker threads are still inside uninterruptible work
+    (a compressor in C): the interpreter would otherwise wait for them at exit, for minutes."""
+    me = threading.current_thread()
+    if any(t is not me and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # PYTHONIOENCODING=ascii and a non-ASCII path: escaped, not a crash
         if hasattr(stream, "reconfigure"):
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("pgolf: interrupted", file=sys.stderr)
+        _exit_now_if_busy(130)
         return 130
     except BrokenPipeError:
         return 0

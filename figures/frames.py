@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.files.validate import short_repr
 from pgolf.budget.exact.compare import CompareReport
 
 
@@ -76,14 +77,32 @@ def require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
         raise PgolfInputError(None, f"{what}: no rows to plot")
 
 
-def numeric(frame: pd.DataFrame, columns: Iterable[str], what: str) -> pd.DataFrame:
-    """Cast columns to float; a non-numeric entry is bad input, not a crash inside matplotlib."""
+MAX_ABS = 1e15  # no byte count, BPB or step pgolf plots comes near; 1e308 breaks the axis locators
+
+
+def numeric(frame: pd.DataFrame, columns: Iterable[str], what: str, complete: bool = False) -> pd.DataFrame:
+    """Cast columns to float; a non-numeric, infinite or absurdly large entry (and, when `complete`,
+    an empty one) is bad input, not a crash inside matplotlib.
+
+    >>> numeric(pd.DataFrame({"b": ["3", 1e308]}), ["b"], "plot")
+    Traceback (most recent call last):
+    ...
+    pgolf.budget.errors.PgolfInputError: plot: column b has 1e+308 in row 1, beyond ±1e+15
+    """
     out = frame.copy()
     for c in columns:
         converted = pd.to_numeric(out[c], errors="coerce")
-        bad = (converted.isna() & out[c].notna()) | converted.isin([np.inf, -np.inf])
+        text = out[c].astype(str).str.strip().str.lower()
+        bad = converted.isna() & out[c].notna() & ~text.isin(["nan", ""])
         if bad.any():
-            raise PgolfInputError(None, f"{what}: column {c} has non-numeric value {out[c][bad].iloc[0]!r}")
+            raise PgolfInputError(None, f"{what}: column {c} has non-numeric value {short_repr(out[c][bad].iloc[0])}")
+        if complete and converted.isna().any():
+            raise PgolfInputError(None, f"{what}: column {c} is empty or NaN in row {int(np.argmax(converted.isna()))}")
+        huge = converted.notna() & ~(converted.abs() <= MAX_ABS)
+        if huge.any():
+            row = int(np.argmax(huge.to_numpy()))
+            raise PgolfInputError(None, f"{what}: column {c} has {converted.iloc[row]:g} in row {row}, "
+                                        f"beyond ±{MAX_ABS:g}")
         out[c] = converted.astype("float64")
     return out
 

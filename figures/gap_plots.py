@@ -71,7 +71,7 @@ def symlog_threshold(values) -> float | None:
     v = np.sort(np.abs(np.asarray(values, float)[np.isfinite(values)]))[::-1]
     if v.size < 2 or v[1] <= 0 or v[0] < SYMLOG_RATIO * v[1]:
         return None
-    return float(v[1])
+    return float(max(v[1], v[0] * 1e-6))  # at most 6 decades of log: a 5e-324 runner-up overflows the axis
 
 
 @styled

@@ -9,12 +9,14 @@
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from matplotlib.axes import Axes
 
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.squeeze import CODEC_COLUMNS
-from pgolf.figures.frames import as_frame, require
+from pgolf.figures.frames import as_frame, numeric, require
 from pgolf.figures.style import FLOOR_COLOR, PALETTE, new_axes, set_title, styled
 
 
@@ -23,6 +25,7 @@ def squeeze_frame(data, top: int | None = 30) -> pd.DataFrame:
     the `top` tensors with the largest floor (None: all)."""
     frame = as_frame(data)
     require(frame, ("name", "entropy_bytes"), "squeeze plot")
+    frame = numeric(frame, ["entropy_bytes"] + [c for c in CODEC_COLUMNS.values() if c in frame], "squeeze plot")
     frame = frame[frame["entropy_bytes"] > 0]
     if top is not None:
         frame = frame.nlargest(top, "entropy_bytes")
@@ -31,7 +34,7 @@ def squeeze_frame(data, top: int | None = 30) -> pd.DataFrame:
         if col not in frame:
             continue
         for name, b, h in zip(frame["name"], frame[col], frame["entropy_bytes"]):
-            if pd.notna(b):
+            if pd.notna(b) and math.isfinite(float(b) / float(h)):  # a floor of 5e-324 bytes: no ratio
                 rows.append({"name": name, "codec": spec, "bytes": int(b), "entropy_bytes": float(h),
                              "ratio_to_entropy": float(b) / float(h)})
     if not rows:

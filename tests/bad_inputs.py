@@ -177,6 +177,28 @@ def _frame_v1_artifact() -> bytes:
     return b"PGOLF\x01" + blob[6:12] + struct.pack("<I", len(head)) + head + data
 
 
+def shared_tuple_pickle(levels: int = 40, as_key: bool = True) -> bytes:
+    """A protocol-2 pickle of a dict holding t_levels, where t_0 = () and t_i = (t_i-1, t_i-1)
+    through the memo: 7 bytes a level, 2^levels objects once expanded. As a key the unpickler
+    hashes it (never ends); as the value of '__quant_format__' str() of it never ends."""
+    out = bytearray(b"\x80\x02)q\x00")  # PROTO 2, EMPTY_TUPLE, BINPUT 0
+    for i in range(1, levels + 1):
+        out += b"h%ch%c\x86q%c" % (i - 1, i - 1, i)  # BINGET i-1 twice, TUPLE2, BINPUT i
+    key, value = (b"h%c" % levels, b"K\x01") if as_key else (b"X\x10\x00\x00\x00__quant_format__", b"h%c" % levels)
+    return bytes(out) + b"}" + key + value + b"s."  # EMPTY_DICT, key, value, SETITEM, STOP
+
+
+def with_pickle(pkl: bytes) -> bytes:
+    """A torch.save zip whose data.pkl is `pkl` (the other entries from a real save)."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(torch_bytes({}))) as src, zipfile.ZipFile(out, "w") as zf:
+        for info in src.infolist():
+            zf.writestr(info.filename, pkl if info.filename.endswith("data.pkl") else src.read(info))
+    return out.getvalue()
+
+
 def _file(name: str, make: Callable[[], bytes]) -> Callable[[Path], None]:
     def build(root: Path) -> None:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +243,11 @@ CATALOGUE: tuple[BadInput, ...] = (
              _file("hostile.pt", lambda: torch_bytes({"w": torch.zeros(2), "x": SystemCall(f"touch {MARKER}")}))),
     BadInput("hostile.pkl", "a raw pickle (protocol 2) that would run a command", "refused to unpickle",
              _file("hostile.pkl", lambda: pickle.dumps(SystemCall(f"touch {MARKER}"), protocol=2))),
+    BadInput("shared-key.pt", "a 292-byte pickle whose dict key is a tuple DAG of 2^40 objects (hashing it never ends)",
+             "expands to over 5,000,000 objects", _file("shared-key.pt", shared_tuple_pickle)),
+    BadInput("shared-tag.ptz", "a 496-byte .ptz whose __quant_format__ is a tuple DAG (printing it never ends)",
+             "expands to over 5,000,000 objects",
+             _file("shared-tag.ptz", lambda: zlib.compress(with_pickle(shared_tuple_pickle(as_key=False)), 9))),
     BadInput("whole-model.pt", "torch.save of a whole nn.Module instead of its state dict", "refused to unpickle",
              _file("whole-model.pt", lambda: torch_bytes(torch.nn.Linear(2, 2)))),
     BadInput("truncated.ptz", "the fixture .ptz cut in half", "truncated zlib stream",

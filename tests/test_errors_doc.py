@@ -35,6 +35,10 @@ PLAN_FILES = {  # name -> (what, content); given as `pgolf budget --baseline --p
     "plan-rules.json": ("a plan whose rules are not pattern/scheme objects",
                         '{"format": "pgolf-plan-v1", "rules": [["tok_emb", "int8"]]}'),
     "plan-deep.json": ("a plan file nested 100,000 levels deep", "[" * 100_000),
+    "plan-alternation.json": ("a plan regex that repeats an alternation (2^n steps on a name)",
+                              '{"format": "pgolf-plan-v1", "rules": [{"pattern": "^(.|.)*Z$", "scheme": "int6"}]}'),
+    "plan-huge-repeat.json": ("a plan regex with a repeat count beyond what re compiles",
+                              '{"format": "pgolf-plan-v1", "rules": [{"pattern": "a{99999999999}", "scheme": "int6"}]}'),
     "plan-missing.json": ("a plan file that does not exist", None),
 }
 

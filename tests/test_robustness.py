@@ -291,3 +291,97 @@ def test_an_ascii_terminal_and_a_non_ascii_path_print_escaped(tmp_path):
                           capture_output=True, timeout=BOUND_S, env=dict(os.environ, PYTHONIOENCODING="ascii"))
     assert done.returncode == 0, done.stderr.decode("ascii", "replace")[-500:]
     assert b"mod\\xe8le" in done.stdout and b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, as_key", [("key.pt", True), ("tag.ptz", False)])
+def test_a_pickle_of_shared_tuples_is_refused_in_bounded_time_and_memory(tmp_path, name, as_key):
+    import zlib
+
+    from bad_inputs import shared_tuple_pickle, with_pickle
+    from pgolf.budget.files.validate import short_repr
+
+    pkl = shared_tuple_pickle(40, as_key)  # 2^40 objects once expanded
+    data = pkl if as_key else zlib.compress(with_pickle(pkl), 9)
+    assert len(data) < 600
+    (tmp_path / name).write_bytes(data)
+    code, err, peak = _peak_rss_of_pgolf(["budget", str(tmp_path / name)])  # a hang fails by the subprocess timeout
+    assert code == 2 and err.count("\n") == 0 and "expands to over 5,000,000 objects through shared references" in err
+    assert peak < 2_000_000_000
+    deep = ()
+    for _ in range(200):
+        deep = (deep, deep)
+    assert len(bounded(short_repr, deep)) <= 63  # and a message never prints one unbounded
+
+
+def test_ctrl_c_stops_compare_promptly_with_one_line(tmp_path):
+    """12 pairs of slow codecs (zpaq, best: seconds per MB, read back too) take minutes on 2 cores;
+    SIGINT mid-way ends the process at once: queued pairs cancelled, running ones not waited on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    torch.save({f"blocks.{i}.w": torch.randn(512, 512, generator=g) * 0.02 for i in range(4)}, tmp_path / "m.pt")
+    argv = ["compare", str(tmp_path / "m.pt"), "--plans", "int4,int5,int6,int8", "--compressors", "zpaq,best,brotli"]
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pgolf.figures.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    time.sleep(12)  # imports, load and quantize take a few seconds; the compressions tens of seconds more
+    assert proc.poll() is None, "finished before it could be interrupted"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    latency = time.monotonic() - sent
+    assert proc.returncode == 130 and err.decode().splitlines() == ["pgolf: interrupted"], err[-500:]
+    assert out == b"" and latency < 10, f"exit {latency:.1f} s after SIGINT ({sent - started:.1f} s in)"
+
+
+@pytest.mark.parametrize("kind, header, row", [
+    ("headroom", "plan,compressor,bytes_total,val_bpb,cap", "int6,zlib,15000000,{v},16000000"),
+    ("headroom", "plan,compressor,bytes_total,val_bpb,cap", "int6,zlib,15000000,1.25,{v}"),
+    ("tensor-bytes", "name,kind,values_bytes,scales_bytes,payload_bytes", "a.w,int6,{v},20,1020"),
+    ("compressors", "scheme,compressor,compressed_bytes,entropy_bytes", "int6,zlib,1000,{v}"),
+    ("squeeze", "name,entropy_bytes,zlib_bytes,ans_bytes", "a.w,900,{v},920"),
+    ("quant-gap", "name,gap_only_this_bpb,scheme", "a.w,{v},int6"),
+])
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an overflow inside matplotlib is no sane plot
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "inf", "nan", "1e999", "5e-324", "9" * 30])
+def test_plot_with_extreme_values_is_one_line_or_a_plot(kind, header, row, value, tmp_path, capsys):
+    data = tmp_path / "in.csv"
+    data.write_text("\n".join([header, row.format(v=value), row.replace("{v}", "7").replace("a.w", "b.w")
+                               .replace("int6,zlib", "int8,zstd")]) + "\n")
+    code = bounded(pgolf, ["plot", kind, str(data), "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    if code == 0:
+        assert (tmp_path / "out" / f"{kind}.png").stat().st_size > 1000 and err == ""
+    else:
+        assert code == 2 and err.count("\n") == 1 and err.startswith("pgolf: error: ") and not (tmp_path / "out").exists()
+    if value in ("1e308", "inf", "1e999") and "{v}," in row:
+        assert code == 2 and "beyond ±1e+15" in err
+
+
+def test_complex_tensors_are_stored_as_the_official_export_stores_them(tmp_path, capsys):
+    """The baseline's export passes non-float tensors through, complex included: pgolf's
+    official-int8 artifact is the export's own bytes, and its containers keep them exactly."""
+    import io
+    import zlib
+
+    from pgolf.budget.exact.build import build_artifact
+    from pgolf.budget.exact.decode import read_artifact
+    from pgolf.budget.quant.official import quantize_state_dict_int8
+
+    g = torch.Generator().manual_seed(0)
+    sd = {"w": torch.randn(300, 300, generator=g), "c": torch.randn(4, 8, dtype=torch.complex128, generator=g),
+          "z": torch.tensor(1 + 2j, dtype=torch.complex128), "big": torch.randn(300, 300, dtype=torch.complex64, generator=g)}
+    buf = io.BytesIO()
+    torch.save(quantize_state_dict_int8(sd)[0], buf)
+    assert build_artifact(sd, "official-int8", "zlib") == zlib.compress(buf.getvalue(), 9)
+    back = read_artifact(build_artifact(sd, "int6", "zstd"))
+    assert all(torch.equal(back[k], sd[k]) and back[k].dtype == sd[k].dtype for k in ("c", "z", "big"))
+    torch.save(sd, tmp_path / "c.pt")
+    assert pgolf(["budget", str(tmp_path / "c.pt"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["roundtrip_exact"] is True
+    torch.save({"h": torch.ones(3, dtype=torch.complex64).to(torch.complex32)}, tmp_path / "half.pt")
+    assert pgolf(["budget", str(tmp_path / "half.pt")]) == 2
+    assert "complex32 is experimental in torch" in capsys.readouterr().err

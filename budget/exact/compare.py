@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import pandas as pd
 from torch import Tensor
@@ -21,7 +21,7 @@ from torch import Tensor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.build import Item, assign, dequantized, package, serialize
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, Stored, read_artifact, roundtrip_mismatches, stored_form
-from pgolf.budget.exact.threads import one_torch_thread
+from pgolf.budget.exact.threads import cancelling_pool, one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.exact.measure import WORKERS, code_sizes_for, measure_budget
@@ -99,7 +99,7 @@ def compare(sd, plans=("official-int8", "int6"), compressors=("zlib", "zstd"), *
     code_sizes = code_sizes_for(code)
     bytes_code = code_sizes.get("wrapped" if code_wrapped else "raw", 0)
     jobs, rows, params = {}, {}, None
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with cancelling_pool(WORKERS) as pool:  # Ctrl-C: queued pairs never start, running ones are not waited on
         for plan in progress(plan_objs, desc="quantize plans", quiet=quiet):
             own = stored is not None and plan.name == stored.plan
             items: list[Item] = stored.items if own else assign(sd, plan)

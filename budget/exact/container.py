@@ -58,7 +58,7 @@ FIELDS = ("name", "shape", "dtype", "scheme", "values_bytes", "scales_bytes", "t
 MAX_HEADER_BYTES = 64 * 1_000_000
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.float8_e4m3fn, torch.int8, torch.uint8,
-    torch.int16, torch.int32, torch.int64, torch.bool)}
+    torch.int16, torch.int32, torch.int64, torch.bool, torch.complex64, torch.complex128)}
 
 
 class Record(NamedTuple):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from pgolf.budget.exact.build import Built, Item, assign, build, dequantized, matrix_shape, quantize_item
 from pgolf.budget.exact.decode import DEFAULT_MAX_OUTPUT, read_artifact, roundtrip_mismatches, stored_form
-from pgolf.budget.exact.threads import one_torch_thread
+from pgolf.budget.exact.threads import cancelling_pool, one_torch_thread
 from pgolf.budget.files.codebytes import code_bytes
 from pgolf.budget.files.compressors import Compressor, get_compressor
 from pgolf.budget.glossary import CAP_BYTES, totals
@@ -118,7 +118,7 @@ def tensor_table(sd: dict[str, Tensor], plan: str | Plan = "official-int8",
     """Per-tensor rows (ROW_COLUMNS) of `sd` under `plan`, each payload compressed alone."""
     comp = get_compressor(compressor)
     items = [quantize_item(i) for i in assign(sd, plan)]
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with cancelling_pool(WORKERS) as pool:
         sizes = dict(zip([i.name for i in items if not i.tied_to],
                          pool.map(lambda i: _compress_alone(comp, i), [i for i in items if not i.tied_to])))
     return rows_frame(items, sizes)
@@ -140,7 +140,7 @@ def measure_items(items: list[Item], plan_name: str, compressor: str | Compresso
     comp = get_compressor(compressor)
     comp.require()
     futures: dict[str, Future] = {}
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with cancelling_pool(WORKERS) as pool:
         def submit(item: Item) -> None:
             if per_tensor and item.tied_to is None:
                 futures[item.name] = pool.submit(_compress_alone, comp, item)

@@ -9,6 +9,7 @@ import contextlib
 import queue
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -79,3 +80,21 @@ def background(produce: Callable[[], Iterable], depth: int = 64) -> Iterator:
     out = drain()
     weakref.finalize(out, stop.set)  # a never-started generator runs no finally
     return out
+
+
+@contextlib.contextmanager
+def cancelling_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that, when its block raises (Ctrl-C included), cancels what is queued and does
+    not wait for what runs: Ctrl-C then ends a command at once, not after every queued compression.
+
+    >>> with cancelling_pool(2) as pool:
+    ...     pool.submit(pow, 2, 10).result()
+    1024
+    """
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,27 @@ def one_line(text: object, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxtuple, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 4, 4, 4, 80
+
+
+def short_repr(obj: object, limit: int = 60) -> str:
+    """repr of an untrusted value in a bounded number of steps, cut to `limit` characters: a
+    pickle's shared references can make plain str() of a 500-byte file gigabytes long.
+
+    >>> short_repr("int4_magic_v9")
+    "'int4_magic_v9'"
+    >>> t = ()
+    >>> for _ in range(60): t = (t, t)
+    >>> short_repr(t, 20)
+    '((((...), (...)), ((...'
+    """
+    if isinstance(obj, str):
+        return repr(obj[:limit])
+    text = _SHORT.repr(obj)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def describe(obj: object) -> str:
     """Short type name for messages: 'list', 'Tensor', 'int'."""
     return type(obj).__name__
@@ -72,7 +94,7 @@ def validate_state_dict(sd: object, path, what: str = "state dict") -> dict[str,
     dense = 0
     for name, t in sd.items():
         if not isinstance(name, str):
-            raise PgolfInputError(path, f"{what} key {name!r} is a {describe(name)}, expected a string") from None
+            raise PgolfInputError(path, f"{what} key {short_repr(name)} is a {describe(name)}, expected a string") from None
         if not isinstance(t, Tensor):
             hint = " (nested dict: is this a training checkpoint? pass its model state dict)" if isinstance(t, dict) else ""
             raise PgolfInputError(path, f"{what} entry '{name}' is a {describe(t)}, expected a tensor{hint}") from None
@@ -101,7 +123,7 @@ def _tensor_dict(obj: dict, key: str, path) -> dict[str, Tensor]:
         raise PgolfInputError(path, f"export['{key}'] is a {describe(d)}, expected a dict") from None
     for name, t in d.items():
         if not isinstance(name, str) or not isinstance(t, Tensor):
-            raise PgolfInputError(path, f"export['{key}'] entry {name!r} is a {describe(t)}, expected str -> tensor") from None
+            raise PgolfInputError(path, f"export['{key}'] entry {short_repr(name)} is a {describe(t)}, expected str -> tensor") from None
         if t.layout != torch.strided or t.is_quantized:
             raise PgolfInputError(path, f"export['{key}']['{name}'] is not a dense tensor") from None
     return d
@@ -113,7 +135,7 @@ def _dtype_names(obj: dict, key: str, path) -> dict[str, str]:
         raise PgolfInputError(path, f"export['{key}'] is a {describe(d)}, expected a dict") from None
     for name, dt in d.items():
         if dt not in FLOAT_DTYPE_NAMES:
-            raise PgolfInputError(path, f"export['{key}']['{name}'] = {str(dt)[:40]!r} is not a float dtype name "
+            raise PgolfInputError(path, f"export['{key}']['{name}'] = {short_repr(dt, 40)} is not a float dtype name "
                                         f"({', '.join(FLOAT_DTYPE_NAMES)})") from None
     return d
 
@@ -130,7 +152,7 @@ def validate_export(obj: object, path) -> dict:
         raise PgolfInputError(path, "no __quant_format__ key: not an official int8 export") from None
     tag = obj["__quant_format__"]
     if tag != FORMAT_TAG:
-        raise PgolfInputError(path, f"unknown __quant_format__ {str(tag)[:60]!r} (pgolf reads {FORMAT_TAG!r})") from None
+        raise PgolfInputError(path, f"unknown __quant_format__ {short_repr(tag)} (pgolf reads {FORMAT_TAG!r})") from None
     missing = [k for k in EXPORT_KEYS if k not in obj]
     if missing:
         raise PgolfInputError(path, f"export is missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}") from None

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from pgolf.budget.quant.packing import pack, storage_bytes, unpack
 
-_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}  # complex128: two per value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ def all_finite(t: Tensor) -> bool:
 
 
 def _int_view(dtype: torch.dtype) -> torch.dtype:
-    return dtype if not (dtype.is_floating_point or dtype == torch.bool) else _INT_VIEW[dtype.itemsize]
+    return dtype if not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool) else _INT_VIEW[dtype.itemsize]
 
 
 class Scheme:
@@ -91,7 +91,9 @@ class Scheme:
         if (len(values), len(scales)) != (nv, ns):
             raise ValueError(f"{self.name} {shape} needs {nv:,}+{ns:,} bytes, got {len(values):,}+{len(scales):,}")
         raw_dtype = self._symbol_dtype(dtype) if self.storage == "raw" else None
-        symbols = unpack(values, self.storage, math.prod(shape), self._nbits(dtype), raw_dtype).reshape(shape)
+        per = self._nbits(dtype) // (8 * raw_dtype.itemsize) if raw_dtype is not None else 1  # complex128: 2 int64s
+        symbols = unpack(values, self.storage, per * math.prod(shape), self._nbits(dtype) // per, raw_dtype)
+        symbols = symbols.reshape(shape) if per == 1 else symbols
         self._check_symbols(symbols)
         return QTensor(symbols, self._unpack_scales(scales, shape), shape, dtype, self.name)
 

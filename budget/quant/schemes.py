@@ -109,18 +109,21 @@ class PassthroughScheme(Scheme):
         return _int_view(dtype)
 
     def quantize(self, t: Tensor) -> QTensor:
-        if t.is_complex():
-            raise ValueError(f"complex tensors are not supported (dtype {t.dtype})")
+        if t.dtype == torch.complex32:
+            raise ValueError("complex32 is experimental in torch (no equality or NaN check to verify it "
+                             "by): save it as complex64")
         if t.is_floating_point():
             _require_finite_float(t)
         src = t.detach().cpu().contiguous()
+        if src.ndim == 0 and t.dtype.itemsize != _int_view(t.dtype).itemsize:  # 0-d complex128: view needs a dim
+            src = src.reshape(1)
         return QTensor(src.view(_int_view(t.dtype)), None, tuple(t.shape), t.dtype, self.name)
 
     def dequantize(self, q: QTensor) -> Tensor:
         return q.symbols.view(q.dtype).reshape(q.shape).contiguous()
 
     def stored_tensor(self, q: QTensor) -> Tensor:
-        return q.symbols.view(q.dtype)
+        return q.symbols.view(q.dtype).reshape(q.shape)
 
 
 @dataclasses.dataclass(frozen=True)
