@@ -187,31 +187,6 @@ def _timed_concurrently(model_path: str, args, extra: list[str], copies: int) ->
     return wall
 
 
-def _deal_balance(model_path: str, args) -> str:
-    """The slowest of 2 ranks' share of the sweep's multiply-adds, dealt by cost and round-robin."""
-    from pgolf.inspect.distributed import Ranks
-    from pgolf.inspect.evaluate import BlockReplay
-
-    opened = open_model(model_path)
-    sd, arch = opened.state_dict, opened.require_arch()
-    model = build_model(sd, arch)
-    plan = quantize_small(resolve_plan(args.plan)) if args.quantize_small else resolve_plan(args.plan)
-    names = changed_tensors(sd, fake_quantize(sd, plan))
-    replay = BlockReplay(model)
-    replay.record(load_slice(tokenizer=args.tokenizer, tokens=arch.train_seq_len, seq_len=arch.train_seq_len,
-                             vocab_size=arch.vocab_size, quiet=True))
-    costs = [replay.cost_from(replay.restart_for(n)) for n in names]  # one sweep; ranks meet at its end
-    todo = list(range(len(costs)))
-
-    def slowest(shares) -> float:
-        return max(sum(costs[i] for i in share) for share in shares) / sum(costs)
-
-    by_cost = slowest([Ranks(r, 2).mine(todo, costs) for r in range(2)])
-    round_robin = slowest([Ranks(r, 2).mine(todo) for r in range(2)])
-    return (f"deal over 2 ranks: the slowest carries {by_cost:.2%} of each sweep's multiply-adds by cost "
-            f"({round_robin:.2%} round-robin; {len(names)} evaluations a sweep)")
-
-
 def scaling(args) -> int:
     """`pgolf gaps` wall time with --nproc 1 and 2 (one thread each), and on CUDA when available."""
     import tempfile
@@ -228,7 +203,6 @@ def scaling(args) -> int:
         save_file(synthetic_state_dict(baseline_specs(), seed=0), model_path)
     print(f"model: {args.checkpoint or 'synthetic baseline-shaped weights (seed 0)'}; plan {args.plan}; "
           f"{args.tokens:,} tokens; only-this + all-but-this sweeps, no proxy, no artifact check")
-    print(_deal_balance(model_path, args), flush=True)
     walls = {}
     for n in (1, 2):
         walls[n], report = _timed_gaps(model_path, args, ["--device", "cpu", "--nproc", str(n)])

@@ -4,17 +4,16 @@ The pgolf process is rank 0; it starts ranks 1..N-1 as workers with torchrun's e
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or every rank comes from
 `torchrun --nproc_per_node N -m pgolf.figures.cli gaps ...`. Every rank loads the model and the
 slice and runs the full evaluations itself (unquantized, plan, artifact, proxy: each needs its own
-replay recording); the per-tensor evaluations (only-this, all-but-this) are dealt out by cost
-(a replay restarting at a late block costs a fraction of a full evaluation): longest first, each
-to the rank with the least work so far, the same deal on every rank. Each rank writes the cache entries it computes as it goes (one atomic file each, so an
+replay recording); the per-tensor evaluations (only-this, all-but-this) are shared out longest
+first (a replay restarting at a late block costs a fraction of a full evaluation), each rank
+taking the next from a counter in the process group's store as it comes free, so none waits on
+another. Each rank writes the cache entries it computes as it goes (one atomic file each, so an
 interrupted run keeps them), and rank 0 gathers the numbers and renders the report. Each
 evaluation is computed exactly as in one process, so the numbers are the same bit for bit (on the
 CPU, at the same threads per process).
 
->>> Ranks(rank=1, world=3).mine([0, 1, 2, 3, 4, 5, 6])
-[1, 4]
->>> [Ranks(rank=r, world=2).mine([0, 1, 2, 3], costs=[4.0, 1.0, 1.0, 2.0]) for r in (0, 1)]
-[[0], [3, 1, 2]]
+>>> longest_first([5, 6, 7, 8], costs=[1.0, 4.0, 1.0, 2.0])
+[6, 8, 5, 7]
 """
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -44,20 +44,19 @@ class Ranks:
     world: int
     workers: list = dataclasses.field(default_factory=list)  # Popen of ranks 1.. when rank 0 started them
     logs: list = dataclasses.field(default_factory=list)
+    sweeps: int = 0  # sweeps claimed so far: each has its own shared counter
 
-    def mine(self, todo: list[int], costs: list[float] | None = None) -> list[int]:
-        """This rank's share of `todo`: round-robin, or with `costs` (one per item of `todo`) the
-        longest-first greedy deal, which keeps the slowest rank within one item of the mean."""
-        if costs is None:
-            return todo[self.rank::self.world]
-        loads = [0.0] * self.world
-        share: list[int] = []
-        for k in sorted(range(len(todo)), key=lambda k: (-costs[k], k)):  # ties broken alike on every rank
-            rank = min(range(self.world), key=lambda r: (loads[r], r))
-            loads[rank] += costs[k]
-            if rank == self.rank:
-                share.append(todo[k])
-        return share
+    def claim(self, order: list[int]) -> Iterator[int]:
+        """Items of `order` taken one at a time from a counter every rank shares: a rank that
+        finishes early takes the next, so none waits on another. Every call is one sweep with a
+        counter of its own (the ranks run the same sweeps in the same order)."""
+        import torch.distributed as dist
+
+        store = dist.distributed_c10d._get_default_store()
+        self.sweeps += 1
+        key = f"pgolf-sweep-{self.sweeps}"
+        while (k := store.add(key, 1) - 1) < len(order):
+            yield order[k]
 
     def agree(self, todo: list[int]) -> list[int]:
         """Rank 0's list of evaluations still to do (ranks may read the shared cache at other moments)."""
@@ -69,7 +68,7 @@ class Ranks:
 
     def merge(self, results: list, share: list[int]) -> list:
         """Every rank's results in place of the Nones, whole (per-unit losses too: the paired
-        standard errors need them); `share` is what this rank was dealt."""
+        standard errors need them); `share` is what this rank took."""
         import torch.distributed as dist
 
         mine = {i: results[i] for i in share}
@@ -79,6 +78,12 @@ class Ranks:
             for i, r in part.items():
                 results[i] = r
         return results
+
+
+def longest_first(todo: list[int], costs: list[float]) -> list[int]:
+    """`todo` by cost, largest first (ties in list order): taken in this order, the last items to
+    finish are the short ones, so ranks end together."""
+    return [todo[k] for k in sorted(range(len(todo)), key=lambda k: (-costs[k], k))]
 
 
 def current() -> Ranks | None:

@@ -171,7 +171,7 @@ class GapSweep:
         results = [self._get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         ranks = distributed.current()
-        if ranks is not None:  # --nproc: rank 0's list is dealt out; each rank evaluates its share
+        if ranks is not None:  # --nproc: rank 0's list is shared out; each rank evaluates what it takes
             todo = ranks.agree(todo)
         if not todo:
             return results
@@ -180,11 +180,14 @@ class GapSweep:
         try:
             if self.recorded != base_label:
                 self._record(base_label, f"record for {desc}")
-            share = todo
-            if ranks is not None:  # dealt by replay cost, known once the recording exists
-                share = ranks.mine(todo, [self.replay.cost_from(self.replay.restart_for(items[i][0])) for i in todo])
-            mine = [i for i in share if results[i] is None]
-            for i in progress(mine, desc=desc, total=len(mine), quiet=self.quiet):
+            share: list[int] = []
+            if ranks is None:
+                mine = todo
+            else:  # taken by replay cost (known once the recording exists) as each rank comes free
+                order = distributed.longest_first(
+                    todo, [self.replay.cost_from(self.replay.restart_for(items[i][0])) for i in todo])
+                mine = (i for i in ranks.claim(order) if not share.append(i) and results[i] is None)
+            for i in progress(mine, desc=desc, total=len(todo) if ranks is None else None, quiet=self.quiet):
                 name, _, value = items[i]
                 set_tensor(self.model, name, value)
                 t0 = time.perf_counter()
