@@ -32,11 +32,12 @@ from pgolf.budget.exact.measure import tensor_table
 from pgolf.budget.quant.plans import Plan, resolve_plan
 from pgolf.budget.progress import progress
 from pgolf.inspect import distributed
-from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, BlockReplay, EvalResult, EvalSlice, combine, evaluate_bpb,
-                                    load_weights, set_tensor)
+from pgolf.inspect.evaluate import (EVAL_CODE_VERSION, EvalResult, EvalSlice, combine, evaluate_bpb, load_weights,
+                                    set_tensor)
 from pgolf.inspect.load import model_function_sha256, state_dict_sha256
 from pgolf.inspect.metrics import weight_metrics
 from pgolf.inspect.proxy import gradient_stats, proxy_gaps, proxy_se, spearman
+from pgolf.inspect.replay import BlockReplay
 from pgolf.inspect.reports import GapsReport
 from pgolf.inspect.uncertainty import Interval, block_sums
 

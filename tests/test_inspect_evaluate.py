@@ -11,7 +11,8 @@ from tolerances import float32_mean_rtol
 from inspect_fixtures import one_thread  # noqa: F401 (fixture)
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
-from pgolf.inspect.evaluate import (BlockReplay, Restart, byte_luts_uniform, evaluate_bpb, load_slice, make_slice,
+from pgolf.inspect.replay import BlockReplay, Restart
+from pgolf.inspect.evaluate import (byte_luts_uniform, evaluate_bpb, load_slice, make_slice,
                                     set_tensor)
 from pgolf.inspect.load import build_model, infer_architecture
 
