@@ -90,6 +90,18 @@ def _leb(values) -> bytes:
     return bytes(out)
 
 
+def read_leb(data: bytes, pos: int) -> tuple[int, int]:
+    """One LEB128 value at `pos` and the position after it (IndexError past the end)."""
+    v = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        v |= (b & 127) << shift
+        shift += 7
+        if b < 128:
+            return v, pos
+
+
 def _table(present: np.ndarray, f: np.ndarray) -> bytes:
     k = present.size
     if k > 32:
@@ -142,14 +154,7 @@ def _parse(blob: bytes):
         present, pos = np.frombuffer(blob, np.uint8, k, 5), 5 + k
     f, acc = [], 0
     for _ in range(k):
-        v = shift = 0
-        while True:
-            b = blob[pos]
-            pos += 1
-            v |= (b & 127) << shift
-            shift += 7
-            if b < 128:
-                break
+        v, pos = read_leb(blob, pos)
         acc += (v >> 1) ^ -(v & 1)
         f.append(acc)
     f = np.array(f, np.int64)

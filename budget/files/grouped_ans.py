@@ -91,17 +91,6 @@ def _leb(v: int) -> bytes:
     return entropy._leb([v])
 
 
-def _read_leb(data: bytes, pos: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        v |= (b & 127) << shift
-        shift += 7
-        if b < 128:
-            return v, pos
-
-
 def encode_matrix(mat: np.ndarray, axis: int, groups: int) -> bytes:
     """LEB128 rows, LEB128 cols, u32 CRC-32 of the bytes, `encode_grouped`'s blob.
 
@@ -116,8 +105,8 @@ def encode_matrix(mat: np.ndarray, axis: int, groups: int) -> bytes:
 def decode_matrix(blob: bytes, limit: int) -> bytes:
     """The matrix bytes of `encode_matrix`; ValueError past `limit` bytes (checked first) or if corrupt."""
     try:
-        rows, pos = _read_leb(blob, 0)
-        cols, pos = _read_leb(blob, pos)
+        rows, pos = entropy.read_leb(blob, 0)
+        cols, pos = entropy.read_leb(blob, pos)
         if rows * cols > limit:
             raise ValueError(f"decompressed size exceeds limit of {limit} bytes")
         (crc,) = struct.unpack_from("<I", blob, pos)
@@ -162,7 +151,7 @@ def decompress_shaped(data: bytes, limit: int) -> bytes:
         (k,) = struct.unpack_from("<I", data, 2)
         pos, offsets = 6, []
         for _ in range(k):
-            gap, pos = _read_leb(data, pos)
+            gap, pos = entropy.read_leb(data, pos)
             offsets.append(gap)
         (m,) = struct.unpack_from("<I", data, pos)
         rest = entropy.decompress_segments(data[pos + 4:pos + 4 + m], limit)
