@@ -181,13 +181,17 @@ class GapSweep:
         try:
             if self.recorded != base_label:
                 self._record(base_label, f"record for {desc}")
-            share: list[int] = []
-            if ranks is None:
-                mine = todo
-            else:  # taken by replay cost (known once the recording exists) as each rank comes free
+            share: list[int] = []  # what this rank took (its results go to the others)
+
+            def taken():  # longest first by replay cost (known once the recording exists), as this rank comes free
                 order = distributed.longest_first(
                     todo, [self.replay.cost_from(self.replay.restart_for(items[i][0])) for i in todo])
-                mine = (i for i in ranks.claim(order) if not share.append(i) and results[i] is None)
+                for i in ranks.claim(order):
+                    share.append(i)
+                    if results[i] is None:
+                        yield i
+
+            mine = todo if ranks is None else taken()
             for i in progress(mine, desc=desc, total=len(todo) if ranks is None else None, quiet=self.quiet):
                 name, _, value = items[i]
                 set_tensor(self.model, name, value)

@@ -122,23 +122,21 @@ def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_row
     lines += ["", "## Plan files: `pgolf budget --baseline --plan FILE`", "", "| FILE | what it is | stderr |",
               "|---|---|---|"]
     lines += [f"| `{name}` | {what} | {cell(msg)} |" for name, what, msg in plan_rows]
-    lines += ["", "## Exports: `pgolf export ARGS`", "",
-              "`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind.", "",
-              "| ARGS | what it is | stderr |", "|---|---|---|"]
-    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in export_rows]
-    lines += ["", "## Record folders, logs and scripts: `pgolf audit` / `significance` / `wrap`", "",
-              "Record folders are copies of the baseline record fixture with one part broken.", "",
-              "| ARGS | what it is | stderr |", "|---|---|---|"]
-    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in audit_rows]
-    lines += ["", "## Predictions: `pgolf predict ARGS`", "",
-              "`model.pt` is the 2L-d64 fixture's `final_model.pt`.", "",
-              "| ARGS | what it is | stderr |", "|---|---|---|"]
-    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in predict_rows]
-    lines += ["", "## The participant's script: `pgolf gaps model.pt ARGS`", "",
-              "`model.pt` is the 2L-d64 fixture's `final_model.pt`; `BASELINE` stands for the fixture",
-              "`official_baseline_train_gpt.py`. The same lines come from `pgolf headroom` and `pgolf allocate`.", "",
-              "| ARGS | what it is | stderr |", "|---|---|---|"]
-    lines += [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in script_rows]
+    def args_section(title: str, intro: list[str], rows) -> list[str]:
+        return (["", title, "", *intro, "", "| ARGS | what it is | stderr |", "|---|---|---|"] +
+                [f"| `{args}` | {what} | {cell(msg)} |" for args, what, msg in rows])
+
+    lines += args_section("## Exports: `pgolf export ARGS`",
+                          ["`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind."],
+                          export_rows)
+    lines += args_section("## Record folders, logs and scripts: `pgolf audit` / `significance` / `wrap`",
+                          ["Record folders are copies of the baseline record fixture with one part broken."], audit_rows)
+    lines += args_section("## Predictions: `pgolf predict ARGS`",
+                          ["`model.pt` is the 2L-d64 fixture's `final_model.pt`."], predict_rows)
+    lines += args_section("## The participant's script: `pgolf gaps model.pt ARGS`",
+                          ["`model.pt` is the 2L-d64 fixture's `final_model.pt`; `BASELINE` stands for the fixture",
+                           "`official_baseline_train_gpt.py`. The same lines come from `pgolf headroom` and "
+                           "`pgolf allocate`."], script_rows)
     lines += ["", "## Readers other commands use (`pgolf.budget.exact.inputs`)", "",
               "The message of the `PgolfInputError` raised, which the CLI prints after `pgolf: error: `.", "",
               "| call | file | what it is | message |", "|---|---|---|---|"]

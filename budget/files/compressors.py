@@ -114,28 +114,24 @@ def _zstd_params(level: int, size: int):
                                                       enable_ldm=True)
 
 
-def _decompress_zlib(data: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj()
+def _decompress_stream(d, data: bytes, limit: int, name: str) -> bytes:
+    """One whole stream through a zlib/lzma-style decompressor object, output capped at `limit`."""
     out = d.decompress(data, limit + 1)
     if len(out) > limit:
         raise _too_big(limit)
     if not d.eof:
-        raise ValueError("truncated zlib stream")
+        raise ValueError(f"truncated {name} stream")
     if d.unused_data:
-        raise ValueError(f"{len(d.unused_data)} trailing bytes after the zlib stream")
+        raise ValueError(f"{len(d.unused_data)} trailing bytes after the {name} stream")
     return out
+
+
+def _decompress_zlib(data: bytes, limit: int) -> bytes:
+    return _decompress_stream(zlib.decompressobj(), data, limit, "zlib")
 
 
 def _decompress_lzma(data: bytes, limit: int) -> bytes:
-    d = lzma.LZMADecompressor()
-    out = d.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _too_big(limit)
-    if not d.eof:
-        raise ValueError("truncated lzma stream")
-    if d.unused_data:
-        raise ValueError(f"{len(d.unused_data)} trailing bytes after the lzma stream")
-    return out
+    return _decompress_stream(lzma.LZMADecompressor(), data, limit, "lzma")
 
 
 def _decompress_zstd(data: bytes, limit: int) -> bytes:
