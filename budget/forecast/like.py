@@ -33,6 +33,7 @@ from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.forecast.calibration import role_of, tensor_stats
 from pgolf.budget.forecast.shapes import TensorSpec, infer_config, synthetic_state_dict
 from pgolf.budget.quant.plans import Plan, resolve_plan
+from pgolf.budget.quant.schemes import floor_scale
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 LIKE_COLUMNS = ("role", "matrices", "numel", "std", "kurtosis", "row_log_sd", "entropy_bits_per_value",
@@ -202,8 +203,9 @@ def recipe_table(recipe: Recipe, plan: str | Plan) -> pd.DataFrame:
         acc["stats"].append(stats)
         if item.scheme.kind == "quantized":
             acc["bits"] += 8 * symbol_stats(q.symbols)[1]
-            floor = _floor_scale(item.scheme)
+            floor = floor_scale(item.scheme)
             if floor is not None and q.scales is not None and q.scales.ndim:
+                floor = float(torch.tensor(floor).half().float())  # as stored
                 acc["floored"] = True
                 acc["bound"] += int((q.scales.float() <= floor).sum())
                 acc["rows"] += int(q.scales.numel())
@@ -218,11 +220,3 @@ def recipe_table(recipe: Recipe, plan: str | Plan) -> pd.DataFrame:
                      "entropy_bits_per_value": acc["bits"] / max(acc["numel"], 1),
                      "floor_bound_frac": acc["bound"] / acc["rows"] if acc["floored"] and acc["rows"] else float("nan")})
     return pd.DataFrame(rows, columns=list(LIKE_COLUMNS))
-
-
-def _floor_scale(scheme) -> float | None:
-    """The smallest stored scale the scheme allows (its floor, fp16-rounded), or None."""
-    if scheme.name == "int8_clean_per_row_v1":
-        return float(torch.tensor(1 / 127).half().float())
-    floor = getattr(scheme, "floor", None)
-    return None if floor is None else float(torch.tensor(floor / scheme.qmax).half().float())

@@ -28,25 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.quant.schemes import floor_scale, get_scheme
 
 REFERENCE_SCHEME = "official-int8"
 PILOT_ROWS = 64
 _BISECT_STEPS = 40
 # floor rows are clamped just under the floor value (the clip where scale = floor): it binds for certain
 _FLOOR_CLAMP = 0.98
-
-
-def floor_scale(scheme) -> float | None:
-    """The smallest stored scale of a per-row scheme with a floor, else None.
-
-    >>> round(floor_scale(get_scheme("official-int8")) * 127, 6), floor_scale(get_scheme("int6"))
-    (1.0, None)
-    """
-    if scheme.name == get_scheme("official-int8").name:
-        return 1.0 / 127
-    floor = getattr(scheme, "floor", None)
-    return None if floor is None else floor / scheme.qmax
 
 
 def _bulk(rng: np.random.Generator, shape: tuple[int, int], df: float) -> np.ndarray:

@@ -34,7 +34,7 @@ from pgolf.budget.quant.grouped_schemes import CLIP_RULES, DEFAULT_PERCENTILE, B
 from pgolf.budget.quant.scheme_base import QTensor, Scheme, _int_view, _require_finite_float, all_finite
 from pgolf.budget.quant.packing import unpack
 
-__all__ = ["QTensor", "Scheme", "FloatScheme", "PassthroughScheme", "OfficialInt8Scheme", "IntScheme",
+__all__ = ["QTensor", "Scheme", "FloatScheme", "PassthroughScheme", "OfficialInt8Scheme", "IntScheme", "floor_scale",
            "TernaryScheme", "BinaryScheme", "FLOAT_FORMATS", "SCHEMES", "ALIASES", "get_scheme", "all_finite", "CLIP_RULES",
            "DEFAULT_PERCENTILE"]
 
@@ -162,6 +162,19 @@ class OfficialInt8Scheme(Scheme):
     def _check_symbols(self, symbols):
         if symbols.numel() and int(symbols.abs().max()) > official.QMAX:
             raise ValueError("int8 symbol -128 outside [-127, 127]")
+
+
+def floor_scale(scheme: Scheme) -> float | None:
+    """The smallest per-row scale `scheme` stores, before fp16 rounding: the official 1/127, an intN
+    `floor(k)` as k/qmax; None without a floor.
+
+    >>> round(floor_scale(get_scheme("official-int8")) * 127, 6), floor_scale(get_scheme("int6"))
+    (1.0, None)
+    """
+    if isinstance(scheme, OfficialInt8Scheme):
+        return 1.0 / official.QMAX  # the rule block clamps scales at 1/127
+    floor = getattr(scheme, "floor", None)
+    return None if floor is None else floor / scheme.qmax
 
 
 # --- spec strings ------------------------------------------------------------------------------
