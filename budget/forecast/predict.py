@@ -33,10 +33,10 @@ from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
 from pgolf.budget.forecast.like import Recipe
 from pgolf.budget.forecast.like_bytes import like_bytes, prediction_half_width
+from pgolf.budget.forecast.predict_report import DeltaReport, PredictReport
 from pgolf.budget.exact.measure import code_sizes_for, tensor_row
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import resolve_plan
-from pgolf.budget.report_base import Report
 from pgolf.budget.quant.schemes import get_scheme
 from pgolf.budget.forecast.shapes import TensorSpec, baseline_specs, synthetic_state_dict
 
@@ -50,20 +50,6 @@ SCALES = ("long", "calibrated")
 DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
     "layers": ("layers", 1, 1), "dim": ("dim", 64, 64), "mlp-mult": ("mlp_mult", 0.5, 0.5), "vocab": ("vocab", 256, 128),
 }
-
-
-@dataclasses.dataclass(repr=False)
-class PredictReport(Report):
-    """Predicted bytes for a config: headline with interval, one row per tensor.
-
-    `variants` (not rendered) holds the model bytes of every evaluation behind the interval
-    (central and each moved statistic, or each --like draw), which `predict_delta` pairs up.
-
-    >>> type(predict(layers=2, dim=128, plan="int6")).__name__
-    'PredictReport'
-    """
-
-    variants: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024, untied=False,
@@ -236,25 +222,19 @@ def _stats_bytes(specs, plan, comp_name, stats, fit, interval, scale, err, key):
     return _frame(rows, per_tensor), central, low, high, {**variants, "kind": kind}, notes
 
 
-@dataclasses.dataclass(repr=False)
-class DeltaReport(Report):
-    """The change in bytes from config/plan A to B under the same statistics, one row per role.
-
-    >>> r = predict_delta({"layers": 4, "dim": 256}, {"layers": 5}, plan="int6", compressor="zstd")
-    >>> r.headline["delta_params"], r.headline["delta_bytes_model_low"] <= r.headline["delta_bytes_model"] <= r.headline["delta_bytes_model_high"]
-    (459784, True)
-    """
-
-
 def predict_delta(config: dict, change: dict | None = None, plan="official-int8", plan_b=None,
                   compressor="zlib", **kw) -> DeltaReport:
     """Predicted bytes of config B (= config updated by `change`) under plan B (default: plan) minus
-    those of config A under plan, with the same statistics and the same draws for both.
+    those of config A under plan, with the same statistics and the same draws for both (a
+    DeltaReport: one row per role; A's and B's bytes keep their own intervals).
 
     The interval pairs the evaluations: with the shipped statistics each statistic moved for both
     A and B (the change in the delta, summed on each side); with --like the delta of each draw.
     Then it is widened by the estimator's worst relative error applied to the delta itself.
 
+    >>> r = predict_delta({"layers": 4, "dim": 256}, {"layers": 5}, plan="int6", compressor="zstd")
+    >>> r.headline["delta_params"], r.headline["delta_bytes_model_low"] <= r.headline["delta_bytes_model"] <= r.headline["delta_bytes_model_high"]
+    (459784, True)
     >>> r = predict_delta({"layers": 2, "dim": 128}, plan="int6", plan_b="int6-floor", compressor="zstd", interval=False)
     >>> r.headline["delta_params"], r.headline["delta_payload_bytes"], r.headline["plan_b"]
     (0, 0, 'int6-floor')
@@ -292,13 +272,18 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
     frame["delta_bytes_model"] = frame["compressed_bytes_b"] - frame["compressed_bytes"]
     what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in change.items())
     what += ("; " if what and plan_b is not None else "") + (f"plan {ha['plan']} -> {hb['plan']}" if plan_b is not None else "")
-    notes = ["EXACT: delta_params, delta_payload_bytes (and params, payload_bytes of A and B)",
-             f"PREDICTED: bytes_model, bytes_model_b, delta_bytes_model with its interval "
-             f"delta_bytes_model_low..delta_bytes_model_high: paired evaluations of A and B ({pairs} each), "
-             f"widened by the estimator's worst error times |delta| ({err:,.0f} bytes)",
-             "A: " + a.notes[0]]
+    notes = ["EXACT: delta_params, delta_payload_bytes (and params, payload_bytes of A and B, per role too)",
+             f"PREDICTED: delta_bytes_model with its interval delta_bytes_model_low..delta_bytes_model_high: paired "
+             f"evaluations of A and B ({pairs} each), widened by the estimator's worst error times |delta| "
+             f"({err:,.0f} bytes); bytes_model (interval {ha['bytes_model_low']:,} .. {ha['bytes_model_high']:,}) "
+             f"and bytes_model_b (interval {hb['bytes_model_low']:,} .. {hb['bytes_model_high']:,}) with their own "
+             f"intervals; per role, compressed_bytes, compressed_bytes_b and delta_bytes_model are A's and B's "
+             f"predicted per-tensor bytes summed (no interval of their own)",
+             "A: " + a.notes[0]] + (["B: " + b.notes[0]] if b.notes[0] != a.notes[0] else [])
+    ranges = {"bytes_model": (ha["bytes_model_low"], ha["bytes_model_high"]),
+              "bytes_model_b": (hb["bytes_model_low"], hb["bytes_model_high"])}
     return DeltaReport(title=f"pgolf predict --delta: {what or 'no change'} ({a.title.removeprefix('pgolf predict: ')})",
-                       headline=head, frame=frame, notes=notes)
+                       headline=head, frame=frame, notes=notes, ranges=ranges)
 
 
 def _grid(dimension: str, config: dict) -> tuple[str, float, float]:
