@@ -8,7 +8,7 @@ drawn from the checkpoint as `predict --like` draws it (seed 0), and its bytes a
 - exact: the whole draw built as an artifact and measured (what predict does below the switch);
 - checkpoint ratio: the draw estimated, times the checkpoint's exact / estimated bytes (what
   predict did above the switch before the sub-model);
-- sub-model: like_bytes._draw_bytes above the switch (an exact sub-model of whole tensors over its
+- sub-model: like_bytes.price_draw above the switch (an exact sub-model of whole tensors over its
   share of the draw's estimate), with its share and derived bound (1 - share) 2e / (1 - e).
 The jump at the switch for that shape is a method's error against exact. `--limit` moves the
 switch (default LIKE_EXACT_MAX_BYTES) to put a shape just above it.
@@ -48,7 +48,8 @@ def measure(recipe, plan, comp: str, layers: int, dim: int, limit: int, fit: dic
     old = estimate_model(streams, kind, comp, fit).total * ckpt[comp]
     like_bytes.LIKE_EXACT_MAX_BYTES = limit
     t = time.perf_counter()
-    new, _, share = like_bytes._draw_bytes(sd, rows, streams, kind, plan, comp, fit)
+    new, _, share = like_bytes.price_draw(sd, rows, streams, kind, plan, comp, fit)
+    share = 1.0 if share is None else share  # the draw fits under the switch: measured whole
     t_new = time.perf_counter() - t
     err = float(fit_entry(fit, comp)[1].get("artifact_rel_err_max", 0.0))
     return {"compressor": comp, "shape": f"{layers}x{dim}", "stored": int(rows["payload_bytes"].sum()),

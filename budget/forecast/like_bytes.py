@@ -102,15 +102,15 @@ def sub_model_bound(share: float, err: float) -> float:
     return (1.0 - share) * 2 * err / (1 - err)
 
 
-def _draw_bytes(sd: dict, rows, streams, kind: str, plan, comp_name: str, fit) -> tuple[float, dict, float]:
-    """(bytes, estimated per-tensor bytes scaled to them, share measured exactly) of one draw."""
+def price_draw(sd: dict, rows, streams, kind: str, plan, comp_name: str, fit) -> tuple[float, dict, float | None]:
+    """(bytes, per-tensor bytes, share measured exactly) of one draw; share None: measured whole."""
     from pgolf.budget.exact.measure import measure_budget
 
     stored = int(rows["payload_bytes"].sum())
     if stored <= LIKE_EXACT_MAX_BYTES:
         measured = measure_budget(sd, plan, comp_name, verify=False)
         return (float(measured.headline["bytes_model"]),
-                dict(zip(measured.frame["name"], measured.frame["compressed_bytes"])), 1.0)
+                dict(zip(measured.frame["name"], measured.frame["compressed_bytes"])), None)
     est = estimate_model(streams, kind, comp_name, fit)
     sizes = {n: int(b) for n, b, tied in zip(rows["name"], rows["payload_bytes"], rows["tied_to"])
              if not isinstance(tied, str)}
@@ -126,19 +126,20 @@ def _draw_bytes(sd: dict, rows, streams, kind: str, plan, comp_name: str, fit) -
 
 
 def like_bytes(specs, plan, comp_name: str, like: Recipe, fit: dict, interval: bool, err: float) -> dict:
-    """The mean over LIKE_DRAWS seeded state dicts drawn from the checkpoint (`_draw_bytes` each).
+    """The mean over LIKE_DRAWS seeded state dicts drawn from the checkpoint (`price_draw` each).
 
     The interval is the draws' 95% prediction interval, widened by (a) the estimator's worst error
     times |ln(stored bytes / the checkpoint's)| (at most 1): an allowance for carrying the recipe to
     another shape, none at the checkpoint's own size; and (b) `sub_model_bound` where a draw was
     measured only in part. Returns rows (the first draw's estimator rows), per_tensor, central,
-    low, high, variants (bytes per draw, "kind"), share (smallest over the draws) and notes.
+    low, high, variants (bytes per draw, "kind"), whole (every draw measured whole), share
+    (smallest over the draws) and notes.
     """
     variants, shares, rows, per_tensor, missing, kind = {}, [], None, {}, [], ""
     for seed in range(LIKE_DRAWS if interval else 1):
         sd, missing = like_state_dict(specs, like, seed)
         draw_rows, streams, kind, _ = estimate_streams(sd, plan)
-        value, tensors, share = _draw_bytes(sd, draw_rows, streams, kind, plan, comp_name, fit)
+        value, tensors, share = price_draw(sd, draw_rows, streams, kind, plan, comp_name, fit)
         variants[f"draw{seed}"] = value
         shares.append(share)
         if rows is None:
@@ -148,7 +149,8 @@ def like_bytes(specs, plan, comp_name: str, like: Recipe, fit: dict, interval: b
     stored = int(rows["payload_bytes"].sum())
     stored_ckpt = like.stored_bytes(plan)
     transfer = err * min(1.0, abs(math.log(max(stored, 1) / max(stored_ckpt, 1))))
-    share = min(shares)
+    whole = all(s is None for s in shares)
+    share = min(1.0 if s is None else s for s in shares)
     part = sub_model_bound(share, err)
     low = (central - half) * (1 - transfer) * (1 - part)
     high = (central + half) * (1 + transfer) * (1 + part)
@@ -156,7 +158,7 @@ def like_bytes(specs, plan, comp_name: str, like: Recipe, fit: dict, interval: b
     shown = "; ".join(f"{r.role} {r.entropy_bits_per_value:.2f} bits/value"
                       + ("" if math.isnan(r.floor_bound_frac) else f", floor binds {r.floor_bound_frac:.0%}")
                       for r in table.itertuples() if not math.isnan(r.entropy_bits_per_value))
-    if share == 1.0:
+    if whole:
         how = f"each draw built as an artifact and measured exactly (it stores at most {LIKE_EXACT_MAX_BYTES:,} bytes)"
     else:
         how = (f"each draw stores {stored:,} bytes (> {LIKE_EXACT_MAX_BYTES:,}): a sub-model of its whole tensors "
@@ -168,10 +170,11 @@ def like_bytes(specs, plan, comp_name: str, like: Recipe, fit: dict, interval: b
              f"interval: a 95% prediction interval from the spread of {len(draws)} independent draw(s) (Student t), "
              f"widened by {transfer:.2%} (the estimator's worst error {err:.2%} x |ln(stored bytes {stored:,} / "
              f"checkpoint's {stored_ckpt:,})|, at most 1)"
-             + ("" if share == 1.0 else f" and by {part:.2%} (the part not measured, {1 - share:.2%}, "
+             + ("" if whole else f" and by {part:.2%} (the part not measured, {1 - share:.2%}, "
                                         f"x 2 x {err:.2%} / (1 - {err:.2%}))")]
     if missing:
         notes.append(f"no counterpart in the checkpoint, default synthetic values: {', '.join(missing[:4])}"
                      + (" ..." if len(missing) > 4 else ""))
     return {"rows": rows, "per_tensor": per_tensor, "central": central, "low": low, "high": high,
-            "variants": {**variants, "kind": kind}, "share": share, "notes": notes}
+            "variants": {**variants, "kind": kind}, "whole": whole, "share": share,
+            "notes": notes}

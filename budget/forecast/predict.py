@@ -159,7 +159,7 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
             "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param, "payload_bytes": int(frame["payload_bytes"].sum()),
             "artifact": variants.pop("kind"), "estimated": True, "scale": "like" if like is not None else scale}
     if like is not None:
-        head.update(like=like.source, like_path="exact" if priced["share"] == 1.0 else "sub-model",
+        head.update(like=like.source, like_path="exact" if priced["whole"] else "sub-model",
                     measured_share=round(priced["share"], 6))
     notes.append("EXACT: params, payload_bytes, values_bytes, scales_bytes, bits_per_value, bytes_code; "
                  "PREDICTED: bytes_model (interval bytes_model_low..bytes_model_high), bytes_total, "
