@@ -72,6 +72,8 @@ COLUMNS: dict[str, str] = {
     "bytes_total_high": "bytes_model_high + bytes_code",
     "scale": "the weight scale a prediction assumed: long, calibrated, or like (a checkpoint's own values)",
     "like": "the checkpoint whose own values priced the prediction (pgolf predict --like)",
+    "like_path": "how --like priced its draws: exact (each built and measured whole) or sub-model (an exact sub-model over its share of the estimate)",
+    "measured_share": "share of each --like draw's bytes measured exactly (smallest over the draws; 1: every draw measured whole)",
     "delta_params": "params of B - params of A (exact)",
     "delta_payload_bytes": "payload_bytes of B - payload_bytes of A (exact)",
     "delta_bytes_model": "predicted bytes_model of B - that of A, same statistics and paired draws",

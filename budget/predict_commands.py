@@ -110,8 +110,8 @@ def parse_delta(items: list[str]) -> dict:
 
 
 def _json(report) -> str:
-    """The report's JSON with its notes, which say which numbers are exact and which predicted."""
-    return json.dumps({**report.to_dict(), "notes": report.notes}, indent=2, allow_nan=False)
+    """The report's JSON: numbers, `exactness` and `interval` of each, and the notes saying where they come from."""
+    return json.dumps(report.to_dict(), indent=2, allow_nan=False)
 
 
 def run_predict(args) -> int:
@@ -149,7 +149,7 @@ def run_predict(args) -> int:
     if report is None:
         answer["note"] = f"even the smallest {args.dimension} does not fit in {budget:,} bytes"
     if args.json:
-        print(json.dumps({**answer, **({"prediction": {**report.to_dict(), "notes": report.notes}} if report else {})}, indent=2))
+        print(json.dumps({**answer, **({"prediction": report.to_dict()} if report else {})}, indent=2, allow_nan=False))
         return 0
     if report is None:
         print(f"pgolf predict --fit: {answer['note']}")

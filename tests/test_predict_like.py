@@ -10,7 +10,6 @@ import torch
 from conftest import fixture_path
 from pgolf.budget import predict_commands
 from pgolf.budget.exact.measure import measure_budget
-from pgolf.budget.forecast import predict as predict_mod
 from pgolf.budget.forecast.like import Recipe, draw_like, load_recipe, recipe_table, source_name
 from pgolf.budget.forecast.predict import config_specs, predict, predict_delta
 from pgolf.budget.forecast.shapes import baseline_specs, infer_config, param_count
@@ -57,17 +56,6 @@ def test_like_predicts_its_own_shape_within_one_percent(model, plan, compressor)
     assert abs(h["bytes_model"] / exact - 1) < 0.01, (h["bytes_model"], exact)
     assert h["payload_bytes"] == measure_budget(r.tensors, plan, "zlib", per_tensor=False).headline["payload_bytes"]
     assert h["bytes_model_low"] < h["bytes_model"] < h["bytes_model_high"] and h["scale"] == "like"
-
-
-def test_like_estimated_path_stays_within_the_estimators_error(d128, monkeypatch):
-    """Above LIKE_EXACT_MAX_BYTES draws are estimated and anchored on the checkpoint's exact bytes."""
-    plan = quantize_small("int6-floor")
-    exact = measure_budget(d128.tensors, plan, "zstd", per_tensor=False).headline["bytes_model"]
-    monkeypatch.setattr(predict_mod, "LIKE_EXACT_MAX_BYTES", 0)
-    report = predict(**d128.config, plan=plan, compressor="zstd", like=d128)
-    err = predict_mod.fit_entry(predict_mod.load_fit(), "zstd")[1]["artifact_rel_err_max"]
-    assert abs(report.headline["bytes_model"] / exact - 1) <= err
-    assert any("exact/estimated bytes" in n for n in report.notes)
 
 
 def test_like_grows_with_depth_and_maps_blocks_by_relative_depth(d128):

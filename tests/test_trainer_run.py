@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from pgolf.budget.quant import official
 from pgolf.trainer.train_gpt import quantize_state_dict_int8
-from trainer_fixtures import SCRIPT, SMALL_RUN, loss_lines, run_script, session_cache_dir, shared_corpus, shared_run
+from trainer_fixtures import (SCRIPT, SMALL_RUN, UNINTERRUPTED_NAME, UNINTERRUPTED_RUN, loss_lines, run_script,
+                              session_cache_dir, shared_corpus, shared_run)
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,9 @@ def data(tmp_path_factory):
 def trained(tmp_path_factory, data):
     """One uninterrupted 200-step run shared by the tests below and across xdist workers
     (about 30 s of one CPU core)."""
-    env = {**SMALL_RUN, **data, "ITERATIONS": str(STEPS), "WARMDOWN_ITERS": "50", "VAL_LOSS_EVERY": str(HALF),
-           "TRAIN_LOG_EVERY": "10", "CHECKPOINT_EVERY": str(HALF), "RUN_ID": "uninterrupted"}
-    out, results = shared_run(tmp_path_factory, "trainer-uninterrupted", env)
+    env = {**UNINTERRUPTED_RUN, **data}
+    assert (env["ITERATIONS"], env["CHECKPOINT_EVERY"]) == (str(STEPS), str(HALF))
+    out, results = shared_run(tmp_path_factory, UNINTERRUPTED_NAME, env)
     return SimpleNamespace(out=out, env={**env, "OUT_DIR": str(out)}, results=results,
                            log=(out / "train.log").read_text())
 

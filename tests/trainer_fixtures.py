@@ -19,6 +19,11 @@ SCRIPT = ROOT / "trainer" / "train_gpt.py"
 SMALL_RUN = dict(DEVICE="cpu", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", MLP_MULT="2",
                  TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", VAL_TOKENS="16384", VAL_BATCH_SIZE="16384",
                  MAX_WALLCLOCK_SECONDS="0", WARMUP_STEPS="0", SEED="7")
+# The one uninterrupted 200-step run of SMALL_RUN (about 30 s of one core) that the trainer tests and
+# the --like test on our own recipe share; shared_run builds it once per session under this name.
+UNINTERRUPTED_NAME = "trainer-uninterrupted"
+UNINTERRUPTED_RUN = {**SMALL_RUN, "ITERATIONS": "200", "WARMDOWN_ITERS": "50", "VAL_LOSS_EVERY": "100",
+                     "TRAIN_LOG_EVERY": "10", "CHECKPOINT_EVERY": "100", "RUN_ID": "uninterrupted"}
 
 
 def session_dir(tmp_path_factory) -> Path:

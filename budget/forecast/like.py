@@ -7,10 +7,8 @@ D), or of the same role when the name is absent, and `draw_like` resamples it to
 (a seeded row shuffle; rows or columns taken without replacement when fewer are needed, all of
 them plus redrawn ones, each with its columns shuffled, when more are). Values keep the
 checkpoint's scale, so whatever its recipe did to them (weight decay pushing rows under a scale
-floor, tails, untrained embedding rows, row-scale spread) carries over. The plan's compressed
-bytes of that state dict come from the fast estimator, anchored on the checkpoint itself: its
-exact bytes under the plan and compressor, measured once, over the estimator's value for it
-(`anchor_ratio`).
+floor, tails, untrained embedding rows, row-scale spread) carries over. like_bytes.py prices
+the drawn state dicts (measured exactly, or through an exact sub-model when large).
 
 >>> import torch
 >>> w = torch.arange(12.0).reshape(3, 4)
@@ -42,13 +40,11 @@ LIKE_COLUMNS = ("role", "matrices", "numel", "std", "kurtosis", "row_log_sd", "e
 
 @dataclasses.dataclass
 class Recipe:
-    """A checkpoint's float tensors as statistics for `predict(like=...)`; anchors cached per
-    (plan, compressor): (exact bytes, estimated bytes, stored payload bytes) of the checkpoint."""
+    """A checkpoint's float tensors as statistics for `predict(like=...)`."""
 
     source: str
     tensors: dict[str, Tensor] = dataclasses.field(repr=False)
     config: dict | None = None
-    anchors: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def stored_bytes(self, plan: Plan) -> int:
         """Payload bytes (before compression) of the checkpoint under the plan: exact, no quantizing."""
@@ -161,20 +157,6 @@ def like_state_dict(specs: list[TensorSpec], recipe: Recipe, seed: int = 0) -> t
                       keep_order=role_of(src) in ("embedding", "head"), reuse=uses[src] > 1)
         out[spec.name] = t  # the checkpoint's dtype: a bf16-trained tensor stored as fp16 keeps zero low bits
     return out, [s.name for s in missing]
-
-
-def anchor(recipe: Recipe, plan: Plan, compressor: str, fit: dict) -> tuple[int, float, int]:
-    """(exact bytes_model, estimated bytes, stored payload bytes) of the checkpoint itself, cached."""
-    from pgolf.budget.exact.measure import measure_budget
-    from pgolf.budget.forecast.estimate import estimate_model_bytes, estimate_streams
-
-    key = (plan.to_json(), compressor)
-    if key not in recipe.anchors:
-        exact = measure_budget(recipe.tensors, plan, compressor, per_tensor=False, verify=False)
-        frame, streams, kind, _ = estimate_streams(recipe.tensors, plan)
-        est, _ = estimate_model_bytes(streams, kind, compressor, fit)
-        recipe.anchors[key] = (int(exact.headline["bytes_model"]), float(est), int(frame["payload_bytes"].sum()))
-    return recipe.anchors[key]
 
 
 def recipe_table(recipe: Recipe, plan: str | Plan) -> pd.DataFrame:

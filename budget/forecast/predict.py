@@ -9,7 +9,7 @@ fitted correction). Matrices that share role, shape and scheme share one draw, e
 its own. The interval moves each statistic to each end of its calibration range (all roles
 together), one statistic at a time, sums the moves on each side, and widens by the estimator's
 worst whole-artifact error. `like=` (like.py) replaces the statistics with a checkpoint's own
-values; `predict_delta` pairs two predictions (configs or plans) draw by draw.
+values, priced by like_bytes.py; `predict_delta` pairs two predictions (configs or plans) draw by draw.
 
 >>> r = predict(layers=9, dim=512, mlp_mult=2, vocab=1024, plan="official-int8", compressor="zlib")
 >>> r.headline["params"], r.headline["bytes_model_low"] <= r.headline["bytes_model"] <= r.headline["bytes_model_high"]
@@ -30,12 +30,13 @@ from pgolf.budget.exact.build import artifact_kind
 from pgolf.budget.forecast.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.forecast.estimate import estimate_model_bytes, estimate_streams, fit_entry, load_fit, packed_streams
-from pgolf.budget.forecast.like import Recipe, anchor, like_state_dict, recipe_table
+from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
+from pgolf.budget.forecast.like import Recipe
+from pgolf.budget.forecast.like_bytes import like_bytes, prediction_half_width
+from pgolf.budget.forecast.predict_report import DeltaReport, PredictReport
 from pgolf.budget.exact.measure import code_sizes_for, tensor_row
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.quant.plans import resolve_plan
-from pgolf.budget.report_base import Report
 from pgolf.budget.quant.schemes import get_scheme
 from pgolf.budget.forecast.shapes import TensorSpec, baseline_specs, synthetic_state_dict
 
@@ -49,27 +50,6 @@ SCALES = ("long", "calibrated")
 DIMENSIONS = {  # --fit dimension -> (config key, smallest value, step)
     "layers": ("layers", 1, 1), "dim": ("dim", 64, 64), "mlp-mult": ("mlp_mult", 0.5, 0.5), "vocab": ("vocab", 256, 128),
 }
-
-
-LIKE_DRAWS = 3  # independent draws of a --like state dict: their spread is the interval
-# A --like draw storing at most this many bytes is built and measured exactly (a second or two
-# with any codec); larger ones go through the estimator, anchored on the checkpoint.
-LIKE_EXACT_MAX_BYTES = 1 << 22
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, 97.5th percentile, by degrees of freedom
-
-
-@dataclasses.dataclass(repr=False)
-class PredictReport(Report):
-    """Predicted bytes for a config: headline with interval, one row per tensor.
-
-    `variants` (not rendered) holds the model bytes of every evaluation behind the interval
-    (central and each moved statistic, or each --like draw), which `predict_delta` pairs up.
-
-    >>> type(predict(layers=2, dim=128, plan="int6")).__name__
-    'PredictReport'
-    """
-
-    variants: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 def config_specs(layers=9, dim=512, heads=8, kv_heads=4, mlp_mult=2, vocab=1024, untied=False,
@@ -161,7 +141,9 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
         raise PgolfInputError(None, f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     err = float(entry.get("artifact_rel_err_max", 0.0))
     if like is not None:
-        frame, central, low, high, variants, notes = _like_bytes(specs, plan, comp.name, like, fit, interval, err)
+        priced = like_bytes(specs, plan, comp.name, like, fit, interval, err)
+        frame = _like_frame(priced["rows"], priced["per_tensor"])
+        central, low, high, variants, notes = (priced[k] for k in ("central", "low", "high", "variants", "notes"))
     else:
         frame, central, low, high, variants, notes = _stats_bytes(specs, plan, comp.name, stats or load_weight_stats(),
                                                                   fit, interval, scale, err, key)
@@ -177,7 +159,8 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
             "headroom_bytes": t.headroom_bytes, "bits_per_param": t.bits_per_param, "payload_bytes": int(frame["payload_bytes"].sum()),
             "artifact": variants.pop("kind"), "estimated": True, "scale": "like" if like is not None else scale}
     if like is not None:
-        head["like"] = like.source
+        head.update(like=like.source, like_path="exact" if priced["whole"] else "sub-model",
+                    measured_share=round(priced["share"], 6))
     notes.append("EXACT: params, payload_bytes, values_bytes, scales_bytes, bits_per_value, bytes_code; "
                  "PREDICTED: bytes_model (interval bytes_model_low..bytes_model_high), bytes_total, "
                  "bytes_total_high, headroom_bytes, bits_per_param, compressed_bytes")
@@ -189,13 +172,21 @@ def predict(layers: int = 9, dim: int = 512, mlp_mult: float = 2, vocab: int = 1
     return PredictReport(title=title, headline=head, frame=frame, notes=notes, variants=variants)
 
 
-def _frame(rows: list[dict], per_tensor: dict[str, float], ratio: float = 1.0) -> pd.DataFrame:
+def _frame(rows: list[dict], per_tensor: dict[str, float]) -> pd.DataFrame:
     """Predict's per-tensor rows: the exact path's columns (tensor_row) plus role and compressed_bytes."""
     frame = pd.DataFrame(rows)
     frame["kind"] = ["quantized" if get_scheme(s).kind == "quantized" else "passthrough" for s in frame["scheme"]]
     frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
-    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0) * ratio)) for n in frame["name"]]
+    frame["compressed_bytes"] = [int(round(per_tensor.get(n, 0.0))) for n in frame["name"]]
     return frame
+
+
+def _like_frame(rows: pd.DataFrame, per_tensor: dict[str, float]) -> pd.DataFrame:
+    """Predict's rows for a --like draw: the estimator's rows re-derived with tensor_row, plus role."""
+    roles = [role_of(n) or "control" for n in rows["name"]]
+    base = [tensor_row(n, tuple(sh), getattr(torch, d), get_scheme(sc))
+            for n, sh, d, sc in zip(rows["name"], rows["shape"], rows["dtype"], rows["scheme"])]
+    return _frame([{**b, "role": r} for b, r in zip(base, roles)], per_tensor)
 
 
 def _stats_bytes(specs, plan, comp_name, stats, fit, interval, scale, err, key):
@@ -231,83 +222,19 @@ def _stats_bytes(specs, plan, comp_name, stats, fit, interval, scale, err, key):
     return _frame(rows, per_tensor), central, low, high, {**variants, "kind": kind}, notes
 
 
-def _like_bytes(specs, plan, comp_name, like: Recipe, fit, interval, err):
-    """Bytes from the checkpoint's own values: the mean over LIKE_DRAWS seeded state dicts, each
-    measured exactly when it stores at most LIKE_EXACT_MAX_BYTES, else estimated and scaled by the
-    checkpoint's exact/estimated ratio. The interval is the spread of the draws, widened by the
-    estimator's worst error in proportion to how far the stored bytes move from the checkpoint's
-    (|ln ratio|, at most 1): an allowance for extrapolating the recipe to another shape, none at
-    the checkpoint's own size."""
-    from pgolf.budget.exact.measure import measure_budget
-
-    variants, frame, missing, kind, exact_draws, ratio = {}, None, [], "", None, 1.0
-    for seed in range(LIKE_DRAWS if interval else 1):
-        sd, missing = like_state_dict(specs, like, seed)
-        rows, streams, kind, _ = estimate_streams(sd, plan)
-        stored = int(rows["payload_bytes"].sum())
-        if exact_draws is None:
-            exact_draws = stored <= LIKE_EXACT_MAX_BYTES
-        if exact_draws:
-            measured = measure_budget(sd, plan, comp_name, verify=False)
-            variants[f"draw{seed}"] = float(measured.headline["bytes_model"])
-            per_tensor = dict(zip(measured.frame["name"], measured.frame["compressed_bytes"]))
-        else:
-            exact, est_ckpt, stored_ckpt = anchor(like, plan, comp_name, fit)
-            ratio = exact / est_ckpt if est_ckpt > 0 else 1.0
-            est, per_tensor = estimate_model_bytes(streams, kind, comp_name, fit)
-            variants[f"draw{seed}"] = est * ratio
-        if frame is None:
-            roles = [role_of(n) or "control" for n in rows["name"]]
-            base = [tensor_row(n, tuple(sh), getattr(torch, d), get_scheme(sc))
-                    for n, sh, d, sc in zip(rows["name"], rows["shape"], rows["dtype"], rows["scheme"])]
-            frame = _frame([{**b, "role": r} for b, r in zip(base, roles)], per_tensor, ratio)
-    draws = np.array(list(variants.values()))
-    central = float(draws.mean())
-    # the trained model is one more draw: a 95% prediction interval from the draws' spread
-    half = T95[len(draws) - 1] * float(draws.std(ddof=1)) * math.sqrt(1 + 1 / len(draws)) if len(draws) > 1 else 0.0
-    stored = int(frame["payload_bytes"].sum())
-    stored_ckpt = like.stored_bytes(plan)
-    transfer = err * min(1.0, abs(math.log(max(stored, 1) / max(stored_ckpt, 1))))
-    low, high = (central - half) * (1 - transfer), (central + half) * (1 + transfer)
-    table = recipe_table(like, plan)
-    shown = "; ".join(f"{r.role} {r.entropy_bits_per_value:.2f} bits/value"
-                      + ("" if math.isnan(r.floor_bound_frac) else f", floor binds {r.floor_bound_frac:.0%}")
-                      for r in table.itertuples() if not math.isnan(r.entropy_bits_per_value))
-    how = ("each draw built as an artifact and measured exactly (it stores at most "
-           f"{LIKE_EXACT_MAX_BYTES:,} bytes)" if exact_draws else
-           f"each draw estimated, times the checkpoint's exact/estimated bytes {exact:,}/{est_ckpt:,.0f} = "
-           f"{ratio:.4f} under this plan and compressor")
-    notes = [f"PREDICTED from {like.source}: the mean of {len(variants)} state dict(s) drawn from the checkpoint's "
-             f"own values (same name at the same relative depth, else the same role), {how}",
-             f"checkpoint statistics under {plan.name}: {shown or 'no quantized matrix'}",
-             f"interval: a 95% prediction interval from the spread of {len(variants)} independent draw(s) (Student t), "
-             f"widened by {transfer:.2%} (the estimator's "
-             f"worst error {err:.2%} x |ln(stored bytes {stored:,} / checkpoint's {stored_ckpt:,})|, at most 1)"]
-    if missing:
-        notes.append(f"no counterpart in the checkpoint, default synthetic values: {', '.join(missing[:4])}"
-                     + (" ..." if len(missing) > 4 else ""))
-    return frame, central, low, high, {**variants, "kind": kind}, notes
-
-
-@dataclasses.dataclass(repr=False)
-class DeltaReport(Report):
-    """The change in bytes from config/plan A to B under the same statistics, one row per role.
-
-    >>> r = predict_delta({"layers": 4, "dim": 256}, {"layers": 5}, plan="int6", compressor="zstd")
-    >>> r.headline["delta_params"], r.headline["delta_bytes_model_low"] <= r.headline["delta_bytes_model"] <= r.headline["delta_bytes_model_high"]
-    (459784, True)
-    """
-
-
 def predict_delta(config: dict, change: dict | None = None, plan="official-int8", plan_b=None,
                   compressor="zlib", **kw) -> DeltaReport:
     """Predicted bytes of config B (= config updated by `change`) under plan B (default: plan) minus
-    those of config A under plan, with the same statistics and the same draws for both.
+    those of config A under plan, with the same statistics and the same draws for both (a
+    DeltaReport: one row per role; A's and B's bytes keep their own intervals).
 
     The interval pairs the evaluations: with the shipped statistics each statistic moved for both
     A and B (the change in the delta, summed on each side); with --like the delta of each draw.
     Then it is widened by the estimator's worst relative error applied to the delta itself.
 
+    >>> r = predict_delta({"layers": 4, "dim": 256}, {"layers": 5}, plan="int6", compressor="zstd")
+    >>> r.headline["delta_params"], r.headline["delta_bytes_model_low"] <= r.headline["delta_bytes_model"] <= r.headline["delta_bytes_model_high"]
+    (459784, True)
     >>> r = predict_delta({"layers": 2, "dim": 128}, plan="int6", plan_b="int6-floor", compressor="zstd", interval=False)
     >>> r.headline["delta_params"], r.headline["delta_payload_bytes"], r.headline["plan_b"]
     (0, 0, 'int6-floor')
@@ -323,7 +250,7 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
     else:
         deltas = np.array([vb[k] - va[k] for k in va if k in vb])
         d0 = float(deltas.mean())
-        half = T95[len(deltas) - 1] * float(deltas.std(ddof=1)) * math.sqrt(1 + 1 / len(deltas)) if len(deltas) > 1 else 0.0
+        half = prediction_half_width(deltas)
         low, high = d0 - half, d0 + half
     _, entry = fit_entry(kw.get("fit") or load_fit(), a.headline["compressor"])
     err = float(entry.get("artifact_rel_err_max", 0.0)) * abs(d0)
@@ -345,13 +272,18 @@ def predict_delta(config: dict, change: dict | None = None, plan="official-int8"
     frame["delta_bytes_model"] = frame["compressed_bytes_b"] - frame["compressed_bytes"]
     what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in change.items())
     what += ("; " if what and plan_b is not None else "") + (f"plan {ha['plan']} -> {hb['plan']}" if plan_b is not None else "")
-    notes = ["EXACT: delta_params, delta_payload_bytes (and params, payload_bytes of A and B)",
-             f"PREDICTED: bytes_model, bytes_model_b, delta_bytes_model with its interval "
-             f"delta_bytes_model_low..delta_bytes_model_high: paired evaluations of A and B ({pairs} each), "
-             f"widened by the estimator's worst error times |delta| ({err:,.0f} bytes)",
-             "A: " + a.notes[0]]
+    notes = ["EXACT: delta_params, delta_payload_bytes (and params, payload_bytes of A and B, per role too)",
+             f"PREDICTED: delta_bytes_model with its interval delta_bytes_model_low..delta_bytes_model_high: paired "
+             f"evaluations of A and B ({pairs} each), widened by the estimator's worst error times |delta| "
+             f"({err:,.0f} bytes); bytes_model (interval {ha['bytes_model_low']:,} .. {ha['bytes_model_high']:,}) "
+             f"and bytes_model_b (interval {hb['bytes_model_low']:,} .. {hb['bytes_model_high']:,}) with their own "
+             f"intervals; per role, compressed_bytes, compressed_bytes_b and delta_bytes_model are A's and B's "
+             f"predicted per-tensor bytes summed (no interval of their own)",
+             "A: " + a.notes[0]] + (["B: " + b.notes[0]] if b.notes[0] != a.notes[0] else [])
+    ranges = {"bytes_model": (ha["bytes_model_low"], ha["bytes_model_high"]),
+              "bytes_model_b": (hb["bytes_model_low"], hb["bytes_model_high"])}
     return DeltaReport(title=f"pgolf predict --delta: {what or 'no change'} ({a.title.removeprefix('pgolf predict: ')})",
-                       headline=head, frame=frame, notes=notes)
+                       headline=head, frame=frame, notes=notes, ranges=ranges)
 
 
 def _grid(dimension: str, config: dict) -> tuple[str, float, float]:
