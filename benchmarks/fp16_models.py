@@ -8,8 +8,8 @@ by the magnitude) and its low byte (8 bits as a tree, or raw). Contexts select w
 they read only values already coded (left, above, running row / column means of the exponent).
 
 `ideal_bytes(mats, config)` sums -log2 p over all bits (float64; a range coder adds a few bytes per
-stream). `encode` / `decode_source` are an LZMA-style binary range coder for the context-free
-model and the minified pure-Python decoder a submission would ship, to measure its code bytes.
+stream). `encode` / `decode` are an LZMA-style binary range coder for the context-free
+model and, through DECODER_SOURCE, the minified pure-Python decoder a submission would ship.
 `gaussian_bound` is the cost of the high bytes under a Gaussian whose scale is each value's row
 rms x column rms / tensor rms, those scales known for free: what a scale context could reach;
 `gaussian_causal` the same with the scales estimated from the values already coded.
@@ -48,7 +48,8 @@ CONFIGS = {  # name -> (context of the high byte, context of the low byte, limit
 
 def _shifted(e: np.ndarray, rows: int, cols: int, fill: int) -> np.ndarray:
     out = np.full_like(e, fill)
-    out[rows:, cols:] = e[:e.shape[0] - rows, :e.shape[1] - cols]
+    if rows < e.shape[0] and cols < e.shape[1]:
+        out[rows:, cols:] = e[:e.shape[0] - rows, :e.shape[1] - cols]
     return out
 
 
