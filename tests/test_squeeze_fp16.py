@@ -40,6 +40,8 @@ def test_coded_bytes_meet_the_ideal_length_and_constant_data_costs_little():
     noise = np.random.default_rng(0).integers(0, 65536, (64, 64)).astype(np.uint16)
     assert 8192 <= fm.ideal_bytes([noise], "order0") < 8192 * 1.03  # no model beats random bits; adapting costs
     assert 8192 <= fm.ideal_bytes([noise], "order0, lo raw") < 4096 + 4096 * 1.03
+    for config in fm.CONFIGS:  # a causal model under 8190 bytes here would have a chance below 2**-16 (Kraft)
+        assert 8190 < fm.ideal_bytes([noise], config) < 8192 * 1.1, config  # up to 33 contexts to learn
 
 
 def test_fixture_order0_coder_within_8_bytes_of_its_ideal_and_near_brotli():
