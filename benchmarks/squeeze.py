@@ -13,7 +13,10 @@ encode + decode of every tensor's symbols (constriction, one thread), scaled to 
 --artifacts: instead, whole artifacts of the synthetic model under ans, ans:row16, ans:col16,
 brotli+byte-shuffle and best (build_artifact bytes, build and read-back seconds, the emitted
 decoder's bytes). --planes: byte-plane coding of the fixtures' fp16 passthrough tensors
-(brotli-11 + byte-shuffle against order-0 ANS per plane, and conditional floors). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
+(brotli-11 + byte-shuffle against order-0 ANS per plane, and conditional floors). --fp16-models:
+adaptive context models of the fixtures' fp16 passthrough matrices (fp16_models.py; ideal code
+lengths, an order-0 range coder run for real, bounds) against brotli-11 + byte-shuffle on the same
+bytes, and whole artifacts net of their decoders (docs/squeeze.md). --codecs A,B: only these codecs (squeeze) or compressors (--artifacts).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import time
 
 import numpy as np
 import torch
+
+import fp16_models
 
 from pgolf.budget.exact.build import assign, build_artifact, quantize_item
 from pgolf.budget.exact.decode import read_artifact
@@ -110,6 +115,58 @@ def fp16_planes(label, sd, plan) -> dict:
     return {k: round(v) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def fp16_models_report(label, sd) -> list[dict]:
+    """Adaptive context models (fp16_models.py) on every fp16 passthrough matrix of `sd` against
+    brotli-11 + byte-shuffle of the same bytes (one stream, as in an artifact), the order-0 floor
+    (per tensor, tables free), the Gaussian scale bound (per tensor the smaller of it and the high
+    bytes' order-0 floor; low bytes at their floor) and an optimistic causal model: per tensor the
+    smaller of the causal Gaussian (float) and the order-0 floor for the high bytes, the low bytes at
+    their floor; then per plan the whole artifacts under
+    brotli + byte-shuffle and best with their decoders, and an optimistic estimate of an artifact
+    whose fp16 bytes take the best counting model: brotli + byte-shuffle's artifact less the fp16
+    bytes' brotli stream plus the model's bytes, its decoder brotli's + the order-0 range decoder
+    + 100 bytes of dispatch and sizes; the same with the optimistic causal model and no extra code."""
+    items = [i for i in assign(sd, PLANS[1]) if i.tied_to is None and i.scheme.name == "fp16"]
+    mats = [np.frombuffer(quantize_item(i).values, np.uint16).reshape(i.shape[0], -1) for i in items]
+    raw = b"".join(m.tobytes() for m in mats)
+    h = {"source": label, "tensors": len(mats), "values": len(raw) // 2,
+         "brotli_shuffle": len(get_compressor("brotli+byte-shuffle").compress(raw))}
+    planes = [(m >> 8).astype(np.uint8) for m in mats], [(m & 255).astype(np.uint8) for m in mats]
+    h["floor_order0_tables_free"] = round(sum(entropy.entropy_bits(x) for p in planes for x in p) / 8)
+    hi_floor = [entropy.entropy_bits(x) / 8 for x in planes[0]]
+    lo_floor = sum(entropy.entropy_bits(x) for x in planes[1]) / 8
+    h["bound_hi_gaussian_scales_free"] = round(sum(min(fp16_models.gaussian_bound(m), f)
+                                                   for m, f in zip(mats, hi_floor)) + lo_floor)
+    h["optimistic_gaussian_causal"] = round(sum(min(fp16_models.gaussian_causal(m), f)
+                                                for m, f in zip(mats, hi_floor)) + lo_floor)
+    h["models"] = {name: round(fp16_models.ideal_bytes(mats, name)) for name in fp16_models.CONFIGS}
+    t0 = time.perf_counter()
+    blob = fp16_models.encode(mats)
+    t1 = time.perf_counter()
+    assert fp16_models.decode(blob, [m.size for m in mats]) == raw
+    h["order0_coded"] = {"bytes": len(blob), "encode_s": round(t1 - t0, 1),
+                         "decode_s": round(time.perf_counter() - t1, 1),
+                         "decoder_bytes": len(fp16_models.DECODER_SOURCE.encode())}
+    best_name = min(h["models"], key=h["models"].get)
+    h["best_model"] = best_name
+    h["best_model_vs_brotli"] = round(h["models"][best_name] / h["brotli_shuffle"] - 1, 5)
+    out = [h]
+    for plan in PLANS:
+        row = {"source": label, "plan": plan}
+        for comp in ("brotli+byte-shuffle", "best"):
+            row[comp] = [len(build_artifact(sd, plan, comp)), len(decoder_source(plan, comp, sd).encode())]
+        base = sum(row["brotli+byte-shuffle"])
+        row["best_vs_brotli_net"] = round(sum(row["best"]) / base - 1, 5)
+        rest = row["brotli+byte-shuffle"][0] - h["brotli_shuffle"]  # the artifact less its fp16 bytes' share
+        est = rest + h["models"][best_name] + row["brotli+byte-shuffle"][1] + h["order0_coded"]["decoder_bytes"] + 100
+        row["fp16_model_estimate_net"] = est
+        row["fp16_model_vs_brotli_net"] = round(est / base - 1, 5)
+        free = rest + h["optimistic_gaussian_causal"] + row["brotli+byte-shuffle"][1]
+        row["optimistic_gaussian_vs_brotli_no_extra_code"] = round(free / base - 1, 5)
+        out.append(row)
+    return out
+
+
 def artifacts(sd, comps=ARTIFACT_COMPRESSORS) -> list[dict]:
     out = []
     for plan in PLANS:
@@ -131,6 +188,7 @@ def main() -> None:
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--artifacts", action="store_true")
     ap.add_argument("--planes", action="store_true")
+    ap.add_argument("--fp16-models", action="store_true")
     ap.add_argument("--codecs", help="comma-separated squeeze codecs (default: all) or, with --artifacts, "
                                      "compressor specs (default: " + ",".join(ARTIFACT_COMPRESSORS) + ")")
     args = ap.parse_args()
@@ -138,6 +196,15 @@ def main() -> None:
     chosen = tuple(args.codecs.split(",")) if args.codecs else None
     if args.artifacts:
         results = artifacts(synthetic_state_dict(baseline_specs(), seed=0), chosen or ARTIFACT_COMPRESSORS)
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
+    if args.fp16_models:
+        results = []
+        for p in sorted(FIXTURES.glob("*/final_model.pt")):
+            for r in fp16_models_report(p.parent.name, torch.load(p, weights_only=True, map_location="cpu")):
+                results.append(r)
+                print(json.dumps(r), flush=True)
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
         return

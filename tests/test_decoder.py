@@ -102,6 +102,33 @@ def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, co
     assert list(got) == list(want) and all(bits_equal(got[k], want[k]) for k in want)
 
 
+def fp16_model() -> dict[str, torch.Tensor]:
+    """Matrices of <= 65,536 values: official-int8 keeps them fp16, and `best` takes brotli + byte-shuffle (id 5)."""
+    g = torch.Generator().manual_seed(2)
+    return {"blocks.0.attn.c_q.weight": torch.randn(128, 256, generator=g) * 0.02,
+            "blocks.0.mlp.fc.weight": torch.randn(256, 128, generator=g) * torch.logspace(-1, 0, 128) * 0.05}
+
+
+def test_best_decoder_reads_the_byte_shuffled_choice(tmp_path):
+    sd = fp16_model()
+    blob = build_artifact(sd, "official-int8", "best")
+    body = blob[8 + blob[7]:]
+    assert body[:5] == b"\xff\xff\xff\xff\x05"  # the whole export as one brotli + byte-shuffle stream
+    assert len(blob) <= len(build_artifact(sd, "official-int8", "brotli+byte-shuffle")) + 5
+    (tmp_path / "d.py").write_text(decoder_source("official-int8", "best", sd))
+    (tmp_path / "d.bin").write_bytes(blob)
+    driver = ('import sys; sys.modules["pgolf"] = None\n'
+              "import importlib.util, torch\n"
+              f"spec = importlib.util.spec_from_file_location('d', r'{tmp_path}/d.py')\n"
+              "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+              f"torch.save(m.load(r'{tmp_path}/d.bin'), r'{tmp_path}/d.out')\n")
+    run = subprocess.run([sys.executable, "-I", "-c", driver], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = torch.load(tmp_path / "d.out", weights_only=True)
+    want = read_artifact(blob)
+    assert list(got) == list(want) and all(bits_equal(got[k], want[k]) for k in want)
+
+
 def test_only_what_the_plan_uses():
     int6 = decoder_source("int6", "zstd")
     assert "zstandard" in int6 and "lzma" not in int6 and "81]" not in int6 and "float8" not in int6

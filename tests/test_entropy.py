@@ -107,6 +107,51 @@ def test_best_takes_the_whole_stream_when_context_wins():
     assert len(packed) < len(get_compressor("brotli").compress(mixed))
 
 
+def fp16_bytes(n: int, seed: int) -> bytes:
+    return (np.random.default_rng(seed).normal(0, 0.02, n)).astype(np.float16).tobytes()
+
+
+def test_best_takes_brotli_byte_shuffle_for_fp16_and_is_never_above_a_general_compressor():
+    """fp16 values: high and low bytes apart (id 5) beat every unshuffled candidate; with int8
+    symbols after them, each part takes its own codec and best stays below brotli + byte-shuffle."""
+    comp = get_compressor("best")
+    general = ("zstd", "lzma", "brotli", "brotli+byte-shuffle")
+    half = fp16_bytes(100_000, 0)
+    packed = comp.compress(half)
+    assert packed[:5] == b"\xff\xff\xff\xff\x05" and comp.decompress(packed, max_output=len(half)) == half
+    assert len(packed) == len(get_compressor("brotli+byte-shuffle").compress(half)) + 5
+    assert len(packed) < 0.97 * min(len(get_compressor(c).compress(half)) for c in general[:3])
+    symbols = np.clip(np.round(np.random.default_rng(1).normal(0, 6, 200_000)), -31, 31).astype(np.int8).tobytes()
+    mixed = half + symbols
+    packed = comp.compress(mixed)
+    ids, pos = [], 4
+    for _ in range(int.from_bytes(packed[:4], "little")):
+        ids.append(packed[pos])
+        pos += 5 + int.from_bytes(packed[pos + 1:pos + 5], "little")
+    assert {0, 5} <= set(ids) and pos == len(packed), ids
+    assert comp.decompress(packed, max_output=len(mixed)) == mixed
+    assert len(packed) < min(len(get_compressor(c).compress(mixed)) for c in general)
+
+
+def test_corrupt_best_streams_are_value_errors():
+    comp = get_compressor("best")
+    data = fp16_bytes(20_000, 3)
+    packed = comp.compress(data)
+    assert packed[4] == 5
+    for bad_id in (4, 6, 255):  # 4 (a grouped matrix) never codes the whole data
+        with pytest.raises(ValueError, match=f"unknown codec id {bad_id}"):
+            comp.decompress(packed[:4] + bytes([bad_id]) + packed[5:], max_output=len(data))
+    for bad in (packed[:4], packed[:-1], packed + b"x"):
+        with pytest.raises(ValueError):
+            comp.decompress(bad, max_output=len(data))
+    flipped = bytearray(packed)
+    flipped[len(packed) // 2] ^= 0x55
+    try:  # brotli has no checksum (unlike the ans segments' CRC-32): wrong bytes may come back, nothing else
+        assert len(comp.decompress(bytes(flipped), max_output=len(data))) <= len(data)
+    except ValueError:
+        pass
+
+
 def test_without_constriction_ans_is_unavailable_with_a_reason_and_decoding_falls_back():
     import subprocess
     import sys

@@ -33,7 +33,7 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "best": ("struct", "_b(b)"),
 }
 _BEST = '''import zstandard as Z,lzma,brotli
-def _d(c,x):return _a(x) if c==0 else _m(x) if c==4 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else brotli.decompress(x)
+def _d(c,x):return _a(x) if c==0 else _m(x) if c==4 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else _r(brotli.decompress(x),2) if c==5 else brotli.decompress(x)
 def _b(b):
  k=struct.unpack_from("<I",b)[0];p=4;o=[]
  if k>>31:return _d(b[4],b[5:])
@@ -209,7 +209,7 @@ def decoder_for(schemes, compressor) -> str:
     ans += [_BEST] if comp.codec == "best" else []
     for tr in reversed(comp.transforms):
         body += f" b=_r(b,{tr.width})\n"
-    parts = ans + ([_REGROUP] if comp.transforms else [])
+    parts = ans + ([_REGROUP] if comp.transforms or comp.codec == "best" else [])
     if export:
         imports.append("io")
         parts.append(_EXPORT)

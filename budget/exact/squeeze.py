@@ -179,7 +179,8 @@ def squeeze(sd: dict[str, Tensor], plan: str | Plan = "official-int8", codecs=DE
     notes.append("bytes are the stored values (symbols) of each tensor coded alone; scales excluded; floors of "
                  f"row/column groups: {GROUPS} magnitude classes, their labels not counted")
     notes.append("best_bytes mixes codecs per tensor (a measurement); `--compressor best` builds a real artifact "
-                 "choosing per segment among ans, zstd, lzma, brotli, and per matrix a row/column-class table")
+                 "choosing per segment among ans, zstd, lzma, brotli, brotli + byte-shuffle, and per matrix a "
+                 "row/column-class table")
     return SqueezeReport(headline=head, frame=frame, notes=notes)
 
 

@@ -9,10 +9,11 @@ of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, l
 offsets and shapes the caller passes (`matrices=[(offset, rows, cols), ...]`: build.py passes every
 1-byte-per-symbol quantized matrix) with one table per class of G row / column classes
 (grouped_ans.py; labels, shapes and tables counted) and everything else as `ans` does.
-`best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 is
-smallest (measured; a byte names the choice), each given matrix that a grouped table (rows or
-columns, 2..16 classes) codes smaller than ans as one segment that may also take it, or the whole data with one of them when that is
-smaller still (context across segments), so it is slow: every candidate runs twice on all data.
+`best` codes each of those segments with whichever of ans, zstd-22, lzma-9e, brotli-11 and
+brotli-11 + byte-shuffle is smallest (measured; a byte names the choice), each given matrix that a
+grouped table (rows or columns, 2..16 classes) codes smaller than ans as one segment that may also
+take it, or the whole data with one of them when that is smaller still (context across segments),
+so it is slow: every candidate runs twice on all data.
 Transforms run before compression, their inverses after decompression:
 - `byte-shuffle(S)`: bytes i, i+S, i+2S, ... grouped together for each i < S (S = 2 default:
   low and high bytes of fp16 scales apart, as the records did before brotli-11);
@@ -175,6 +176,7 @@ def _decompress_brotli(data: bytes, limit: int) -> bytes:
 
 BEST_CANDIDATES = ("ans", "zstd", "lzma", "brotli")  # the id byte is the index
 GROUPED_ID = len(BEST_CANDIDATES)  # a matrix coded by grouped_ans.encode_matrix
+SHUFFLED_ID = GROUPED_ID + 1  # brotli-11 + byte-shuffle: fp16 bytes' planes apart, as the records did
 BEST_GROUPS = (2, 4, 8, 16)
 WHOLE = 0xFFFFFFFF  # in place of the segment count: one candidate coded all the data
 
@@ -207,20 +209,35 @@ def _best_pieces(data: bytes, matrices) -> list[tuple[int, int, bytes | None]]:
     return out
 
 
+def _best_codings(data: bytes, grouped: bytes | None = None) -> list[tuple[int, bytes]]:
+    """(id, coded bytes) of every `best` candidate for `data`."""
+    coded = [(i, Compressor(c)._encode([data], len(data))) for i, c in enumerate(BEST_CANDIDATES)]
+    coded.append((SHUFFLED_ID, _SHUFFLED.compress(data)))
+    return coded + ([(GROUPED_ID, grouped)] if grouped is not None else [])
+
+
+def _smallest(coded: list[tuple[int, bytes]]) -> tuple[int, bytes]:
+    return min(coded, key=lambda c: (len(c[1]), c[0]))  # ties keep the lower id, the plainer codec
+
+
 def _best_piece(seg: bytes, grouped: bytes | None) -> bytes:
-    coded = [Compressor(c)._encode([seg], len(seg)) for c in BEST_CANDIDATES]
-    if grouped is not None:  # id 4 (ties keep the earlier, plainer codec)
-        coded.append(grouped)
-    i = min(range(len(coded)), key=lambda j: (len(coded[j]), j))
-    return struct.pack("<BI", i, len(coded[i])) + coded[i]
+    i, blob = _smallest(_best_codings(seg, grouped))
+    return struct.pack("<BI", i, len(blob)) + blob
 
 
 def _compress_best(data: bytes, matrices=()) -> bytes:
     parts = [_best_piece(data[pos:pos + n], grouped) for pos, n, grouped in _best_pieces(data, matrices)]
     out = struct.pack("<I", len(parts)) + b"".join(parts)
-    whole = [Compressor(c)._encode([data], len(data)) for c in BEST_CANDIDATES]
-    i = min(range(len(whole)), key=lambda j: (len(whole[j]), j))
-    return struct.pack("<IB", WHOLE, i) + whole[i] if len(whole[i]) + 5 < len(out) else out
+    i, whole = _smallest(_best_codings(data))
+    return struct.pack("<IB", WHOLE, i) + whole if len(whole) + 5 < len(out) else out
+
+
+def _best_codec(i: int) -> "Compressor":
+    if i == SHUFFLED_ID:
+        return _SHUFFLED
+    if i >= len(BEST_CANDIDATES):
+        raise ValueError(f"unknown codec id {i}")
+    return Compressor(BEST_CANDIDATES[i])
 
 
 def _decompress_best(data: bytes, limit: int) -> bytes:
@@ -228,17 +245,14 @@ def _decompress_best(data: bytes, limit: int) -> bytes:
     try:
         (k,) = struct.unpack_from("<I", data, 0)
         if k == WHOLE:
-            i = data[4]
-            if i >= len(BEST_CANDIDATES):
-                raise ValueError(f"unknown codec id {i}")
-            return Compressor(BEST_CANDIDATES[i]).decompress(data[5:], limit)
+            return _best_codec(data[4]).decompress(data[5:], limit)
         for _ in range(k):
             i, m = struct.unpack_from("<BI", data, pos)
             blob = data[pos + 5:pos + 5 + m]
-            if len(blob) != m or i > GROUPED_ID:
-                raise ValueError("truncated best stream" if len(blob) != m else f"unknown codec id {i}")
+            if len(blob) != m:
+                raise ValueError("truncated best stream")
             part = grouped_ans.decode_matrix(blob, limit - total) if i == GROUPED_ID else \
-                Compressor(BEST_CANDIDATES[i]).decompress(blob, limit - total)
+                _best_codec(i).decompress(blob, limit - total)
             total += len(part)
             out.append(part)
             pos += 5 + m
@@ -459,3 +473,4 @@ def get_compressor(spec: str | Compressor) -> Compressor:
 
 
 COMPRESSORS: dict[str, Compressor] = {name: Compressor(name) for name in DEFAULT_LEVELS}
+_SHUFFLED = Compressor("brotli", transforms=(Transform("byte-shuffle", 2),))
