@@ -17,7 +17,10 @@ from pathlib import Path
 
 from pgolf.budget.atomic import write_bytes_atomic
 from pgolf.budget.files.codebytes import read_code
-from pgolf.budget.exact.decoder import decoder_source
+from pgolf.budget.exact import container
+from pgolf.budget.exact.decoder import best_ids_of, decoder_source
+from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.files.validate import MAX_DENSE_BYTES, one_line, read_file_bytes
 from pgolf.budget.files.wrap import smallest_wrapper
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.flags import count
@@ -93,6 +96,8 @@ def register(subparsers) -> None:
     p.add_argument("--plan", required=True, help="preset, scheme or plan .json")
     p.add_argument("--compressor", default="zlib", help="compressor spec (default zlib)")
     p.add_argument("--model", metavar="INPUT", help="the model the artifact is built from: only its tensors' schemes")
+    p.add_argument("--artifact", metavar="FILE", help="a built artifact of this plan and compressor: for best, only "
+                                                       "the codecs its segments use")
     p.add_argument("-o", "--output", metavar="FILE", help="write the decoder here (default: print it)")
     p.set_defaults(handler=run_decoder)
 
@@ -171,7 +176,17 @@ def run_wrap(args) -> int:
 
 def run_decoder(args) -> int:
     sd = load_input(args.model).state_dict if args.model else None
-    source = decoder_source(args.plan, args.compressor, sd)
+    artifact = None
+    if args.artifact:
+        artifact = read_file_bytes(args.artifact, MAX_DENSE_BYTES)
+        try:
+            _, spec, _ = container.parse_frame(artifact)
+            best_ids_of(artifact)
+        except ValueError as exc:
+            raise PgolfInputError(args.artifact, one_line(exc)) from None
+        if get_compressor(spec).name != get_compressor(args.compressor).name:
+            raise PgolfInputError(args.artifact, f"built with compressor {spec}, not {args.compressor}")
+    source = decoder_source(args.plan, args.compressor, sd, artifact)
     if not source:
         sys.stdout.write(f"{args.plan} + {args.compressor}: the baseline's own .ptz: no decoder needed (0 bytes); "
                          f"its script's dequantize_state_dict_int8 reads it\n")

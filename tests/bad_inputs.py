@@ -349,6 +349,9 @@ def build_records(root: Path) -> None:
     log = fixture_path(*BASELINE_RECORD, "train.log").read_bytes()
     (root / "seed1.log").write_bytes(log)
     (root / "empty.py").write_bytes(b"")
+    (root / "junk.ptz").write_bytes(b"not an artifact")
+    from pgolf.budget.exact.build import build_artifact
+    (root / "best.ptz").write_bytes(build_artifact({"w": torch.linspace(-1, 1, 4096).reshape(64, 64)}, "int6", "best"))
 
 
 AUDIT_CASES = [  # (arguments after `pgolf`, what it is)
@@ -360,6 +363,10 @@ AUDIT_CASES = [  # (arguments after `pgolf`, what it is)
     (["significance", "seed1.log", "--vs-loss", "2.0727"], "significance over fewer than two seeds"),
     (["significance", "seed1.log", "seed1.log"], "significance without a baseline"),
     (["wrap", "empty.py", "-o", "out.py"], "wrapping an empty script"),
+    (["decoder", "--plan", "int6", "--compressor", "best", "--artifact", "junk.ptz"],
+     "a decoder asked for a file that is not a pgolf artifact"),
+    (["decoder", "--plan", "int6", "--compressor", "zstd", "--artifact", "best.ptz"],
+     "a decoder asked for an artifact built with another compressor"),
 ]
 
 

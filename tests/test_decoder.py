@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pgolf.budget.exact.build import build_artifact
-from pgolf.budget.exact.decoder import decoder_source
+from pgolf.budget.exact.decoder import best_ids_of, decoder_source
 from pgolf.budget.quant.plans import PRESETS, Plan
 from pgolf.budget.exact.decode import bits_equal, read_artifact
 from pgolf.figures.cli import main
@@ -79,8 +79,8 @@ def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, co
     """The emitted `ans` decoders' pure numpy path (constriction made unimportable) and, for `best`
     on a model where it codes a matrix by column class, both paths match pgolf."""
     sd = column_scaled_model() if comp == "best" else {k: v for k, v in model().items() if k != "lm_head.weight"}
-    (tmp_path / "d.py").write_text(decoder_source(plan, comp, sd))
     blob = build_artifact(sd, plan, comp)
+    (tmp_path / "d.py").write_text(decoder_source(plan, comp, sd, blob))  # best: only the codecs it holds
     if comp == "best":  # the matrix went through a grouped table: id 4 somewhere in the segment list
         body = blob[8 + blob[7]:]
         ids, pos = [], 4
@@ -115,7 +115,10 @@ def test_best_decoder_reads_the_byte_shuffled_choice(tmp_path):
     body = blob[8 + blob[7]:]
     assert body[:5] == b"\xff\xff\xff\xff\x05"  # the whole export as one brotli + byte-shuffle stream
     assert len(blob) <= len(build_artifact(sd, "official-int8", "brotli+byte-shuffle")) + 5
-    (tmp_path / "d.py").write_text(decoder_source("official-int8", "best", sd))
+    full, only = decoder_source("official-int8", "best", sd), decoder_source("official-int8", "best", sd, blob)
+    assert best_ids_of(blob) == {5} and len(only.encode()) < len(full.encode()) - 1_500
+    assert "brotli" in only and not any(m in only for m in ("zstandard", "lzma", "constriction", "_m("))
+    (tmp_path / "d.py").write_text(only)
     (tmp_path / "d.bin").write_bytes(blob)
     driver = ('import sys; sys.modules["pgolf"] = None\n'
               "import importlib.util, torch\n"
@@ -184,7 +187,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("plan, comp", [("int6", "brotli"), ("ternary", "zstd+byte-shuffle"), ("int6", "ans"),
-                                        ("official-int8", "ans:col16")])
+                                        ("official-int8", "ans:col16"), ("official-int8", "best")])
 def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp):
     """`pgolf export --emit-script`: the spliced script, run under python -I, loads the artifact as pgolf does."""
     import json
@@ -200,7 +203,9 @@ def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp)
                  str(script), "--json", "--quiet"]) == 0
     head = json.loads(capsys.readouterr().out)
     emitted = tmp_path / "out" / "train_gpt.py"
-    assert head["bytes_code"] == emitted.stat().st_size > len(SCRIPT) + len(decoder_source(plan, comp, sd))
+    decoder = decoder_source(plan, comp, sd, art.read_bytes())  # best: only the codecs this artifact holds
+    assert head["bytes_code"] == emitted.stat().st_size > len(SCRIPT) + len(decoder)
+    assert decoder.split("\n", 1)[1] in emitted.read_text()
     assert head["bytes_total"] == head["bytes_code"] + art.stat().st_size
     run = subprocess.run([sys.executable, "-I", str(emitted), str(art)], capture_output=True, text=True, timeout=300,
                          env={"PYTHONPATH": ""})
@@ -208,3 +213,26 @@ def test_export_emit_script_runs_with_its_artifact(tmp_path, capsys, plan, comp)
     want = read_artifact(art.read_bytes())
     total = float(sum(v.double().sum() for v in want.values()))
     assert run.stdout == f"{len(want)} {sorted(want)[0]} {total!r}\n"
+
+
+def test_budget_and_cli_count_only_the_codecs_a_best_artifact_uses(tmp_path, capsys):
+    """`budget --code` counts the decoder of the artifact it measured; `pgolf decoder --artifact` writes it."""
+    import json
+
+    from safetensors.torch import save_file
+    sd = fp16_model()
+    weights, code, art = tmp_path / "m.safetensors", tmp_path / "train_gpt.py", tmp_path / "m.ptz"
+    save_file(sd, str(weights))
+    code.write_text("print('train')\n" * 10)
+    assert main(["budget", str(weights), "--plan", "official-int8", "--compressor", "best", "--code", str(code),
+                 "--write-artifact", str(art), "--no-per-tensor", "--quiet", "--json"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    only = decoder_source("official-int8", "best", sd, art.read_bytes())
+    assert head["bytes_code_decoder"] == len(only.encode()) < len(decoder_source("official-int8", "best", sd)) - 1_500
+    assert head["bytes_code"] == 150 + len(only.encode())
+    out = tmp_path / "d.py"
+    assert main(["decoder", "--plan", "official-int8", "--compressor", "best", "--model", str(weights),
+                 "--artifact", str(art), "-o", str(out)]) == 0
+    assert out.read_text() == only
+    assert main(["decoder", "--plan", "official-int8", "--compressor", "zstd", "--artifact", str(art)]) == 2
+    assert f"{art}: built with compressor best, not zstd" in capsys.readouterr().err

@@ -129,8 +129,9 @@ def render(cli_rows, plan_rows, lib_rows, export_rows, audit_rows=(), script_row
     lines += args_section("## Exports: `pgolf export ARGS`",
                           ["`model.pt` is the 2L-d64 fixture's `final_model.pt`; no artifact file is left behind."],
                           export_rows)
-    lines += args_section("## Record folders, logs and scripts: `pgolf audit` / `significance` / `wrap`",
-                          ["Record folders are copies of the baseline record fixture with one part broken."], audit_rows)
+    lines += args_section("## Record folders, logs and scripts: `pgolf audit` / `significance` / `wrap` / `decoder`",
+                          ["Record folders are copies of the baseline record fixture with one part broken; "
+                           "`best.ptz` is a `best` artifact of a 64 x 64 matrix."], audit_rows)
     lines += args_section("## Predictions: `pgolf predict ARGS`",
                           ["`model.pt` is the 2L-d64 fixture's `final_model.pt`."], predict_rows)
     lines += args_section("## The participant's script: `pgolf gaps model.pt ARGS`",

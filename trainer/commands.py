@@ -154,9 +154,13 @@ def run_export(args: argparse.Namespace) -> int:
         from pgolf.budget.exact.decoder import decoder_source, splice_decoder
         from pgolf.trainer.plan_export import open_source
 
-        decoder = decoder_source(plan, comp, open_source(args.input).state_dict)
-        spliced = splice_decoder(read_code(args.emit_script), decoder)
-        code = len(spliced)
+        script, sd = read_code(args.emit_script), open_source(args.input).state_dict
+        splice_decoder(script, decoder_source(plan, comp, sd))  # a script that cannot take it fails before any output
+
+        def code(artifact: bytes) -> int:  # the decoder holds only what the built artifact uses (best's codecs)
+            nonlocal spliced
+            spliced = splice_decoder(script, decoder_source(plan, comp, sd, artifact))
+            return len(spliced)
     report = export_with_plan(args.input, plan, comp, output=args.output, score=args.score, data_path=args.data,
                               tokenizer_path=args.tokenizer, device=args.device, code_bytes=code,
                               log=not args.no_log, quiet=args.quiet, script=args.script,

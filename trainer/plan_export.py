@@ -21,6 +21,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -218,15 +219,16 @@ def script_scorer(sd: dict, script=None, env=None, factory: str | None = None, *
 
 def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compressor: str | Compressor = "zlib", *,
                      output: str | Path | None = None, score: bool | None = None, data_path: str | None = None,
-                     tokenizer_path: str | None = None, device: str | None = None, code_bytes: int | None = None,
-                     log: bool = True, cap: int = CAP_BYTES, quiet: bool = True, script=None, env=None,
+                     tokenizer_path: str | None = None, device: str | None = None,
+                     code_bytes: int | Callable[[bytes], int] | None = None, log: bool = True, cap: int = CAP_BYTES, quiet: bool = True, script=None, env=None,
                      factory: str | None = None) -> PlanExportReport:
     """Build `path`'s weights into the exact artifact of `plan` + `compressor`, write it atomically,
     read it back from disk and (when `score`) evaluate the dequantized weights like the script does.
 
     `path`: a run folder (OUT_DIR), a checkpoint or any model file; `score=None` scores when the
     input carries its run config; `log` appends the official-style lines to a run folder's train.log.
-    `code_bytes` overrides the bytes the script counted for itself (sidecar `code_bytes`).
+    `code_bytes` overrides the bytes the script counted for itself (sidecar `code_bytes`); a function
+    gets the artifact's bytes before they are written (a decoder spliced for the codecs they hold).
     `script`/`env`/`factory` score with the participant's own model (see `script_scorer`); the
     script's shipped bytes are then the code bytes unless `code_bytes` is given.
 
@@ -264,6 +266,8 @@ def export_with_plan(path: str | Path, plan: str | Plan = "official-int8", compr
             parse_json_bytes(read_file_bytes(results_path, MAX_JSON_BYTES), results_path)
     budget = measure_budget(src.state_dict, plan, comp, per_tensor=False, verify=True, quiet=quiet,
                             source=str(src.path))
+    if callable(code):
+        code = code(budget.artifact)
     write_bytes_atomic(out, budget.artifact)
     on_disk = out.read_bytes()
     roundtrip = read_artifact(on_disk, max(DEFAULT_MAX_OUTPUT, 2 * budget.headline["serialized_bytes"]))

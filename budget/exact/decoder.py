@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pgolf.budget.exact.build import assign, export_holds, is_official_zlib
 from pgolf.budget.files.codebytes import unwrap_source
-from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.exact import container
+from pgolf.budget.files.compressors import best_codec_ids, get_compressor
 from pgolf.budget.quant.grouped_schemes import BinaryScheme, IntScheme, TernaryScheme
 from pgolf.budget.quant.plans import resolve_plan
 from pgolf.budget.quant.schemes import FLOAT_FORMATS, FloatScheme, OfficialInt8Scheme, PassthroughScheme, get_scheme
@@ -32,14 +33,28 @@ _DECOMPRESS = {  # codec -> (import, expression of the decompressed bytes of `b`
     "ans": ("struct", "_a(b)"),
     "best": ("struct", "_b(b)"),
 }
-_BEST = '''import zstandard as Z,lzma,brotli
-def _d(c,x):return _a(x) if c==0 else _m(x) if c==4 else Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x) if c==1 else lzma.decompress(x) if c==2 else _r(brotli.decompress(x),2) if c==5 else brotli.decompress(x)
-def _b(b):
+# best's codec id -> (import, expression decoding the segment `x`); files/compressors.py's ids
+_BEST_CODECS = {0: ("", "_a(x)"), 4: ("", "_m(x)"),
+                1: ("zstandard as Z", "Z.ZstdDecompressor(max_window_size=1<<27).decompressobj().decompress(x)"),
+                2: ("lzma", "lzma.decompress(x)"), 5: ("brotli", "_r(brotli.decompress(x),2)"),
+                3: ("brotli", "brotli.decompress(x)")}
+_BEST_READER = '''def _b(b):
  k=struct.unpack_from("<I",b)[0];p=4;o=[]
  if k>>31:return _d(b[4],b[5:])
  for _ in range(k):c,m=struct.unpack_from("<BI",b,p);o.append(_d(c,b[p+5:p+5+m]));p+=5+m
  return b"".join(o)
 '''
+
+
+def _best_code(ids) -> tuple[list[str], str]:
+    """(modules, source) of `best`'s segment dispatch, holding only the codecs `ids` (every one when None)."""
+    used = [i for i in _BEST_CODECS if ids is None or i in ids]
+    modules = list(dict.fromkeys(_BEST_CODECS[i][0] for i in used if _BEST_CODECS[i][0]))
+    chain = _BEST_CODECS[used[-1]][1] if used else "x"  # no segment: _d is never called
+    for i in reversed(used[:-1]):
+        chain = f"{_BEST_CODECS[i][1]} if c=={i} else {chain}"
+    return modules, f"def _d(c,x):return {chain}\n" + _BEST_READER
+
 
 # files/entropy.py's format, segments of files/compressors.py's `ans`: constriction when importable,
 # else the same ANS decode in Python integers (identical symbols, ~2 us each).
@@ -176,23 +191,31 @@ def _tensor_code(schemes: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def decoder_source(plan, compressor, sd=None) -> str:
+def decoder_source(plan, compressor, sd=None, artifact: bytes | None = None) -> str:
     """Python source of `load(path)` for artifacts of `plan` + `compressor`; '' when the baseline reads them.
 
     With the state dict `sd`, only the schemes its tensors get; without, every scheme the plan names
     (its large-matrix schemes assumed used: a model whose tensors all pass through would make an
-    official export instead, so give `sd` for such models).
+    official export instead, so give `sd` for such models). With the built `artifact` of a `best`
+    plan, only the codecs its segments use (the decoder then reads that artifact, not every one).
     """
     plan = resolve_plan(plan)
     if sd is None:
         schemes = list(_families(plan).values())
     else:
         schemes = list({i.scheme.name: i.scheme for i in assign(sd, plan, check_finite=False)}.values())
-    return decoder_for(schemes, compressor)
+    return decoder_for(schemes, compressor, best_ids_of(artifact) if artifact is not None else None)
 
 
-def decoder_for(schemes, compressor) -> str:
-    """`decoder_source` from the schemes (objects or names) an artifact's tensors use."""
+def best_ids_of(artifact: bytes) -> frozenset[int] | None:
+    """The `best` codec ids a pgolf artifact's stream uses; None for any other compressor."""
+    _, spec, body = container.parse_frame(artifact)
+    return best_codec_ids(body) if get_compressor(spec).codec == "best" else None
+
+
+def decoder_for(schemes, compressor, best_ids=None) -> str:
+    """`decoder_source` from the schemes (objects or names) an artifact's tensors use; for `best`,
+    `best_ids` (compressors.best_codec_ids of its stream) keeps only the codecs it holds."""
     comp = get_compressor(compressor)
     schemes = [get_scheme(s) if isinstance(s, str) else s for s in schemes]
     export = export_holds(schemes)
@@ -200,16 +223,21 @@ def decoder_for(schemes, compressor) -> str:
         return ""
     module, expression = _DECOMPRESS[comp.codec]
     shaped = comp.codec == "ans" and bool(comp.level)
+    best = comp.codec == "best"
+    ids = None if not best or best_ids is None else set(best_ids)
     expression = "_h(b)" if shaped else expression
     imports = ["torch as t", "numpy as n"] + ([module] if module else [])
     body = f" b=open(p,'rb').read();b={expression.replace('(b)', '(b[8+b[7]:])') if module else 'b[8+b[7]:]'}\n"
-    ans = [_ANS] if comp.codec in ("ans", "best") else []
-    ans += [_GROUPED] if comp.codec == "best" or shaped else []
+    ans = [_ANS] if comp.codec == "ans" or best and (ids is None or ids & {0, 4}) else []
+    ans += [_GROUPED] if best and (ids is None or 4 in ids) or shaped else []
     ans += [_SHAPED] if shaped else []
-    ans += [_BEST] if comp.codec == "best" else []
+    if best:
+        modules, code = _best_code(ids)
+        imports += modules
+        ans.append(code)
     for tr in reversed(comp.transforms):
         body += f" b=_r(b,{tr.width})\n"
-    parts = ans + ([_REGROUP] if comp.transforms or comp.codec == "best" else [])
+    parts = ans + ([_REGROUP] if comp.transforms or best and (ids is None or 5 in ids) else [])
     if export:
         imports.append("io")
         parts.append(_EXPORT)
@@ -236,7 +264,9 @@ def count_decoder(report, script_source: bytes | None) -> int:
     text adds nothing. Returns the bytes added; the headline gains bytes_code_decoder.
     """
     head = report.headline
-    source = decoder_for(sorted(set(report.frame["scheme"])), head["compressor"])
+    artifact = getattr(report, "artifact", None)
+    ids = best_ids_of(artifact) if artifact and container.is_artifact(artifact) else None
+    source = decoder_for(sorted(set(report.frame["scheme"])), head["compressor"], ids)
     included = bool(source) and script_source is not None and \
         source.split("\n", 1)[1] in script_source.decode("utf-8", "replace")
     added = 0 if included else len(source.encode("utf-8"))

@@ -33,7 +33,7 @@ import lzma
 import re
 import struct
 import zlib
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -240,26 +240,45 @@ def _best_codec(i: int) -> "Compressor":
     return Compressor(BEST_CANDIDATES[i])
 
 
-def _decompress_best(data: bytes, limit: int) -> bytes:
-    out, total, pos = [], 0, 4
+def _best_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(codec id, coded bytes) of each segment of a `best` stream; ValueError when the frame is cut."""
     try:
         (k,) = struct.unpack_from("<I", data, 0)
         if k == WHOLE:
-            return _best_codec(data[4]).decompress(data[5:], limit)
+            if data[4] == GROUPED_ID:  # a grouped table codes one matrix, never the whole data
+                raise ValueError(f"unknown codec id {GROUPED_ID}")
+            yield data[4], data[5:]
+            return
+        pos = 4
         for _ in range(k):
             i, m = struct.unpack_from("<BI", data, pos)
-            blob = data[pos + 5:pos + 5 + m]
-            if len(blob) != m:
+            if pos + 5 + m > len(data):
                 raise ValueError("truncated best stream")
-            part = grouped_ans.decode_matrix(blob, limit - total) if i == GROUPED_ID else \
-                _best_codec(i).decompress(blob, limit - total)
-            total += len(part)
-            out.append(part)
+            yield i, data[pos + 5:pos + 5 + m]
             pos += 5 + m
     except (struct.error, IndexError):
         raise ValueError("truncated best stream") from None
     if pos != len(data):
         raise ValueError(f"{len(data) - pos} trailing bytes after the best stream")
+
+
+def best_codec_ids(data: bytes) -> frozenset[int]:
+    """The codec ids a `best` stream uses: what its decoder must hold (decoder.decoder_for).
+
+    >>> fp16 = np.random.default_rng(0).normal(0, 1, 20_000).astype(np.float16).tobytes()
+    >>> sorted(best_codec_ids(Compressor("best").compress(fp16)))  # brotli-11 after the byte shuffle
+    [5]
+    """
+    return frozenset(i for i, _ in _best_segments(data))
+
+
+def _decompress_best(data: bytes, limit: int) -> bytes:
+    out, total = [], 0
+    for i, blob in _best_segments(data):
+        part = grouped_ans.decode_matrix(blob, limit - total) if i == GROUPED_ID else \
+            _best_codec(i).decompress(blob, limit - total)
+        total += len(part)
+        out.append(part)
     return b"".join(out)
 
 
