@@ -52,6 +52,7 @@ FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle", "ans
 # on the generated models under two presets only
 SLOW_COMPRESSORS = ("brotli", "brotli+byte-shuffle", "ans")
 SLOW_PLANS = ("official-int8", "int6")
+HISTORY_SPAN_BITS = 4.0  # bits per byte a class's draws must span for history_factor's 1 / h term
 
 
 def compressors_for(model: str, plan: str, small: bool) -> tuple[str, ...]:
@@ -155,10 +156,13 @@ def _fit_slope(d: pd.DataFrame) -> dict:
     groups' estimates after it (sd: root mean square; also median and max)."""
     x = np.log2(d["full"] / d["n"]).to_numpy()
     h = (d["anchor"] / d["n"]).to_numpy()
-    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h) x
+    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h + a2 / h) x
     y = ((d["exact"] / d["full_anchor"]) / (d["compressed"] / d["anchor"]) - 1).to_numpy()
-    (a0, a1), *_ = np.linalg.lstsq(np.stack([-x, -h * x], axis=1), y, rcond=None)
-    coef = {"a0": float(a0), "a1": float(a1)}
+    terms = [-x, -h * x, -x / np.maximum(h, sampled.H_FLOOR)]
+    # the 1 / h term only where h spans enough to tell it from the others (else they are collinear)
+    wide = np.ptp(h) >= HISTORY_SPAN_BITS
+    (a0, a1, *a2), *_ = np.linalg.lstsq(np.stack(terms if wide else terms[:2], axis=1), y, rcond=None)
+    coef = {"a0": float(a0), "a1": float(a1), "a2": float(a2[0]) if wide else 0.0}
     rel = []
     for _, g in d.groupby(["model", "plan", "group"]):
         full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
@@ -276,6 +280,28 @@ def fit_head(fit: dict, quiet: bool, cache: Path | None = None) -> dict:
     return fit
 
 
+def fit_history_only(fit: dict, compressors: tuple[str, ...], quiet: bool, cache: Path | None = None) -> dict:
+    """`fit` with the history factors of `compressors` refitted on the fit's models (their draws
+    measured anew, or read from cache/history_draws.csv); container terms and the rest kept."""
+    t0 = time.perf_counter()
+    path = cache / "history_draws.csv" if cache else None
+    if path and path.is_file():
+        draws = pd.read_csv(path)
+    else:
+        draws = measure(training_models(), quiet, only=compressors)[0]
+        if path:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, draws.to_csv(index=False))
+    fit = {**fit, "sampling": sampling_settings()}
+    for comp in compressors:
+        fit["compressors"][comp]["history"] = fit_history(draws[draws["compressor"] == comp])
+    fit["provenance"] = {**fit["provenance"], "history": {
+        "script": f"benchmarks/fit_estimator.py --only history --compressors {','.join(compressors)}",
+        "date": datetime.date.today().isoformat(), "draws": int(len(draws)),
+        "seconds": round(time.perf_counter() - t0, 1)}}
+    return fit
+
+
 def versions() -> dict:
     import zlib
 
@@ -319,8 +345,10 @@ def fit_stats(checkpoints: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("fit", "stats", "head"),
-                    help="write only one of the two files (head: only zstd's overhead_head in the shipped fit)")
+    ap.add_argument("--only", choices=("fit", "stats", "head", "history"),
+                    help="write only one of the two files (head: only zstd's overhead_head in the shipped fit; "
+                         "history: only the history factors of --compressors)")
+    ap.add_argument("--compressors", default="lzma", help="with --only history: whose history factors to refit")
     ap.add_argument("--checkpoints", nargs="*", default=[], help="pgolf checkpoints (.safetensors) for the statistics")
     ap.add_argument("--out", default=str(DATA), help="folder for the JSON files (default: the package's data folder)")
     ap.add_argument("--cache", help="folder for measured groups/artifacts: reused when present, written when not")
@@ -332,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         stats = fit_stats(args.checkpoints)
         calibration.save_weight_stats(stats, out / "weight_stats.json")
         print(f"weight_stats.json: {len(stats['roles'])} roles from {', '.join(stats['provenance']['sources'])}")
+    if args.only == "history":
+        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
+        fit = fit_history_only(shipped, tuple(args.compressors.split(",")), args.quiet,
+                               Path(args.cache) if args.cache else None)
+        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
+        for comp in args.compressors.split(","):
+            print(f"{comp} history: {fit['compressors'][comp]['history']}")
     if args.only == "head":
         shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
         fit = fit_head(shipped, args.quiet, Path(args.cache) if args.cache else None)

@@ -186,6 +186,15 @@ def test_shipped_fit_has_provenance():
         hist = comp["history"]["all"]
         assert abs(hist["a0"]) < 0.05 and abs(hist["a1"]) < 0.01 and 0 <= hist["sd"] < 0.05
         assert "official-export" in comp["overhead"] and "official-export" in comp["overhead_whole"]
+    # lzma's 1 / h history term: low-entropy bytes gain most from a long stream (fitted, byte class)
+    lz = fit["compressors"]["lzma"]["history"]["classes"]["byte"]
+    assert lz["a2"] > 0.01 and fit["compressors"]["zlib"]["history"]["classes"]["byte"].get("a2", 0.0) == 0.0
+    draw = sampled.Draw(16_384, 4_000, 2.0 * 16_384)  # 2 bits per byte, 48x shorter than the stream
+    assert 0.85 < sampled.history_factor(lz, draw, 786_432) < sampled.history_factor(lz, dataclasses.replace(
+        draw, anchor=5.0 * 16_384), 786_432) < 1.0
+    # zstd's container term fitted net of the pickle head: narrower than the one averaging it
+    zstd = fit["compressors"]["zstd"]
+    assert zstd["overhead_head"]["official-export"]["sd"] < zstd["overhead"]["official-export"]["sd"]
 
 
 def test_whole_payload_is_every_stored_byte_in_artifact_order():

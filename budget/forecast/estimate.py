@@ -12,9 +12,12 @@ measured on the sample, in whatever regime the weights are. Two fitted terms rem
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
 short draw, more so at low entropy) and the container term (headers, pickle, boundaries between
 groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
-sqrt(K), the history factor's and the container term's scatter on the fit's models. An artifact
-of at most sampled.WHOLE_MAX_BYTES stored bytes is quantized whole and all its stored bytes, in
-artifact order, are compressed as one stream (whole_payload), with a container term of its own.
+sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
+the official export's pickle head steers the parser for the whole first group: estimate_budget
+measures that on the sample (export_head, sampled.lead_in) and takes the container term fitted
+net of it. An artifact of at most sampled.WHOLE_MAX_BYTES stored bytes is built for real by
+estimate_budget (about one sample's cost): its bytes_model is exact and labelled so
+(estimate_model still compresses its stored bytes whole, whole_payload, for predict's callers).
 Raw payload and scale byte counts are exact. Each tensor's share of its group (the
 compressed_bytes column) follows its order-0 entropy.
 

@@ -51,6 +51,7 @@ _LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 M
 # adaptive models follow a few KiB.
 WINDOW_BYTES = {"zlib": 1 << 14, "zstd": 1 << 17, "ans": 1 << 16, "lzma": 1 << 12, "brotli": 1 << 14}
 DEFAULT_WINDOW = 1 << 14
+H_FLOOR = 0.5  # bits per byte: history_factor's 1 / h term stays finite on near-constant bytes
 # head + group lengths at which lead_in measures what a head does to the group behind it
 LEAD_IN_BYTES = (1 << 17, 1 << 19)
 
@@ -200,18 +201,22 @@ class GroupEstimate:
 
 
 def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
-    """full-stream codec bytes per anchor bit over a draw's: 1 - (a0 + a1 h) log2(full / n).
+    """full-stream codec bytes per anchor bit over a draw's: 1 - (a0 + a1 h + a2 / h) log2(full / n).
 
     Codecs code a long stream better per anchor bit than a short one (more history for matches,
-    tables learnt once); the slope depends on the bits per byte h (low-entropy bytes gain most).
-    a0, a1 per codec come from benchmarks/fit_estimator.py.
+    adaptive models learnt once); the slope depends on the bits per byte h: low-entropy bytes
+    gain most, lzma's adaptive literal and match models steeply so (a2 / h; h floored at
+    H_FLOOR). a0, a1, a2 per codec and class come from benchmarks/fit_estimator.py (a2 absent: 0).
 
     >>> history_factor({"a0": 0.01, "a1": -0.001}, Draw(1024, 100, 4096.0), 4096)  # h = 4, log2 = 2
     0.988
+    >>> history_factor({"a0": 0.0, "a1": 0.0, "a2": 0.02}, Draw(1024, 100, 4096.0), 4096)
+    0.99
     """
     if not coef or full <= draw.n:
         return 1.0
-    slope = coef["a0"] + coef["a1"] * draw.bits_per_byte()
+    h = draw.bits_per_byte()
+    slope = coef["a0"] + coef["a1"] * h + coef.get("a2", 0.0) / max(h, H_FLOOR)
     return max(0.5, 1.0 - slope * math.log2(full / draw.n))
 
 
