@@ -15,8 +15,9 @@ from pgolf.budget.forecast.estimate import estimate_budget
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "artifacts"
 INF = float("inf")
-# measured on these 24 cases: median 0.67 %, worst 2.15 % (zstd, 1.5 bits, floor everywhere), all inside
-MEDIAN_BOUND, WORST_BOUND, COVERAGE_BOUND = 0.01, 0.03, 0.95
+# measured on these 24 cases: median 0.47 %, worst 1.76 % (lzma, 2.5 bits, half the rows on the floor),
+# all inside (before zstd's pickle head was measured and lzma's history had its 1 / h term: 0.67 %, 2.15 %)
+MEDIAN_BOUND, WORST_BOUND, COVERAGE_BOUND = 0.008, 0.025, 0.95
 FIXTURE_BOUND = 0.02
 # low bits with the floor binding everywhere (the participants' regime), heavy tails, no floor, high bits
 CELLS = [synthetic.Cell(1.5, 3.0, 1.0, 0.0, 0.3), synthetic.Cell(2.5, INF, 0.5, 0.3, 0.0),

@@ -18,7 +18,10 @@ anchor bit, is what the codec adds to or saves on the order-0 floor; it is measu
 sample, so it holds in whatever regime the weights are, and is applied to the anchor of the
 full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
 Each draw gives an estimate of the group; their mean is the estimate, their spread over
-sqrt(K) its standard error (`GroupEstimate`).
+sqrt(K) its standard error (`GroupEstimate`). What comes before a group can change how the codec
+codes all of it: zstd's optimal parser carries its prices from block to block, so the official
+export's pickle head costs the first group far more than its own bytes; `lead_in` measures that
+on the sample behind the real head.
 
 >>> s = sample_plan({"byte|int6|float32": [(1_000_000, b"\\x01" * 40_000)]}, 17_000_000)
 >>> [(g, sum(len(d) for d in draws), full) for g, draws, full, _ in s]
