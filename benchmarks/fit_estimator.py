@@ -2,6 +2,8 @@
 
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only head       # zstd's overhead_head (~1 min)
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only history --compressors lzma   # (~8 min)
 
 1. Container terms (budget/forecast/data/estimate_fit.json): the one fitted part of the estimate.
    Seeded models of the baseline family (small to 1.3 M parameters; Gaussian "trained-like" weights
@@ -10,8 +12,11 @@
    is compressed whole and alone, and what the artifact adds past them (container headers, the
    pickle, boundaries between groups) is regressed on the stream count per artifact kind, with its
    scatter as the term's sd; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES
-   stored) whose estimate compresses all stored bytes as one stream. The groups themselves need
-   no fit (sampled.estimate_group scales by the entropy anchor). No model that
+   stored) whose estimate compresses all stored bytes as one stream; and, for zstd under the
+   official export, net of what sampled.lead_in measures the pickle head to add (overhead_head).
+   The groups are scaled by their entropy anchor and the history factor
+   1 - (a0 + a1 h + a2 / h) log2(N / n), fitted per codec and storage class on the same models
+   (a2 only where a class's draws span HISTORY_SPAN_BITS bits per byte). No model that
    estimate_accuracy.py scores (the fixtures, its synthetic grid, the seed-0 17 M baseline, pgolf
    checkpoints) is used here.
 2. Statistics (budget/forecast/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
