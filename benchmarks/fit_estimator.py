@@ -2,6 +2,8 @@
 
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only head       # zstd's overhead_head (~1 min)
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only history --compressors lzma   # (~8 min)
 
 1. Container terms (budget/forecast/data/estimate_fit.json): the one fitted part of the estimate.
    Seeded models of the baseline family (small to 1.3 M parameters; Gaussian "trained-like" weights
@@ -10,8 +12,11 @@
    is compressed whole and alone, and what the artifact adds past them (container headers, the
    pickle, boundaries between groups) is regressed on the stream count per artifact kind, with its
    scatter as the term's sd; separately for small artifacts (at most sampled.WHOLE_MAX_BYTES
-   stored) whose estimate compresses all stored bytes as one stream. The groups themselves need
-   no fit (sampled.estimate_group scales by the entropy anchor). No model that
+   stored) whose estimate compresses all stored bytes as one stream; and, for zstd under the
+   official export, net of what sampled.lead_in measures the pickle head to add (overhead_head).
+   The groups are scaled by their entropy anchor and the history factor
+   1 - (a0 + a1 h + a2 / h) log2(N / n), fitted per codec and storage class on the same models
+   (a2 only where a class's draws span HISTORY_SPAN_BITS bits per byte). No model that
    estimate_accuracy.py scores (the fixtures, its synthetic grid, the seed-0 17 M baseline, pgolf
    checkpoints) is used here.
 2. Statistics (budget/forecast/data/weight_stats.json): calibration.checkpoint_stats over the fixtures'
@@ -37,8 +42,9 @@ from pgolf.budget.exact.build import build_artifact
 from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.exact.container import frame_header
-from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, group_estimates, sampling_settings,
-                                            whole_payload)
+from pgolf.budget.exact.build import assign
+from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, export_head, first_group_sample,
+                                            group_estimates, sampling_settings, whole_payload)
 from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
@@ -51,6 +57,7 @@ FIT_COMPRESSORS = ("zlib", "zstd", "lzma", "brotli", "brotli+byte-shuffle", "ans
 # on the generated models under two presets only
 SLOW_COMPRESSORS = ("brotli", "brotli+byte-shuffle", "ans")
 SLOW_PLANS = ("official-int8", "int6")
+HISTORY_SPAN_BITS = 4.0  # bits per byte a class's draws must span for history_factor's 1 / h term
 
 
 def compressors_for(model: str, plan: str, small: bool) -> tuple[str, ...]:
@@ -107,11 +114,13 @@ def training_models() -> list[tuple[str, dict, tuple[str, ...]]]:
     return out
 
 
-def measure(models, quiet: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def measure(models, quiet: bool, only: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(draws, artifacts). draws: per (model, plan, compressor, sampled group, draw) the draw's bytes,
     codec bytes and anchor, next to the group compressed whole and alone and its full anchor.
     artifacts: the real artifact's bytes and what it adds past its groups compressed alone (or,
-    for a small artifact, past all its stored bytes compressed as one stream)."""
+    for a small artifact, past all its stored bytes compressed as one stream), and for zstd under
+    the official export also past what estimate.py measures its pickle head to add (sampled.lead_in).
+    `only`: these compressors alone (default: compressors_for each model)."""
     jobs = [(m, sd, p) for m, sd, plans in models for p in plans]
     drows, arows = [], []
     for model, sd, plan in progress(jobs, desc="training artifacts", total=len(jobs), quiet=quiet):
@@ -119,7 +128,7 @@ def measure(models, quiet: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
         _, whole, _, _ = estimate_streams(sd, plan, sample_values=None)  # samples = the full bytes
         blob = whole_payload(whole, kind)
         total = sum(s.n_bytes for s in streams)
-        for comp in compressors_for(model, plan, blob is not None):
+        for comp in only or compressors_for(model, plan, blob is not None):
             size_of = sampled.sample_codec(comp, total)
             empty = size_of(b"")
             parts = empty
@@ -136,8 +145,14 @@ def measure(models, quiet: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
                 parts = size_of(blob)
             frame = 0 if kind == "official-export" and comp == "zlib" else len(frame_header(0, get_compressor(comp).name))
             exact = len(build_artifact(sd, plan, comp))
+            lead = None
+            if get_compressor(comp).codec == "zstd" and kind == "official-export" and blob is None:
+                first, sample = first_group_sample(streams, kind)
+                head = export_head(assign(sd, plan))
+                lead = sampled.lead_in(head, sample, groups[first].full, size_of)[0] if first in groups else 0.0
             arows.append({"model": model, "plan": plan, "compressor": comp, "kind": kind, "whole": blob is not None,
-                          "n_streams": len(streams), "exact": exact, "residual": exact - parts - frame})
+                          "n_streams": len(streams), "exact": exact, "residual": exact - parts - frame,
+                          "residual_head": None if lead is None else exact - parts - frame - lead})
     return pd.DataFrame(drows), pd.DataFrame(arows)
 
 
@@ -146,10 +161,13 @@ def _fit_slope(d: pd.DataFrame) -> dict:
     groups' estimates after it (sd: root mean square; also median and max)."""
     x = np.log2(d["full"] / d["n"]).to_numpy()
     h = (d["anchor"] / d["n"]).to_numpy()
-    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h) x
+    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h + a2 / h) x
     y = ((d["exact"] / d["full_anchor"]) / (d["compressed"] / d["anchor"]) - 1).to_numpy()
-    (a0, a1), *_ = np.linalg.lstsq(np.stack([-x, -h * x], axis=1), y, rcond=None)
-    coef = {"a0": float(a0), "a1": float(a1)}
+    terms = [-x, -h * x, -x / np.maximum(h, sampled.H_FLOOR)]
+    # the 1 / h term only where h spans enough to tell it from the others (else they are collinear)
+    wide = np.ptp(h) >= HISTORY_SPAN_BITS
+    (a0, a1, *a2), *_ = np.linalg.lstsq(np.stack(terms if wide else terms[:2], axis=1), y, rcond=None)
+    coef = {"a0": float(a0), "a1": float(a1), "a2": float(a2[0]) if wide else 0.0}
     rel = []
     for _, g in d.groupby(["model", "plan", "group"]):
         full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
@@ -190,11 +208,14 @@ def artifact_errors(draws: pd.DataFrame, rows: pd.DataFrame, entry: dict) -> np.
     return np.asarray(out)
 
 
-def fit_overhead(rows: pd.DataFrame) -> dict:
+def fit_overhead(rows: pd.DataFrame, column: str = "residual") -> dict:
     """Per artifact kind: least squares c0 + c1 n_streams of the container residual, and its scatter."""
     out = {}
     for kind, g in rows.groupby("kind"):
-        x, y = g["n_streams"].to_numpy(float), g["residual"].to_numpy(float)
+        g = g[g[column].notna()]
+        if g.empty:
+            continue
+        x, y = g["n_streams"].to_numpy(float), g[column].to_numpy(float)
         if len(g) >= 3 and np.ptp(x) > 0:
             c1, c0 = np.polyfit(x, y, 1)
         else:
@@ -225,6 +246,8 @@ def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
         fit["compressors"][comp] = {"history": fit_history(draws[draws["compressor"] == comp]),
                                     "overhead": fit_overhead(sub[~sub["whole"]]),
                                     "overhead_whole": fit_overhead(sub[sub["whole"]])}
+        if "residual_head" in sub and sub["residual_head"].notna().any():
+            fit["compressors"][comp]["overhead_head"] = fit_overhead(sub[~sub["whole"]], "residual_head")
     for comp, entry in fit["compressors"].items():
         rel = artifact_errors(draws[draws["compressor"] == comp], rows[rows["compressor"] == comp], entry)
         # whole-artifact error on the fit's models (pgolf predict widens its interval by the max)
@@ -234,6 +257,53 @@ def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
         "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
         "models": [m for m, _, _ in models], "artifacts": int(len(rows)),
         "seconds": round(time.perf_counter() - t0, 1)}
+    return fit
+
+
+HEAD_PLANS = ("official-int8", "fp16-embed")  # the presets whose artifact is the official export
+
+
+def fit_head(fit: dict, quiet: bool, cache: Path | None = None) -> dict:
+    """`fit` with zstd's container term net of the export's pickle head (overhead_head) measured
+    anew on the fit's models under the official-export presets; the rest of `fit` kept as it is."""
+    t0 = time.perf_counter()
+    models = [(m, sd, tuple(p for p in plans if p in HEAD_PLANS)) for m, sd, plans in training_models()]
+    path = cache / "head.csv" if cache else None
+    if path and path.is_file():
+        rows = pd.read_csv(path)
+    else:
+        rows = measure(models, quiet, only=("zstd",))[1]
+        if path:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, rows.to_csv(index=False))
+    sampled_rows = rows[~rows["whole"].astype(bool)]
+    fit = {**fit, "sampling": sampling_settings()}
+    fit["compressors"]["zstd"]["overhead_head"] = fit_overhead(sampled_rows, "residual_head")
+    fit["provenance"] = {**fit["provenance"], "overhead_head": {
+        "script": "benchmarks/fit_estimator.py --only head", "date": datetime.date.today().isoformat(),
+        "artifacts": int(len(sampled_rows)), "seconds": round(time.perf_counter() - t0, 1)}}
+    return fit
+
+
+def fit_history_only(fit: dict, compressors: tuple[str, ...], quiet: bool, cache: Path | None = None) -> dict:
+    """`fit` with the history factors of `compressors` refitted on the fit's models (their draws
+    measured anew, or read from cache/history_draws.csv); container terms and the rest kept."""
+    t0 = time.perf_counter()
+    path = cache / "history_draws.csv" if cache else None
+    if path and path.is_file():
+        draws = pd.read_csv(path)
+    else:
+        draws = measure(training_models(), quiet, only=compressors)[0]
+        if path:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, draws.to_csv(index=False))
+    fit = {**fit, "sampling": sampling_settings()}
+    for comp in compressors:
+        fit["compressors"][comp]["history"] = fit_history(draws[draws["compressor"] == comp])
+    fit["provenance"] = {**fit["provenance"], "history": {
+        "script": f"benchmarks/fit_estimator.py --only history --compressors {','.join(compressors)}",
+        "date": datetime.date.today().isoformat(), "draws": int(len(draws)),
+        "seconds": round(time.perf_counter() - t0, 1)}}
     return fit
 
 
@@ -280,7 +350,10 @@ def fit_stats(checkpoints: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("fit", "stats"), help="write only one of the two files")
+    ap.add_argument("--only", choices=("fit", "stats", "head", "history"),
+                    help="write only one of the two files (head: only zstd's overhead_head in the shipped fit; "
+                         "history: only the history factors of --compressors)")
+    ap.add_argument("--compressors", default="lzma", help="with --only history: whose history factors to refit")
     ap.add_argument("--checkpoints", nargs="*", default=[], help="pgolf checkpoints (.safetensors) for the statistics")
     ap.add_argument("--out", default=str(DATA), help="folder for the JSON files (default: the package's data folder)")
     ap.add_argument("--cache", help="folder for measured groups/artifacts: reused when present, written when not")
@@ -292,6 +365,19 @@ def main(argv: list[str] | None = None) -> int:
         stats = fit_stats(args.checkpoints)
         calibration.save_weight_stats(stats, out / "weight_stats.json")
         print(f"weight_stats.json: {len(stats['roles'])} roles from {', '.join(stats['provenance']['sources'])}")
+    if args.only == "history":
+        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
+        fit = fit_history_only(shipped, tuple(args.compressors.split(",")), args.quiet,
+                               Path(args.cache) if args.cache else None)
+        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
+        for comp in args.compressors.split(","):
+            print(f"{comp} history: {fit['compressors'][comp]['history']}")
+    if args.only == "head":
+        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
+        fit = fit_head(shipped, args.quiet, Path(args.cache) if args.cache else None)
+        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
+        print(f"zstd overhead_head: {fit['compressors']['zstd']['overhead_head']} "
+              f"(was {fit['compressors']['zstd']['overhead']})")
     if args.only in (None, "fit"):
         fit = fit_estimator(args.quiet, Path(args.cache) if args.cache else None)
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")

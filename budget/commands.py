@@ -60,7 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--estimate", action="store_true",
                    help="fast estimate: compress 4 disjoint draws of a ~1%% sample, scale them by the exact ratio of "
                         "entropies and report their mean with an interval from their spread (reports label each "
-                        "number exact or estimated); measure without it")
+                        "number exact or estimated; an artifact storing at most 256 KiB is built and reported "
+                        "exact); measure without it")
     p.set_defaults(handler=run_budget)
 
     p = subparsers.add_parser("compare", help="measure every plan x compressor pair and print the matrix",

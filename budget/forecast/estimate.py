@@ -12,9 +12,12 @@ measured on the sample, in whatever regime the weights are. Two fitted terms rem
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
 short draw, more so at low entropy) and the container term (headers, pickle, boundaries between
 groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
-sqrt(K), the history factor's and the container term's scatter on the fit's models. An artifact
-of at most sampled.WHOLE_MAX_BYTES stored bytes is quantized whole and all its stored bytes, in
-artifact order, are compressed as one stream (whole_payload), with a container term of its own.
+sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
+the official export's pickle head steers the parser for the whole first group: estimate_budget
+measures that on the sample (export_head, sampled.lead_in) and takes the container term fitted
+net of it. An artifact of at most sampled.WHOLE_MAX_BYTES stored bytes is built for real by
+estimate_budget (about one sample's cost): its bytes_model is exact and labelled so
+(estimate_model still compresses its stored bytes whole, whole_payload, for predict's callers).
 Raw payload and scale byte counts are exact. Each tensor's share of its group (the
 compressed_bytes column) follows its order-0 entropy.
 
@@ -35,7 +38,8 @@ import torch
 from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exact.build import artifact_kind, assign
+from pgolf.budget.exact.build import artifact_kind, assign, build_artifact, export_object, quantize_item
+from pgolf.budget.exact.exportzip import LayoutError, stream_export
 from pgolf.budget.exact.container import frame_header
 from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
 from pgolf.budget.exact.threads import one_torch_thread
@@ -45,7 +49,7 @@ from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.progress import progress
 from pgolf.budget.report_base import Report, format_value
 from pgolf.budget.quant.plans import resolve_plan
-from pgolf.budget.quant.schemes import get_scheme
+from pgolf.budget.quant.schemes import OfficialInt8Scheme, get_scheme
 
 FIT_FORMAT = "pgolf-estimate-fit-v4"  # v4: container terms only; groups scale by their entropy anchor
 # The interval: this many standard errors either side. The draws' spread has DRAWS - 1 degrees of
@@ -64,7 +68,7 @@ def sampling_settings() -> dict:
             "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
             "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
             "whole_max_bytes": sampled.WHOLE_MAX_BYTES, "draws": sampled.DRAWS,
-            "windows": dict(sampled.WINDOW_BYTES)}
+            "windows": dict(sampled.WINDOW_BYTES), "lead_in": list(sampled.LEAD_IN_BYTES)}
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -201,10 +205,14 @@ def fit_entry(fit: dict, compressor: str) -> tuple[str, dict]:
     raise PgolfInputError(None, f"no estimator fit for compressor {name!r} (fitted: {', '.join(fit['compressors'])})")
 
 
-def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False) -> tuple[float, float]:
+def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = False,
+                    head: bool = False) -> tuple[float, float]:
     """(bytes, sd) the container adds past its groups compressed alone: c0 + c1 n_streams, fitted on
-    benchmarks/fit_estimator.py's models (none of them scored), sd its scatter there."""
-    over = entry["overhead_whole" if whole else "overhead"].get(container, {"c0": 0.0, "c1": 0.0, "sd": 0.0})
+    benchmarks/fit_estimator.py's models (none of them scored), sd its scatter there. `head`: the
+    term fitted net of sampled.lead_in (zstd), where the fit has one for this container."""
+    table = "overhead_whole" if whole else "overhead_head" if head and container in entry.get("overhead_head", {}) \
+        else "overhead"
+    over = entry[table].get(container, {"c0": 0.0, "c1": 0.0, "sd": 0.0})
     return over["c0"] + over["c1"] * n_streams, over.get("sd", 0.0)
 
 
@@ -219,16 +227,57 @@ def whole_payload(streams: list[Stream], kind: str) -> bytes | None:
     """
     if sum(s.n_bytes for s in streams) > sampled.WHOLE_MAX_BYTES or any(len(s.sample) != s.n_bytes for s in streams):
         return None
+    return b"".join(s.sample for s in sorted(streams, key=lambda s: _artifact_rank(s, kind)))
+
+
+def _artifact_rank(s: Stream, kind: str) -> int:
+    """Where a stream's part sits in the artifact (sort is stable: item order within each part)."""
     later = ("scales", "values") if kind == "official-export" else ("values", "scales")
-    def rank(s: Stream) -> int:
-        return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
-    return b"".join(s.sample for s in sorted(streams, key=rank))  # stable: item order within each part
+    return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
 
 
 def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int | None:
     """Compressed bytes of whole_payload under the artifact's codec settings (None: not small)."""
     blob = whole_payload(streams, kind)
     return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
+
+
+def export_head(items) -> bytes:
+    """The official export's torch.save bytes before its first tensor's data (the zip's first
+    header and data.pkl, the pickle naming every tensor), laid out exactly as build writes them,
+    without quantizing the int8 tensors; b"" for a pgolf container or an export with no int8 entry.
+
+    >>> import torch
+    >>> head = export_head(assign({"w": torch.ones(300, 300)}, "official-int8"))
+    >>> head[:2], b"quantized" in head, len(head) % 64
+    (b'PK', True, 0)
+    """
+    int8 = [i for i in items if i.tied_to is None and isinstance(i.scheme, OfficialInt8Scheme)]
+    if artifact_kind(items) != "official-export" or not int8:
+        return b""
+    for item in items:
+        if item.tied_to is None and not isinstance(item.scheme, OfficialInt8Scheme):
+            quantize_item(item)  # passthrough casts: the template holds them
+    template = export_object(items, placeholders={i.name for i in int8})
+    stand_ins = {f"{part}/{i.name}": template[part][i.name] for i in int8 for part in ("quantized", "scales")}
+    try:
+        _, chunks = stream_export(template, stand_ins, iter(()))
+        return bytes(next(iter(chunks)))  # emitted before the first int8 record's data is asked for
+    except LayoutError:  # a torch whose zip layout we do not know: no head measured
+        return b""
+
+
+def first_group_sample(streams: list[Stream], kind: str) -> tuple[str, bytes]:
+    """(group, its sample bytes in artifact order) of the group whose bytes come first in the artifact.
+
+    >>> s = [Stream("a", "values", "raw2", 2, 0.0, "g", b"ab"), Stream("b", "values", "byte", 1, 0.0, "h", b"q", True)]
+    >>> first_group_sample(s, "official-export")
+    ('h', b'q')
+    """
+    if not streams:
+        return "", b""
+    first = sorted(streams, key=lambda s: _artifact_rank(s, kind))[0].group
+    return first, b"".join(s.sample for s in sorted(streams, key=lambda s: _artifact_rank(s, kind)) if s.group == first)
 
 
 def group_estimates(streams: list[Stream], compressor: str, coef: dict | None = None) -> dict[str, sampled.GroupEstimate]:
@@ -245,6 +294,12 @@ def group_estimates(streams: list[Stream], compressor: str, coef: dict | None = 
 def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values: int | None = SAMPLE_VALUES,
                      quiet: bool = True) -> tuple[pd.DataFrame, list[Stream], str, str]:
     """(per-tensor rows, streams, artifact kind, plan name) for a state dict under a plan."""
+    return _estimate_parts(sd, plan, sample_values, quiet)[:4]
+
+
+def _estimate_parts(sd: dict[str, Tensor], plan, sample_values: int | None, quiet: bool
+                    ) -> tuple[pd.DataFrame, list[Stream], str, str, list]:
+    """estimate_streams' four and the items (build.assign) they come from."""
     plan = resolve_plan(plan)
     items = assign(sd, plan)
     stored = sum(sum(i.scheme.payload_bytes(i.shape, i.dtype)) for i in items if i.tied_to is None)
@@ -259,7 +314,7 @@ def estimate_streams(sd: dict[str, Tensor], plan="official-int8", sample_values:
         row, tensor_streams_ = tensor_streams(item.name, item.tensor, item.scheme.name, sample_values)
         rows.append({**row, "tied_to": None})
         streams += tensor_streams_
-    return pd.DataFrame(rows), streams, artifact_kind(items), plan.name
+    return pd.DataFrame(rows), streams, artifact_kind(items), plan.name, items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,10 +328,18 @@ class ModelEstimate:
     sampling_sd: float   # from the spread of the draws
     container_sd: float  # the container term's scatter on the fit's models
     history_sd: float = 0.0  # the history factor's scatter on the fit's groups
+    lead_in: float = 0.0     # what the export's head does to the group behind it (sampled.lead_in)
+    lead_in_sd: float = 0.0
 
 
-def estimate_model(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None) -> ModelEstimate:
-    """Estimated artifact bytes from sampled streams: groups (sampled.estimate_group) + container + frame."""
+def estimate_model(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None,
+                   head: bytes | None = None) -> ModelEstimate:
+    """Estimated artifact bytes from sampled streams: groups (sampled.estimate_group) + container + frame.
+
+    `head`: the official export's bytes before its first tensor data (export_head). Given, zstd's
+    sampled estimate measures what it does to the first group (sampled.lead_in) and takes the
+    container term fitted net of that ("overhead_head"); None keeps the older term, which averages
+    it over the fit's models."""
     fit = fit or load_fit()
     comp = get_compressor(compressor)
     _, entry = fit_entry(fit, comp.name)
@@ -289,24 +352,45 @@ def estimate_model(streams: list[Stream], kind: str, compressor: str, fit: dict 
     else:
         groups, group_of = group_estimates(streams, comp.name, entry.get("history")), (lambda s: s.group)
         empty = size_of(b"")  # the codec's own header and trailer, paid once
-    weight: dict[str, float] = {}
-    for s in streams:
-        weight[group_of(s)] = weight.get(group_of(s), 0.0) + s.n_bytes * max(s.h, 0.05)
-    per_tensor: dict[str, float] = {}
-    for s in streams:  # each group's bytes shared by order-0 entropy
-        g = group_of(s)
-        share = groups[g].estimate * s.n_bytes * max(s.h, 0.05) / weight[g] if g in groups else 0.0
-        per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
+    lead, lead_sd = 0.0, 0.0
+    with_head = head is not None and blob is None and comp.codec == "zstd" and "overhead_head" in entry
+    if with_head and head:
+        first, sample = first_group_sample(streams, kind)
+        if first in groups:
+            lead, lead_sd = sampled.lead_in(head, sample, groups[first].full,
+                                            sampled.sample_codec(comp.name, sum(s.n_bytes for s in streams)))
+            groups[first] = dataclasses.replace(groups[first], estimate=groups[first].estimate + lead)
+    per_tensor = entropy_shares(streams, {g: e.estimate for g, e in groups.items()}, group_of)
     plain_official = kind == "official-export" and comp.name == "zlib"
     frame = 0 if plain_official else len(frame_header(0, comp.name))
-    over, over_sd = container_bytes(len(streams), kind, entry, blob is not None)
+    over, over_sd = container_bytes(len(streams), kind, entry, blob is not None, with_head)
     sampling_sd = math.sqrt(sum(g.sd ** 2 for g in groups.values()))
     # the history factor's scatter on the fit's groups, the same for every group of one artifact
     history_sd = sum((sampled.class_coef(entry.get("history"), k) or {}).get("sd", 0.0) * g.estimate
                      for k, g in groups.items() if g.draws)
     total = sum(g.estimate for g in groups.values()) + empty + over + frame
-    sd = math.sqrt(sampling_sd ** 2 + over_sd ** 2 + history_sd ** 2)
-    return ModelEstimate(total, sd, per_tensor, blob is not None, sampling_sd, over_sd, history_sd)
+    sd = math.sqrt(sampling_sd ** 2 + over_sd ** 2 + history_sd ** 2 + lead_sd ** 2)
+    return ModelEstimate(total, sd, per_tensor, blob is not None, sampling_sd, over_sd, history_sd, lead, lead_sd)
+
+
+def entropy_shares(streams: list[Stream], group_bytes, group_of) -> dict[str, float]:
+    """tensor -> its share of its group's bytes (`group_bytes`: group -> bytes, or one number for
+    every group) by order-0 entropy bits.
+
+    >>> s = [Stream("a", "values", "byte", 100, 2.0), Stream("b", "values", "byte", 100, 6.0)]
+    >>> entropy_shares(s, 80.0, lambda s: "")
+    {'a': 20.0, 'b': 60.0}
+    """
+    weight: dict[str, float] = {}
+    for s in streams:
+        weight[group_of(s)] = weight.get(group_of(s), 0.0) + s.n_bytes * max(s.h, 0.05)
+    per_tensor: dict[str, float] = {}
+    for s in streams:
+        g = group_of(s)
+        total = group_bytes if isinstance(group_bytes, float) else group_bytes.get(g)
+        share = total * s.n_bytes * max(s.h, 0.05) / weight[g] if total is not None else 0.0
+        per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
+    return per_tensor
 
 
 def estimate_model_bytes(streams: list[Stream], kind: str, compressor: str, fit: dict | None = None
@@ -337,19 +421,20 @@ class EstimateReport(BudgetReport):
     adds `exactness` (key -> "exact" | "estimated") and `interval` (key -> [low, high]).
 
     >>> import torch
-    >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
+    >>> sd = {"w": torch.linspace(-1, 1, 490_000).reshape(700, 700)}  # 490 KB stored: sampled
     >>> r = estimate_budget(sd, "int6", "zlib")
     >>> type(r).__name__, r.to_dict()["exactness"]["bytes_model"], r.to_dict()["exactness"]["params"]
     ('EstimateReport', 'estimated', 'exact')
     """
 
     def exactness(self) -> dict[str, str]:
-        return {k: "exact" if k in EXACT_HEADLINE else "estimated" for k in self.headline
+        measured = self.headline.get("bytes_model_measured", False)  # a small artifact, built for real
+        return {k: "exact" if k in EXACT_HEADLINE or measured else "estimated" for k in self.headline
                 if k in EXACT_HEADLINE or k in ESTIMATED_HEADLINE}
 
     def intervals(self) -> dict[str, list[int]]:
         h = self.headline
-        if "bytes_model_low" not in h:
+        if "bytes_model_low" not in h or h.get("bytes_model_measured"):
             return {}
         lo, hi = h["bytes_model_low"], h["bytes_model_high"]
         out = {"bytes_model": [lo, hi]}
@@ -413,9 +498,15 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     cap = CAP_BYTES if cap is None else int(cap)
     fit = fit or load_fit()
     comp = get_compressor(compressor)
-    frame, streams, kind, plan_name = estimate_streams(sd, plan, sample_values, quiet)
+    frame, streams, kind, plan_name, items = _estimate_parts(sd, plan, sample_values, quiet)
     key, _ = fit_entry(fit, comp.name)
-    m = estimate_model(streams, kind, comp.name, fit)
+    if sum(s.n_bytes for s in streams) <= sampled.WHOLE_MAX_BYTES:
+        # a small artifact costs about one sample to build: measured, not estimated
+        exact = float(len(build_artifact(sd, plan, comp.name)))
+        m = ModelEstimate(exact, 0.0, entropy_shares(streams, exact, lambda s: ""), True, 0.0, 0.0)
+    else:
+        lead_head = export_head(items) if comp.codec == "zstd" and kind == "official-export" else None
+        m = estimate_model(streams, kind, comp.name, fit, lead_head)
     frame["kind"] = ["quantized" if get_scheme(s).kind == "quantized" else "passthrough" for s in frame["scheme"]]
     frame["bits_per_value"] = [get_scheme(s).bits_for(getattr(torch, d)) for s, d in zip(frame["scheme"], frame["dtype"])]
     frame["compressed_bytes"] = [int(round(m.per_tensor.get(n, 0.0))) for n in frame["name"]]
@@ -432,25 +523,32 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
             "payload_bytes": int(frame["payload_bytes"].sum()), "artifact": kind, "estimated": True,
             "bytes_model_low": min(low, bytes_model), "bytes_model_high": max(high, bytes_model),
             "bytes_model_sd": round(m.sd, 1)}
+    if m.whole:
+        head["bytes_model_measured"] = True
     if code_sizes:
         head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
     rows_sampled = bool((frame["sampled_fraction"] < 1).any())
-    how = (f"{comp.name} run on all {head['payload_bytes']:,} stored bytes (a small artifact) plus the {key} "
-           f"container term of estimate_fit.json" if m.whole else
-           f"{comp.name} run on up to {sampled.DRAWS} disjoint draws of a ~1 % sample of the stored bytes, each "
+    how = (f"{comp.name} run on up to {sampled.DRAWS} disjoint draws of a ~1 % sample of the stored bytes, each "
            f"scaled by the ratio of the full streams' order-0 entropy to its own and by the {key} history "
            f"factor, plus the {key} container term (both fitted in estimate_fit.json on models apart from "
-           f"any scored)")
+           f"any scored)" + (f", plus {m.lead_in:,.0f} B measured for the export's pickle head in front of "
+                             f"zstd's first group" if m.lead_in else ""))
     pct = 100 * INTERVAL_Z * m.sd / max(m.total, 1)
-    notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
-             f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
-             f"`pgolf budget` without --estimate measures them",
-             f"INTERVAL: bytes_model {head['bytes_model_low']:,} .. {head['bytes_model_high']:,} "
-             f"(+-{pct:.2f} %: {INTERVAL_Z:g} standard errors; sampling sd {m.sampling_sd:,.0f} B from the draws' "
-             f"spread, history-factor sd {m.history_sd:,.0f} B and container sd {m.container_sd:,.0f} B from "
-             f"the fit's scatter)",
-             "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
-             + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
+    if m.whole:
+        notes = [f"MEASURED (a small artifact: {head['payload_bytes']:,} stored bytes, built for real, which costs "
+                 f"about what one sample does): bytes_model and what derives from it are exact; only the "
+                 f"compressed_bytes column (each tensor's share, by order-0 entropy) is estimated",
+                 "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code, bytes_model"]
+    else:
+        notes = [f"ESTIMATED (not measured): {', '.join(k for k in ESTIMATED_HEADLINE if k in head)} and the "
+                 f"compressed_bytes column (each tensor's share inside the artifact), from {how}; "
+                 f"`pgolf budget` without --estimate measures them",
+                 f"INTERVAL: bytes_model {head['bytes_model_low']:,} .. {head['bytes_model_high']:,} "
+                 f"(+-{pct:.2f} %: {INTERVAL_Z:g} standard errors; sampling sd {m.sampling_sd:,.0f} B from the "
+                 f"draws' spread, history-factor sd {m.history_sd:,.0f} B and container sd {m.container_sd:,.0f} B "
+                 f"from the fit's scatter" + (f", head sd {m.lead_in_sd:,.0f} B" if m.lead_in else "") + ")",
+                 "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
+                 + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
     if key != comp.name:
         notes.append(f"no container term for {comp.name}: used the {key} one")
     if not code_sizes:

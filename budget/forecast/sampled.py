@@ -18,7 +18,10 @@ anchor bit, is what the codec adds to or saves on the order-0 floor; it is measu
 sample, so it holds in whatever regime the weights are, and is applied to the anchor of the
 full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
 Each draw gives an estimate of the group; their mean is the estimate, their spread over
-sqrt(K) its standard error (`GroupEstimate`).
+sqrt(K) its standard error (`GroupEstimate`). What comes before a group can change how the codec
+codes all of it: zstd's optimal parser carries its prices from block to block, so the official
+export's pickle head costs the first group far more than its own bytes; `lead_in` measures that
+on the sample behind the real head.
 
 >>> s = sample_plan({"byte|int6|float32": [(1_000_000, b"\\x01" * 40_000)]}, 17_000_000)
 >>> [(g, sum(len(d) for d in draws), full) for g, draws, full, _ in s]
@@ -51,6 +54,9 @@ _LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 M
 # adaptive models follow a few KiB.
 WINDOW_BYTES = {"zlib": 1 << 14, "zstd": 1 << 17, "ans": 1 << 16, "lzma": 1 << 12, "brotli": 1 << 14}
 DEFAULT_WINDOW = 1 << 14
+H_FLOOR = 0.5  # bits per byte: history_factor's 1 / h term stays finite on near-constant bytes
+# head + group lengths at which lead_in measures what a head does to the group behind it
+LEAD_IN_BYTES = (1 << 17, 1 << 19)
 
 
 def group_key(cls: str, scheme: str, dtype: str) -> str:
@@ -198,18 +204,22 @@ class GroupEstimate:
 
 
 def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
-    """full-stream codec bytes per anchor bit over a draw's: 1 - (a0 + a1 h) log2(full / n).
+    """full-stream codec bytes per anchor bit over a draw's: 1 - (a0 + a1 h + a2 / h) log2(full / n).
 
     Codecs code a long stream better per anchor bit than a short one (more history for matches,
-    tables learnt once); the slope depends on the bits per byte h (low-entropy bytes gain most).
-    a0, a1 per codec come from benchmarks/fit_estimator.py.
+    adaptive models learnt once); the slope depends on the bits per byte h: low-entropy bytes
+    gain most, lzma's adaptive literal and match models steeply so (a2 / h; h floored at
+    H_FLOOR). a0, a1, a2 per codec and class come from benchmarks/fit_estimator.py (a2 absent: 0).
 
     >>> history_factor({"a0": 0.01, "a1": -0.001}, Draw(1024, 100, 4096.0), 4096)  # h = 4, log2 = 2
     0.988
+    >>> history_factor({"a0": 0.0, "a1": 0.0, "a2": 0.02}, Draw(1024, 100, 4096.0), 4096)
+    0.99
     """
     if not coef or full <= draw.n:
         return 1.0
-    slope = coef["a0"] + coef["a1"] * draw.bits_per_byte()
+    h = draw.bits_per_byte()
+    slope = coef["a0"] + coef["a1"] * h + coef.get("a2", 0.0) / max(h, H_FLOOR)
     return max(0.5, 1.0 - slope * math.log2(full / draw.n))
 
 
@@ -239,6 +249,41 @@ def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes
     point = float(np.mean(per_draw))
     sd = float(np.std(per_draw, ddof=1) / math.sqrt(len(per_draw))) if len(per_draw) > 1 else 0.0
     return GroupEstimate(sum(sizes), sample, full, point, sd, ds, full_anchor)
+
+
+def lead_in(head: bytes, first: bytes, full: int, size_of: Callable[[bytes], int]) -> tuple[float, float]:
+    """(bytes, sd) that `head` adds to the group behind it, past both compressed alone, at the
+    group's `full` length; `first` is the start of that group's sample (its bytes in artifact order).
+
+    zstd's optimal parser (btopt and up: level 16+) prices literals and matches from the previous
+    block's statistics, so what the first block holds steers every later block. The official
+    export opens with the pickle naming every tensor: text full of real matches, after which the
+    parser codes int8 values as short spurious matches (12 % worse per block at 2.5 bits per
+    value) and, its statistics feeding themselves, does not recover. Draws compressed alone never
+    see it, so it is measured here: `head` in front of the first LEAD_IN_BYTES of the group's
+    sample against both compressed apart, at two lengths, extrapolated as a power law in the
+    length (exponent from the two, within [0, 1]: damage that persists grows in proportion,
+    damage that fades grows less). The extrapolated part is uncertain by half of itself.
+
+    >>> lead_in(b"", b"x" * 100, 100, len)
+    (0.0, 0.0)
+    >>> lead_in(b"hh", bytes(300_000), 1_000_000, lambda d: len(d) // 2)  # no interaction
+    (0.0, 0.0)
+    """
+    if not head or not first:
+        return 0.0, 0.0
+    alone = size_of(head)
+
+    def extra(n: int) -> tuple[int, int]:
+        s = first[:max(n - len(head), 0)]
+        return size_of(head + s) - size_of(s) - alone, len(s)
+
+    (e1, n1), (e2, n2) = extra(LEAD_IN_BYTES[0]), extra(LEAD_IN_BYTES[1])
+    if n2 >= full or n2 <= n1:  # the whole group measured, or all the sample holds
+        return float(e2), 0.0 if n2 >= full else abs(float(e2)) * 0.5
+    alpha = min(max(math.log(e2 / e1) / math.log(n2 / n1), 0.0), 1.0) if e1 > 0 and e2 > 0 else 0.0
+    at_full = e2 * (full / n2) ** alpha
+    return float(at_full), float(abs(at_full - e2) / 2)
 
 
 def class_coef(history: dict | None, key: str) -> dict | None:
