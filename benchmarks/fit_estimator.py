@@ -43,8 +43,8 @@ from pgolf.budget.atomic import write_text_atomic
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.exact.container import frame_header
 from pgolf.budget.exact.build import assign
-from pgolf.budget.forecast.estimate import (FIT_FORMAT, estimate_streams, export_head, first_group_sample,
-                                            group_estimates, sampling_settings, whole_payload)
+from pgolf.budget.forecast.estimate import FIT_FORMAT, estimate_streams, group_estimates, sampling_settings
+from pgolf.budget.forecast.streams import export_head, first_group_sample, whole_payload
 from pgolf.budget.quant.plans import PRESETS
 from pgolf.budget.progress import progress
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict

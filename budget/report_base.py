@@ -124,3 +124,59 @@ class Report:
             parts.append(_frame_text(self.frame).to_html(index=False, escape=True))
         parts += [f"<p><em>{html.escape(n)}</em></p>" for n in self.notes]
         return "\n".join(parts)
+
+
+class LabelledReport:
+    """Mixin for a Report whose headline values say how they were obtained: text, markdown and HTML
+    print `value (exact)` or `value (<word>, interval low .. high)`; JSON adds `exactness` (key ->
+    "exact" | word) and `interval` (key -> [low, high]). Subclasses give exactness() and intervals()."""
+
+    word = "estimated"
+
+    def exactness(self) -> dict[str, str]:
+        return {}
+
+    def intervals(self) -> dict[str, list]:
+        return {}
+
+    def _labelled(self) -> dict[str, str]:
+        kinds, ranges = self.exactness(), self.intervals()
+        out = {}
+        for k, v in self.headline.items():
+            text = format_value(v)
+            if k in ranges:
+                text += f" ({self.word}, interval {format_value(ranges[k][0])} .. {format_value(ranges[k][1])})"
+            elif k in kinds:
+                text += f" ({kinds[k]})"
+            out[k] = text
+        return out
+
+    def _plain(self) -> Report:
+        return Report(title=self.title, headline=self._labelled(), frame=self.frame, notes=self.notes)
+
+    def _headline_lines(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in self._labelled().items()]
+
+    def to_markdown(self) -> str:
+        return self._plain().to_markdown()
+
+    def _repr_html_(self) -> str:
+        return self._plain()._repr_html_()
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "exactness": self.exactness(), "interval": self.intervals()}
+
+
+def carried_intervals(head: dict, low, high) -> dict[str, list]:
+    """bytes_model's interval [low, high] carried to bytes_total and headroom_bytes (code bytes are exact).
+
+    >>> carried_intervals({"bytes_model": 100, "bytes_total": 130, "headroom_bytes": 870, "cap": 1000}, 90, 110)
+    {'bytes_model': [90, 110], 'bytes_total': [120, 140], 'headroom_bytes': [860, 880]}
+    """
+    out = {"bytes_model": [low, high]}
+    if "bytes_total" in head:
+        code = head["bytes_total"] - head["bytes_model"]
+        out["bytes_total"] = [low + code, high + code]
+        if "headroom_bytes" in head:
+            out["headroom_bytes"] = [head["cap"] - high - code, head["cap"] - low - code]
+    return out

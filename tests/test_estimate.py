@@ -15,9 +15,9 @@ from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
 from pgolf.budget.exact.build import assign, serialize
 from pgolf.budget.forecast import synthetic
-from pgolf.budget.forecast.estimate import (FIT_FORMAT, Stream, byte_entropy, estimate_budget, estimate_streams,
-                                            export_head, first_group_sample, load_fit, sampling_settings,
-                                            symbol_entropy_bits, tensor_streams, whole_payload)
+from pgolf.budget.forecast.estimate import FIT_FORMAT, estimate_budget, estimate_streams, load_fit, sampling_settings
+from pgolf.budget.forecast.streams import (Stream, byte_entropy, export_head, first_group_sample, symbol_entropy_bits,
+                                           tensor_streams, whole_payload)
 from pgolf.budget.forecast.shapes import baseline_specs, synthetic_state_dict
 
 SMALL = dict(num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=2, vocab_size=512)

@@ -19,11 +19,7 @@ net of it. An artifact of at most sampled.WHOLE_MAX_BYTES stored bytes is built 
 estimate_budget (about one sample's cost): its bytes_model is exact and labelled so
 (estimate_model still compresses its stored bytes whole, whole_payload, for predict's callers).
 Raw payload and scale byte counts are exact. Each tensor's share of its group (the
-compressed_bytes column) follows its order-0 entropy.
-
->>> import numpy as np
->>> round(byte_entropy(np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)), 3)
-8.0
+compressed_bytes column) follows its order-0 entropy. The streams themselves: streams.py.
 """
 from __future__ import annotations
 
@@ -38,30 +34,24 @@ import torch
 from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exact.build import artifact_kind, assign, build_artifact, export_object, quantize_item
-from pgolf.budget.exact.exportzip import LayoutError, stream_export
+from pgolf.budget.exact.build import artifact_kind, assign, build_artifact
 from pgolf.budget.exact.container import frame_header
 from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast import sampled
+from pgolf.budget.forecast.streams import (SAMPLE_VALUES, Stream, export_head, first_group_sample, tensor_streams,
+                                           whole_payload)
 from pgolf.budget.glossary import CAP_BYTES, totals
 from pgolf.budget.progress import progress
-from pgolf.budget.report_base import Report, format_value
+from pgolf.budget.report_base import LabelledReport, carried_intervals
 from pgolf.budget.quant.plans import resolve_plan
-from pgolf.budget.quant.schemes import OfficialInt8Scheme, get_scheme
+from pgolf.budget.quant.schemes import get_scheme
 
 FIT_FORMAT = "pgolf-estimate-fit-v4"  # v4: container terms only; groups scale by their entropy anchor
 # The interval: this many standard errors either side. The draws' spread has DRAWS - 1 degrees of
 # freedom; Student's t at 97.5 % with 3 is 3.18.
 INTERVAL_Z = 3.2
-# Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
-# max sets its grid), so the sampled entropy of a tensor is off by ~0.5 % (1 sd) at 64 rows of
-# 512; independent across tensors, it averages down in a whole model.
-SAMPLE_VALUES = 1 << 15
-SAMPLE_BLOCK_BYTES = 1 << 12
-
-
 def sampling_settings() -> dict:
     """The sampling constants a fit is only valid for (stored in the fit, checked on load)."""
     return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
@@ -69,111 +59,6 @@ def sampling_settings() -> dict:
             "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
             "whole_max_bytes": sampled.WHOLE_MAX_BYTES, "draws": sampled.DRAWS,
             "windows": dict(sampled.WINDOW_BYTES), "lead_in": list(sampled.LEAD_IN_BYTES)}
-
-
-def _entropy(counts: np.ndarray) -> float:
-    """Shannon entropy in bits per symbol of a histogram."""
-    n = float(counts.sum())
-    p = counts[counts > 0] / max(n, 1.0)
-    return float(-(p * np.log2(p)).sum())
-
-
-def byte_entropy(data: np.ndarray) -> float:
-    """Order-0 entropy of a byte stream in bits per byte (Miller-Madow corrected, at most 8)."""
-    if data.size == 0:
-        return 0.0
-    counts = np.bincount(data, minlength=256)
-    # a sample of rows must not read low by (K-1)/(2 n ln 2)
-    return min(8.0, _entropy(counts) + (np.count_nonzero(counts) - 1) / (2 * data.size * math.log(2)))
-
-
-def storage_class(storage: str, element_size: int) -> str:
-    """byte | packed | base3 | bits | raw1 | raw2 | raw4 | raw8 (values): how the compressor sees the
-    bytes; scales streams are classes scale2 / scale4."""
-    return f"raw{element_size}" if storage == "raw" else storage
-
-
-@dataclasses.dataclass(frozen=True)
-class Stream:
-    """One contiguous byte stream of the artifact (a tensor's values or its scales): its full byte
-    count, its group (sampled.group_key), the order-0 entropy and the packed bytes of its sample."""
-
-    tensor: str
-    part: str
-    cls: str
-    n_bytes: int
-    h: float
-    group: str = ""
-    sample: bytes = dataclasses.field(default=b"", repr=False, compare=False)
-    quantized: bool = False  # a quantized scheme's stream (artifact order puts these first)
-
-
-def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float]:
-    """(rows to quantize, full/sampled ratio): evenly spaced blocks of contiguous rows."""
-    if sample_values is None or t.ndim < 2 or t.numel() <= sample_values:
-        return t, 1.0
-    rows, cols = t.shape[0], t.numel() // t.shape[0]
-    block = max(1, min(rows, SAMPLE_BLOCK_BYTES // max(cols, 1)))
-    nblocks = max(1, min(rows // block, sample_values // (block * cols)))
-    starts = np.linspace(0, rows - block, nblocks).round().astype(np.int64)
-    idx = torch.from_numpy((starts[:, None] + np.arange(block)[None, :]).reshape(-1))
-    return t.index_select(0, idx), rows / idx.numel()
-
-
-def symbol_entropy_bits(symbols: Tensor) -> float:
-    """Order-0 entropy of integer symbols, total bits (a histogram, no sort).
-
-    >>> symbol_entropy_bits(torch.tensor([-1, 0, 1, 1], dtype=torch.int8))
-    6.0
-    """
-    flat = symbols.detach().reshape(-1)
-    if flat.numel() == 0:
-        return 0.0
-    if flat.element_size() <= 2:
-        view = torch.uint8 if flat.element_size() == 1 else torch.int16
-        raw = flat.contiguous().view(view).numpy()
-        counts = np.bincount(raw.view(np.uint8 if flat.element_size() == 1 else np.uint16))
-    else:
-        counts = np.unique(flat.numpy(), return_counts=True)[1]
-    return _entropy(counts) * flat.numel()
-
-
-def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_values: int, full_scales: int,
-                   dtype: torch.dtype | None = None) -> list[Stream]:
-    """Streams of one quantized tensor's packed sample bytes; byte counts are the full tensor's."""
-    streams = []
-    src = str(dtype or q.dtype).removeprefix("torch.")
-    for part, blob, full in (("values", values, full_values), ("scales", scales, full_scales)):
-        if not full or not blob:
-            continue
-        if part == "values":
-            cls = storage_class(scheme.storage, q.symbols.element_size() if scheme.storage == "raw" else 1)
-        else:  # scales (positive, similar, few) compress unlike float values: their own class
-            cls = f"scale{q.scales.element_size()}"
-        h = byte_entropy(np.frombuffer(blob, dtype=np.uint8))
-        key = sampled.group_key(cls, scheme.name, src if part == "values" else "")
-        streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob), scheme.kind == "quantized"))
-    return streams
-
-
-def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = SAMPLE_VALUES) -> tuple[dict, list[Stream]]:
-    """Exact byte counts and sampled streams of one tensor under one scheme spec."""
-    scheme = get_scheme(spec)
-    row = tensor_row(name, tuple(t.shape), t.dtype, scheme)
-    values_bytes, scales_bytes = row["values_bytes"], row["scales_bytes"]
-    if sample_values is not None:
-        # wide alphabets (int7/int8: 127-255 levels) need more values before their rare levels show
-        sample_values *= max(1, int(getattr(scheme, "levels", 0) or 0) // 64)
-    part, ratio = _sample_rows(t, sample_values if scheme.kind == "quantized" else None)
-    q = scheme.quantize(part)
-    values, scales = scheme.pack(q)
-    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype)
-    if scheme.kind == "quantized":
-        entropy_bits = symbol_entropy_bits(q.symbols) * ratio
-    else:
-        entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
-    row.update(entropy_bytes=int(round(entropy_bits / 8)), sampled_fraction=1.0 / ratio)
-    return row, streams
 
 
 # --- the fitted container term ------------------------------------------------------------------
@@ -214,70 +99,6 @@ def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = F
         else "overhead"
     over = entry[table].get(container, {"c0": 0.0, "c1": 0.0, "sd": 0.0})
     return over["c0"] + over["c1"] * n_streams, over.get("sd", 0.0)
-
-
-def whole_payload(streams: list[Stream], kind: str) -> bytes | None:
-    """Every stored byte in artifact order when the artifact stores at most WHOLE_MAX_BYTES and the
-    streams hold their full bytes, else None. Order: the official export pickles quantized values,
-    then scales, then passthrough tensors; pgolf's container puts quantized values, float values, scales.
-
-    >>> s = [Stream("a", "values", "raw2", 2, 0.0, "g", b"ab"), Stream("b", "values", "byte", 1, 0.0, "h", b"q", True)]
-    >>> whole_payload(s, "pgolf-container")
-    b'qab'
-    """
-    if sum(s.n_bytes for s in streams) > sampled.WHOLE_MAX_BYTES or any(len(s.sample) != s.n_bytes for s in streams):
-        return None
-    return b"".join(s.sample for s in sorted(streams, key=lambda s: _artifact_rank(s, kind)))
-
-
-def _artifact_rank(s: Stream, kind: str) -> int:
-    """Where a stream's part sits in the artifact (sort is stable: item order within each part)."""
-    later = ("scales", "values") if kind == "official-export" else ("values", "scales")
-    return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
-
-
-def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int | None:
-    """Compressed bytes of whole_payload under the artifact's codec settings (None: not small)."""
-    blob = whole_payload(streams, kind)
-    return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
-
-
-def export_head(items) -> bytes:
-    """The official export's torch.save bytes before its first tensor's data (the zip's first
-    header and data.pkl, the pickle naming every tensor), laid out exactly as build writes them,
-    without quantizing the int8 tensors; b"" for a pgolf container or an export with no int8 entry.
-
-    >>> import torch
-    >>> head = export_head(assign({"w": torch.ones(300, 300)}, "official-int8"))
-    >>> head[:2], b"quantized" in head, len(head) % 64
-    (b'PK', True, 0)
-    """
-    int8 = [i for i in items if i.tied_to is None and isinstance(i.scheme, OfficialInt8Scheme)]
-    if artifact_kind(items) != "official-export" or not int8:
-        return b""
-    for item in items:
-        if item.tied_to is None and not isinstance(item.scheme, OfficialInt8Scheme):
-            quantize_item(item)  # passthrough casts: the template holds them
-    template = export_object(items, placeholders={i.name for i in int8})
-    stand_ins = {f"{part}/{i.name}": template[part][i.name] for i in int8 for part in ("quantized", "scales")}
-    try:
-        _, chunks = stream_export(template, stand_ins, iter(()))
-        return bytes(next(iter(chunks)))  # emitted before the first int8 record's data is asked for
-    except LayoutError:  # a torch whose zip layout we do not know: no head measured
-        return b""
-
-
-def first_group_sample(streams: list[Stream], kind: str) -> tuple[str, bytes]:
-    """(group, its sample bytes in artifact order) of the group whose bytes come first in the artifact.
-
-    >>> s = [Stream("a", "values", "raw2", 2, 0.0, "g", b"ab"), Stream("b", "values", "byte", 1, 0.0, "h", b"q", True)]
-    >>> first_group_sample(s, "official-export")
-    ('h', b'q')
-    """
-    if not streams:
-        return "", b""
-    first = sorted(streams, key=lambda s: _artifact_rank(s, kind))[0].group
-    return first, b"".join(s.sample for s in sorted(streams, key=lambda s: _artifact_rank(s, kind)) if s.group == first)
 
 
 def group_estimates(streams: list[Stream], compressor: str, coef: dict | None = None) -> dict[str, sampled.GroupEstimate]:
@@ -415,7 +236,7 @@ EXACT_HEADLINE = ("params", "payload_bytes", "bytes_code", "bytes_code_raw", "by
 
 
 @dataclasses.dataclass(repr=False)
-class EstimateReport(BudgetReport):
+class EstimateReport(LabelledReport, BudgetReport):
     """A BudgetReport whose model bytes are estimated (headline `estimated`: True). Every rendering
     labels each headline number exact or estimated, the estimated bytes with their interval; JSON
     adds `exactness` (key -> "exact" | "estimated") and `interval` (key -> [low, high]).
@@ -436,46 +257,7 @@ class EstimateReport(BudgetReport):
         h = self.headline
         if "bytes_model_low" not in h or h.get("bytes_model_measured"):
             return {}
-        lo, hi = h["bytes_model_low"], h["bytes_model_high"]
-        out = {"bytes_model": [lo, hi]}
-        if "bytes_total" in h:
-            code = h.get("bytes_total", 0) - h["bytes_model"]
-            out["bytes_total"] = [lo + code, hi + code]
-            if "headroom_bytes" in h:
-                out["headroom_bytes"] = [h["cap"] - hi - code, h["cap"] - lo - code]
-        return out
-
-    def _labelled(self) -> dict[str, str]:
-        """headline value -> 'value (exact)' / 'value (estimated, interval low .. high)'."""
-        kinds, ranges = self.exactness(), self.intervals()
-        out = {}
-        for k, v in self.headline.items():
-            text = format_value(v)
-            if k in ranges:
-                lo, hi = ranges[k]
-                text += f" (estimated, interval {lo:,} .. {hi:,})"
-            elif k in kinds:
-                text += f" ({kinds[k]})"
-            out[k] = text
-        return out
-
-    def _plain(self) -> Report:
-        return Report(title=self.title, headline=self._labelled(), frame=self.frame, notes=self.notes)
-
-    def _headline_lines(self) -> list[str]:
-        return [f"{k}: {v}" for k, v in self._labelled().items()]
-
-    def to_markdown(self) -> str:
-        return self._plain().to_markdown()
-
-    def _repr_html_(self) -> str:
-        return self._plain()._repr_html_()
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        out["exactness"] = self.exactness()
-        out["interval"] = self.intervals()
-        return out
+        return carried_intervals(h, h["bytes_model_low"], h["bytes_model_high"])
 
 
 @one_torch_thread()

@@ -30,7 +30,8 @@ from pgolf.budget.exact.build import artifact_kind
 from pgolf.budget.forecast.calibration import ROLES, STAT_NAMES, load_weight_stats, role_of, role_params, sample_matrix
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit, packed_streams
+from pgolf.budget.forecast.estimate import estimate_model_bytes, fit_entry, load_fit
+from pgolf.budget.forecast.streams import packed_streams
 from pgolf.budget.forecast.like import Recipe
 from pgolf.budget.forecast.like_bytes import like_bytes, prediction_half_width
 from pgolf.budget.forecast.predict_report import DeltaReport, PredictReport

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pgolf.budget.report_base import Report, format_value
+from pgolf.budget.report_base import LabelledReport, Report, carried_intervals
 
 # Counted from the shape and the plan alone (or measured on the checkpoint), never predicted.
 EXACT = ("params", "params_b", "delta_params", "payload_bytes", "payload_bytes_b", "delta_payload_bytes",
@@ -27,10 +27,11 @@ PREDICTED = ("bytes_model", "bytes_model_low", "bytes_model_high", "bytes_total"
 
 
 @dataclasses.dataclass(repr=False)
-class LabelledReport(Report):
+class PredictedReport(LabelledReport, Report):
     """A Report whose headline numbers are labelled exact or predicted; `ranges` holds the
     intervals of predicted numbers beyond the headline's own (--delta: A's and B's bytes)."""
 
+    word = "predicted"
     ranges: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def exactness(self) -> dict[str, str]:
@@ -41,47 +42,19 @@ class LabelledReport(Report):
         h, out = self.headline, {k: [int(lo), int(hi)] for k, (lo, hi) in self.ranges.items()}
         if "bytes_model_low" in h:
             lo, hi = h["bytes_model_low"], h["bytes_model_high"]
-            out["bytes_model"] = [lo, hi]
-            if "bytes_total" in h:
-                code = h["bytes_total"] - h["bytes_model"]
-                out["bytes_total"] = [lo + code, hi + code]
-                out["headroom_bytes"] = [h["cap"] - hi - code, h["cap"] - lo - code]
+            out.update(carried_intervals(h, lo, hi))
             if h.get("params"):
                 out["bits_per_param"] = [round(8 * lo / h["params"], 4), round(8 * hi / h["params"], 4)]
         if "delta_bytes_model_low" in h:
             out["delta_bytes_model"] = [h["delta_bytes_model_low"], h["delta_bytes_model_high"]]
         return out
 
-    def _labelled(self) -> dict[str, str]:
-        kinds, ranges = self.exactness(), self.intervals()
-        out = {}
-        for k, v in self.headline.items():
-            text = format_value(v)
-            if k in ranges:
-                text += f" (predicted, interval {format_value(ranges[k][0])} .. {format_value(ranges[k][1])})"
-            elif k in kinds:
-                text += f" ({kinds[k]})"
-            out[k] = text
-        return out
-
-    def _plain(self) -> Report:
-        return Report(title=self.title, headline=self._labelled(), frame=self.frame, notes=self.notes)
-
-    def _headline_lines(self) -> list[str]:
-        return [f"{k}: {v}" for k, v in self._labelled().items()]
-
-    def to_markdown(self) -> str:
-        return self._plain().to_markdown()
-
-    def _repr_html_(self) -> str:
-        return self._plain()._repr_html_()
-
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "exactness": self.exactness(), "interval": self.intervals(), "notes": self.notes}
+        return {**super().to_dict(), "notes": self.notes}
 
 
 @dataclasses.dataclass(repr=False)
-class PredictReport(LabelledReport):
+class PredictReport(PredictedReport):
     """Predicted bytes for a config: headline with interval, one row per tensor.
 
     `variants` (not rendered) holds the model bytes of every evaluation behind the interval
@@ -97,7 +70,7 @@ class PredictReport(LabelledReport):
 
 
 @dataclasses.dataclass(repr=False)
-class DeltaReport(LabelledReport):
+class DeltaReport(PredictedReport):
     """The change in bytes from config/plan A to B under the same statistics, one row per role.
 
     >>> from pgolf.budget.forecast.predict import predict_delta
