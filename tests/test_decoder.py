@@ -80,7 +80,6 @@ def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, co
     on a model where it codes a matrix by column class, both paths match pgolf."""
     sd = column_scaled_model() if comp == "best" else {k: v for k, v in model().items() if k != "lm_head.weight"}
     blob = build_artifact(sd, plan, comp)
-    (tmp_path / "d.py").write_text(decoder_source(plan, comp, sd, blob))  # best: only the codecs it holds
     if comp == "best":  # the matrix went through a grouped table: id 4 somewhere in the segment list
         body = blob[8 + blob[7]:]
         ids, pos = [], 4
@@ -88,6 +87,13 @@ def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, co
             ids.append(body[pos])
             pos += 5 + int.from_bytes(body[pos + 1:pos + 5], "little")
         assert 4 in ids and pos == len(body), ids
+    assert_reads_alone(tmp_path, decoder_source(plan, comp, sd, blob), blob, constriction)  # best: its codecs only
+
+
+def assert_reads_alone(tmp_path, source: str, blob: bytes, constriction: bool = True) -> None:
+    """`source`'s load() in a fresh `python -I` (pgolf, and constriction unless asked, unimportable)
+    returns read_artifact(blob) bit for bit."""
+    (tmp_path / "d.py").write_text(source)
     (tmp_path / "d.bin").write_bytes(blob)
     hide = "" if constriction else ' sys.modules["constriction"] = None;'
     driver = (f'import sys; sys.modules["pgolf"] = None;{hide}\n'
@@ -98,7 +104,7 @@ def test_ans_decoder_without_constriction_reads_the_same_bits(tmp_path, plan, co
     run = subprocess.run([sys.executable, "-I", "-c", driver], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     got = torch.load(tmp_path / "d.out", weights_only=True)
-    want = read_artifact((tmp_path / "d.bin").read_bytes())
+    want = read_artifact(blob)
     assert list(got) == list(want) and all(bits_equal(got[k], want[k]) for k in want)
 
 
@@ -118,18 +124,7 @@ def test_best_decoder_reads_the_byte_shuffled_choice(tmp_path):
     full, only = decoder_source("official-int8", "best", sd), decoder_source("official-int8", "best", sd, blob)
     assert best_ids_of(blob) == {5} and len(only.encode()) < len(full.encode()) - 1_500
     assert "brotli" in only and not any(m in only for m in ("zstandard", "lzma", "constriction", "_m("))
-    (tmp_path / "d.py").write_text(only)
-    (tmp_path / "d.bin").write_bytes(blob)
-    driver = ('import sys; sys.modules["pgolf"] = None\n'
-              "import importlib.util, torch\n"
-              f"spec = importlib.util.spec_from_file_location('d', r'{tmp_path}/d.py')\n"
-              "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-              f"torch.save(m.load(r'{tmp_path}/d.bin'), r'{tmp_path}/d.out')\n")
-    run = subprocess.run([sys.executable, "-I", "-c", driver], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    got = torch.load(tmp_path / "d.out", weights_only=True)
-    want = read_artifact(blob)
-    assert list(got) == list(want) and all(bits_equal(got[k], want[k]) for k in want)
+    assert_reads_alone(tmp_path, only, blob)
 
 
 def test_only_what_the_plan_uses():
