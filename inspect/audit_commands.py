@@ -180,7 +180,7 @@ def run_decoder(args) -> int:
     if args.artifact:
         artifact = read_file_bytes(args.artifact, MAX_DENSE_BYTES)
         try:
-            _, spec, _ = container.parse_frame(artifact)
+            _, spec, _ = container.parse_frame(artifact)  # the baseline's .ptz needs no decoder: refused too
             best_ids_of(artifact)
         except ValueError as exc:
             raise PgolfInputError(args.artifact, one_line(exc)) from None

@@ -231,3 +231,19 @@ def test_budget_and_cli_count_only_the_codecs_a_best_artifact_uses(tmp_path, cap
     assert out.read_text() == only
     assert main(["decoder", "--plan", "official-int8", "--compressor", "zstd", "--artifact", str(art)]) == 2
     assert f"{art}: built with compressor best, not zstd" in capsys.readouterr().err
+
+
+def test_export_emit_script_of_the_baseline_ptz_leaves_the_script_as_it_is(tmp_path, capsys):
+    """official-int8 + zlib is the plain .ptz the script already reads: nothing spliced, nothing counted."""
+    import json
+
+    weights, script = tmp_path / "model.pt", tmp_path / "src" / "train_gpt.py"
+    torch.save(model(), weights)
+    script.parent.mkdir()
+    script.write_text(SCRIPT)
+    art = tmp_path / "out" / "final_model.ptz"
+    assert main(["export", str(weights), "--plan", "official-int8", "--compressor", "zlib", "-o", str(art),
+                 "--emit-script", str(script), "--json", "--quiet"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    assert art.read_bytes()[:1] == b"\x78" and (tmp_path / "out" / "train_gpt.py").read_text() == SCRIPT
+    assert head["bytes_code"] == len(SCRIPT) and head["bytes_total"] == len(SCRIPT) + art.stat().st_size

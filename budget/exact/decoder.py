@@ -208,7 +208,10 @@ def decoder_source(plan, compressor, sd=None, artifact: bytes | None = None) -> 
 
 
 def best_ids_of(artifact: bytes) -> frozenset[int] | None:
-    """The `best` codec ids a pgolf artifact's stream uses; None for any other compressor."""
+    """The `best` codec ids a pgolf artifact's stream uses; None for any other artifact (the
+    baseline's plain .ptz included); ValueError when a pgolf frame or a best stream is cut."""
+    if not container.is_artifact(artifact):
+        return None
     _, spec, body = container.parse_frame(artifact)
     return best_codec_ids(body) if get_compressor(spec).codec == "best" else None
 
@@ -265,7 +268,7 @@ def count_decoder(report, script_source: bytes | None) -> int:
     """
     head = report.headline
     artifact = getattr(report, "artifact", None)
-    ids = best_ids_of(artifact) if artifact and container.is_artifact(artifact) else None
+    ids = best_ids_of(artifact) if artifact else None
     source = decoder_for(sorted(set(report.frame["scheme"])), head["compressor"], ids)
     included = bool(source) and script_source is not None and \
         source.split("\n", 1)[1] in script_source.decode("utf-8", "replace")
