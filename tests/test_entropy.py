@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgolf.budget.files import entropy
-from pgolf.budget.files.compressors import get_compressor
+from pgolf.budget.files.compressors import best_codec_ids, get_compressor
 from pgolf.budget.files.entropy import ans_segments
 
 
@@ -141,6 +141,10 @@ def test_corrupt_best_streams_are_value_errors():
     for bad_id in (4, 6, 255):  # 4 (a grouped matrix) never codes the whole data
         with pytest.raises(ValueError, match=f"unknown codec id {bad_id}"):
             comp.decompress(packed[:4] + bytes([bad_id]) + packed[5:], max_output=len(data))
+    listed = struct.pack("<IBI", 1, 9, 3) + b"abc"  # a segment list naming an id no codec has
+    for read in (lambda b: comp.decompress(b, max_output=len(data)), best_codec_ids):
+        with pytest.raises(ValueError, match="unknown codec id 9"):
+            read(listed)
     for bad in (packed[:4], packed[:-1], packed + b"x"):
         with pytest.raises(ValueError):
             comp.decompress(bad, max_output=len(data))

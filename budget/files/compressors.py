@@ -233,11 +233,7 @@ def _compress_best(data: bytes, matrices=()) -> bytes:
 
 
 def _best_codec(i: int) -> "Compressor":
-    if i == SHUFFLED_ID:
-        return _SHUFFLED
-    if i >= len(BEST_CANDIDATES):
-        raise ValueError(f"unknown codec id {i}")
-    return Compressor(BEST_CANDIDATES[i])
+    return _SHUFFLED if i == SHUFFLED_ID else Compressor(BEST_CANDIDATES[i])  # ids checked by _best_segments
 
 
 def _best_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -245,13 +241,15 @@ def _best_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
     try:
         (k,) = struct.unpack_from("<I", data, 0)
         if k == WHOLE:
-            if data[4] == GROUPED_ID:  # a grouped table codes one matrix, never the whole data
-                raise ValueError(f"unknown codec id {GROUPED_ID}")
+            if data[4] == GROUPED_ID or data[4] > SHUFFLED_ID:  # a grouped table codes one matrix, not all
+                raise ValueError(f"unknown codec id {data[4]}")
             yield data[4], data[5:]
             return
         pos = 4
         for _ in range(k):
             i, m = struct.unpack_from("<BI", data, pos)
+            if i > SHUFFLED_ID:
+                raise ValueError(f"unknown codec id {i}")
             if pos + 5 + m > len(data):
                 raise ValueError("truncated best stream")
             yield i, data[pos + 5:pos + 5 + m]
