@@ -37,6 +37,7 @@ import sentencepiece as spm
 
 from pgolf.budget.atomic import write_bytes_atomic, write_text_atomic
 from pgolf.budget.errors import PgolfInputError
+from pgolf.budget.files.entropy import read_leb
 from pgolf.budget.progress import progress
 
 CORPUS_FORMAT = "pgolf-corpus-v1"
@@ -263,16 +264,10 @@ _MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
 def _proto_fields(buf: bytes) -> list[tuple[int, object]]:
     out, i = [], 0
 
-    def varint() -> int:
+    def varint() -> int:  # protobuf's varint is LEB128
         nonlocal i
-        value, shift = 0, 0
-        while True:
-            byte = buf[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
+        value, i = read_leb(buf, i)
+        return value
 
     while i < len(buf):
         key = varint()

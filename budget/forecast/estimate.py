@@ -194,12 +194,11 @@ def estimate_model(streams: list[Stream], kind: str, compressor: str, fit: dict 
     return ModelEstimate(total, sd, per_tensor, blob is not None, sampling_sd, over_sd, history_sd, lead, lead_sd)
 
 
-def entropy_shares(streams: list[Stream], group_bytes, group_of) -> dict[str, float]:
-    """tensor -> its share of its group's bytes (`group_bytes`: group -> bytes, or one number for
-    every group) by order-0 entropy bits.
+def entropy_shares(streams: list[Stream], group_bytes: dict[str, float], group_of) -> dict[str, float]:
+    """tensor -> its share of its group's bytes (`group_bytes`: group -> bytes) by order-0 entropy bits.
 
     >>> s = [Stream("a", "values", "byte", 100, 2.0), Stream("b", "values", "byte", 100, 6.0)]
-    >>> entropy_shares(s, 80.0, lambda s: "")
+    >>> entropy_shares(s, {"": 80.0}, lambda s: "")
     {'a': 20.0, 'b': 60.0}
     """
     weight: dict[str, float] = {}
@@ -208,7 +207,7 @@ def entropy_shares(streams: list[Stream], group_bytes, group_of) -> dict[str, fl
     per_tensor: dict[str, float] = {}
     for s in streams:
         g = group_of(s)
-        total = group_bytes if isinstance(group_bytes, float) else group_bytes.get(g)
+        total = group_bytes.get(g)
         share = total * s.n_bytes * max(s.h, 0.05) / weight[g] if total is not None else 0.0
         per_tensor[s.tensor] = per_tensor.get(s.tensor, 0.0) + share
     return per_tensor
@@ -285,7 +284,7 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     if sum(s.n_bytes for s in streams) <= sampled.WHOLE_MAX_BYTES:
         # a small artifact costs about one sample to build: measured, not estimated
         exact = float(len(build_artifact(sd, plan, comp.name)))
-        m = ModelEstimate(exact, 0.0, entropy_shares(streams, exact, lambda s: ""), True, 0.0, 0.0)
+        m = ModelEstimate(exact, 0.0, entropy_shares(streams, {"": exact}, lambda s: ""), True, 0.0, 0.0)
     else:
         lead_head = export_head(items) if comp.codec == "zstd" and kind == "official-export" else None
         m = estimate_model(streams, kind, comp.name, fit, lead_head)

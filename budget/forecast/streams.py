@@ -158,12 +158,6 @@ def _artifact_rank(s: Stream, kind: str) -> int:
     return 0 if s.quantized and s.part == "values" else 1 + later.index(s.part)
 
 
-def whole_compressed(streams: list[Stream], kind: str, compressor: str) -> int | None:
-    """Compressed bytes of whole_payload under the artifact's codec settings (None: not small)."""
-    blob = whole_payload(streams, kind)
-    return None if blob is None else sampled.sample_codec(compressor, len(blob))(blob)
-
-
 def export_head(items) -> bytes:
     """The official export's torch.save bytes before its first tensor's data (the zip's first
     header and data.pkl, the pickle naming every tensor), laid out exactly as build writes them,
