@@ -3,7 +3,9 @@
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py [--cache DIR]     # both files
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only stats      # only weight_stats.json
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only head       # zstd's overhead_head (~1 min)
-    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only history --compressors lzma   # (~8 min)
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only history --compressors lzma   # (~3 min)
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only compressors --compressors brotli,brotli+byte-shuffle
+                                                        # their whole entries, history and container (~7 min)
 
 1. Container terms (budget/forecast/data/estimate_fit.json): the one fitted part of the estimate.
    Seeded models of the baseline family (small to 1.3 M parameters; Gaussian "trained-like" weights
@@ -15,7 +17,8 @@
    stored) whose estimate compresses all stored bytes as one stream; and, for zstd under the
    official export, net of what sampled.lead_in measures the pickle head to add (overhead_head).
    The groups are scaled by their entropy anchor and the history factor
-   1 - (a0 + a1 h + a2 / h) log2(N / n), fitted per codec and storage class on the same models
+   1 - (a0 + a1 h + a2 / h) log2(N / n) (for lzma net of the learning cost each draw measures,
+   sampled.learning_cost), fitted per codec and storage class on the same models
    (a2 only where a class's draws span HISTORY_SPAN_BITS bits per byte). No model that
    estimate_accuracy.py scores (the fixtures, its synthetic grid, the seed-0 17 M baseline, pgolf
    checkpoints) is used here.
@@ -128,7 +131,7 @@ def measure(models, quiet: bool, only: tuple[str, ...] = ()) -> tuple[pd.DataFra
         _, whole, _, _ = estimate_streams(sd, plan, sample_values=None)  # samples = the full bytes
         blob = whole_payload(whole, kind)
         total = sum(s.n_bytes for s in streams)
-        for comp in only or compressors_for(model, plan, blob is not None):
+        for comp in (c for c in compressors_for(model, plan, blob is not None) if not only or c in only):
             size_of = sampled.sample_codec(comp, total)
             empty = size_of(b"")
             parts = empty
@@ -140,7 +143,7 @@ def measure(models, quiet: bool, only: tuple[str, ...] = ()) -> tuple[pd.DataFra
                 for d in (g.draws if g else ()):
                     drows.append({"model": model, "plan": plan, "compressor": comp, "group": key, "full": g.full,
                                   "full_anchor": g.full_anchor, "exact": exact, "n": d.n, "compressed": d.compressed,
-                                  "anchor": d.anchor})
+                                  "anchor": d.anchor, "learning": g.learning})
             if blob is not None:
                 parts = size_of(blob)
             frame = 0 if kind == "official-export" and comp == "zlib" else len(frame_header(0, get_compressor(comp).name))
@@ -156,13 +159,20 @@ def measure(models, quiet: bool, only: tuple[str, ...] = ()) -> tuple[pd.DataFra
     return pd.DataFrame(drows), pd.DataFrame(arows)
 
 
+def _learning(d: pd.DataFrame) -> np.ndarray:
+    """Each draw's group learning cost (sampled.learning_cost; 0 where not measured, as in older caches)."""
+    return d["learning"].fillna(0.0).to_numpy(float) if "learning" in d else np.zeros(len(d))
+
+
 def _fit_slope(d: pd.DataFrame) -> dict:
     """a0, a1 of sampled.history_factor by least squares over draws, and the relative scatter of the
     groups' estimates after it (sd: root mean square; also median and max)."""
     x = np.log2(d["full"] / d["n"]).to_numpy()
     h = (d["anchor"] / d["n"]).to_numpy()
-    # full codec bytes per anchor bit over the draw's, less one: -(a0 + a1 h + a2 / h) x
-    y = ((d["exact"] / d["full_anchor"]) / (d["compressed"] / d["anchor"]) - 1).to_numpy()
+    learning = _learning(d)
+    # full codec bytes per anchor bit over the draw's, both net of the learning cost, less one:
+    # -(a0 + a1 h + a2 / h) x
+    y = (((d["exact"] - learning) / d["full_anchor"]) / ((d["compressed"] - learning) / d["anchor"]) - 1).to_numpy()
     terms = [-x, -h * x, -x / np.maximum(h, sampled.H_FLOOR)]
     # the 1 / h term only where h spans enough to tell it from the others (else they are collinear)
     wide = np.ptp(h) >= HISTORY_SPAN_BITS
@@ -171,8 +181,8 @@ def _fit_slope(d: pd.DataFrame) -> dict:
     rel = []
     for _, g in d.groupby(["model", "plan", "group"]):
         full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
-        est = np.mean([c * fa / a * sampled.history_factor(coef, sampled.Draw(int(n), int(c), a), full)
-                       for n, c, a in zip(g["n"], g["compressed"], g["anchor"])])
+        est = np.mean([sampled.scaled_draw(sampled.Draw(int(n), int(c), a), full, fa, coef, lc)
+                       for n, c, a, lc in zip(g["n"], g["compressed"], g["anchor"], _learning(g))])
         rel.append(est / g["exact"].iloc[0] - 1)
     rel = np.asarray(rel)
     coef.update(sd=float(np.sqrt((rel ** 2).mean())), rel_err_median=float(np.median(np.abs(rel))),
@@ -196,8 +206,8 @@ def artifact_errors(draws: pd.DataFrame, rows: pd.DataFrame, entry: dict) -> np.
     for (model, plan, group), g in draws.groupby(["model", "plan", "group"]):
         coef = sampled.class_coef(entry["history"], group)
         full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
-        est = np.mean([c * fa / a * sampled.history_factor(coef, sampled.Draw(int(n), int(c), a), full)
-                       for n, c, a in zip(g["n"], g["compressed"], g["anchor"]) if a > 0] or [0.0])
+        est = np.mean([sampled.scaled_draw(sampled.Draw(int(n), int(c), a), full, fa, coef, lc)
+                       for n, c, a, lc in zip(g["n"], g["compressed"], g["anchor"], _learning(g)) if a > 0] or [0.0])
         err[(model, plan)] = err.get((model, plan), 0.0) + est - g["exact"].iloc[0]
     out = []
     for r in rows.itertuples():
@@ -226,6 +236,21 @@ def fit_overhead(rows: pd.DataFrame, column: str = "residual") -> dict:
     return out
 
 
+def compressor_entry(draws: pd.DataFrame, rows: pd.DataFrame, comp: str) -> dict:
+    """One compressor's history factors and container terms, and its whole-artifact error on the fit's models."""
+    draws, sub = draws[draws["compressor"] == comp], rows[rows["compressor"] == comp]
+    sub = sub.assign(whole=sub["whole"].astype(bool))
+    entry = {"history": fit_history(draws), "overhead": fit_overhead(sub[~sub["whole"]]),
+             "overhead_whole": fit_overhead(sub[sub["whole"]])}
+    if "residual_head" in sub and sub["residual_head"].notna().any():
+        entry["overhead_head"] = fit_overhead(sub[~sub["whole"]], "residual_head")
+    rel = artifact_errors(draws, sub, entry)
+    # whole-artifact error on the fit's models (pgolf predict widens its interval by the max)
+    entry["artifact_rel_err_median"] = float(np.median(np.abs(rel))) if len(rel) else 0.0
+    entry["artifact_rel_err_max"] = float(np.abs(rel).max()) if len(rel) else 0.0
+    return entry
+
+
 def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
     """The container terms: what an artifact adds past its groups compressed alone, per compressor,
     artifact kind and mode (sampled or compressed whole)."""
@@ -240,23 +265,35 @@ def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
             cache.mkdir(parents=True, exist_ok=True)
             write_text_atomic(dpath, draws.to_csv(index=False))
             write_text_atomic(apath, rows.to_csv(index=False))
-    fit = {"format": FIT_FORMAT, "sampling": sampling_settings(), "compressors": {}}
-    for comp in FIT_COMPRESSORS:
-        sub = rows[rows["compressor"] == comp]
-        fit["compressors"][comp] = {"history": fit_history(draws[draws["compressor"] == comp]),
-                                    "overhead": fit_overhead(sub[~sub["whole"]]),
-                                    "overhead_whole": fit_overhead(sub[sub["whole"]])}
-        if "residual_head" in sub and sub["residual_head"].notna().any():
-            fit["compressors"][comp]["overhead_head"] = fit_overhead(sub[~sub["whole"]], "residual_head")
-    for comp, entry in fit["compressors"].items():
-        rel = artifact_errors(draws[draws["compressor"] == comp], rows[rows["compressor"] == comp], entry)
-        # whole-artifact error on the fit's models (pgolf predict widens its interval by the max)
-        entry["artifact_rel_err_median"] = float(np.median(np.abs(rel))) if len(rel) else 0.0
-        entry["artifact_rel_err_max"] = float(np.abs(rel).max()) if len(rel) else 0.0
+    fit = {"format": FIT_FORMAT, "sampling": sampling_settings(),
+           "compressors": {comp: compressor_entry(draws, rows, comp) for comp in FIT_COMPRESSORS}}
     fit["provenance"] = {
         "script": "benchmarks/fit_estimator.py", "date": datetime.date.today().isoformat(), "versions": versions(),
         "models": [m for m, _, _ in models], "artifacts": int(len(rows)),
         "seconds": round(time.perf_counter() - t0, 1)}
+    return fit
+
+
+def fit_compressors_only(fit: dict, compressors: tuple[str, ...], quiet: bool, cache: Path | None = None) -> dict:
+    """`fit` with the whole entry of `compressors` (history factors, container terms) refitted on
+    the fit's models, measured anew or read from cache/compressors.csv; other compressors kept."""
+    t0 = time.perf_counter()
+    dpath, apath = (cache / "compressors_draws.csv", cache / "compressors.csv") if cache else (None, None)
+    if apath and apath.is_file() and dpath.is_file():
+        draws, rows = pd.read_csv(dpath), pd.read_csv(apath)
+    else:
+        draws, rows = measure(training_models(), quiet, only=compressors)
+        if apath:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(dpath, draws.to_csv(index=False))
+            write_text_atomic(apath, rows.to_csv(index=False))
+    fit = {**fit, "sampling": sampling_settings()}
+    for comp in compressors:
+        fit["compressors"][comp] = compressor_entry(draws, rows, comp)
+    fit["provenance"] = {**fit["provenance"], "compressors": {
+        "script": f"benchmarks/fit_estimator.py --only compressors --compressors {','.join(compressors)}",
+        "date": datetime.date.today().isoformat(), "artifacts": int(len(rows)),
+        "seconds": round(time.perf_counter() - t0, 1)}}
     return fit
 
 
@@ -350,10 +387,10 @@ def fit_stats(checkpoints: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("fit", "stats", "head", "history"),
+    ap.add_argument("--only", choices=("fit", "stats", "head", "history", "compressors"),
                     help="write only one of the two files (head: only zstd's overhead_head in the shipped fit; "
-                         "history: only the history factors of --compressors)")
-    ap.add_argument("--compressors", default="lzma", help="with --only history: whose history factors to refit")
+                         "history: only the history factors of --compressors; compressors: their whole entries)")
+    ap.add_argument("--compressors", default="lzma", help="with --only history or compressors: whose terms to refit")
     ap.add_argument("--checkpoints", nargs="*", default=[], help="pgolf checkpoints (.safetensors) for the statistics")
     ap.add_argument("--out", default=str(DATA), help="folder for the JSON files (default: the package's data folder)")
     ap.add_argument("--cache", help="folder for measured groups/artifacts: reused when present, written when not")
@@ -372,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
         for comp in args.compressors.split(","):
             print(f"{comp} history: {fit['compressors'][comp]['history']}")
+    if args.only == "compressors":
+        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
+        fit = fit_compressors_only(shipped, tuple(args.compressors.split(",")), args.quiet,
+                                   Path(args.cache) if args.cache else None)
+        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
+        for comp in args.compressors.split(","):
+            print(f"{comp}: {fit['compressors'][comp]}")
     if args.only == "head":
         shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
         fit = fit_head(shipped, args.quiet, Path(args.cache) if args.cache else None)

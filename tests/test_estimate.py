@@ -93,6 +93,22 @@ def test_estimate_group_scales_codec_bytes_by_the_anchor_ratio():
     assert g.full_anchor == pytest.approx(anchor_full) and len(g.draws) == 4
 
 
+def test_lzma_learning_cost_is_measured_on_the_draws():
+    # a 512 KiB int6 group sampled as four 8 KiB draws: lzma's flat start costs each draw ~200 B,
+    # 10 % of its bytes, which scaling by the anchor alone would count 64 times
+    m = synthetic.matrix((1024, 512), bits=2.5, df=3.0, floor_frac=0.5, seed=5)
+    values = next(s for s in tensor_streams("w", m, "int6", None)[1] if s.part == "values").sample
+    (_, draws, full, streams), = sampled.sample_plan({"g": [(len(values), values)]}, 20 * len(values))
+    size_of = sampled.sample_codec("lzma", 20 * len(values))
+    empty = size_of(b"")
+    exact = size_of(values) - empty
+    plain, learnt = (sampled.estimate_group(draws, full, streams, size_of, empty, sampled.window_of("lzma"), bytes,
+                                            None, learns) for learns in (False, True))
+    assert len(draws) == 4 and plain.learning == 0.0 and 100 < learnt.learning < 400
+    assert plain.estimate / exact - 1 > 0.05 and abs(learnt.estimate / exact - 1) < 0.015
+    assert sampled.LEARNING_CODECS == ("lzma",)
+
+
 def test_history_factor_golden():
     d = sampled.Draw(1024, 100, 4096.0)  # 4 bits per byte
     assert sampled.history_factor({"a0": 0.01, "a1": -0.001}, d, 4096) == pytest.approx(1 - 0.006 * 2)
@@ -190,8 +206,10 @@ def test_shipped_fit_has_provenance():
     lz = fit["compressors"]["lzma"]["history"]["classes"]["byte"]
     assert lz["a2"] > 0.01 and fit["compressors"]["zlib"]["history"]["classes"]["byte"].get("a2", 0.0) == 0.0
     draw = sampled.Draw(16_384, 4_000, 2.0 * 16_384)  # 2 bits per byte, 48x shorter than the stream
-    assert 0.85 < sampled.history_factor(lz, draw, 786_432) < sampled.history_factor(lz, dataclasses.replace(
-        draw, anchor=5.0 * 16_384), 786_432) < 1.0
+    at_5_bits = sampled.history_factor(lz, dataclasses.replace(draw, anchor=5.0 * 16_384), 786_432)
+    # net of the measured learning cost, only low-entropy bytes still gain from the longer stream
+    assert 0.85 < sampled.history_factor(lz, draw, 786_432) < at_5_bits and abs(at_5_bits - 1) < 0.01
+    assert fit["sampling"]["learning_codecs"] == ["lzma"]
     # zstd's container term fitted net of the pickle head: narrower than the one averaging it
     zstd = fit["compressors"]["zstd"]
     assert zstd["overhead_head"]["official-export"]["sd"] < zstd["overhead"]["official-export"]["sd"]

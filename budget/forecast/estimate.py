@@ -10,7 +10,8 @@ order-0 entropy (its anchor) times the full streams' anchor estimates the group;
 measured on the sample, in whatever regime the weights are. Two fitted terms remain
 (budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
-short draw, more so at low entropy) and the container term (headers, pickle, boundaries between
+short draw, more so at low entropy; for lzma net of the learning cost the sample measures) and
+the container term (headers, pickle, boundaries between
 groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
 sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
 the official export's pickle head steers the parser for the whole first group: estimate_budget
@@ -58,7 +59,8 @@ def sampling_settings() -> dict:
             "max_bytes": sampled.SAMPLE_MAX_BYTES, "group_min_bytes": sampled.GROUP_MIN_BYTES,
             "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
             "whole_max_bytes": sampled.WHOLE_MAX_BYTES, "draws": sampled.DRAWS,
-            "windows": dict(sampled.WINDOW_BYTES), "lead_in": list(sampled.LEAD_IN_BYTES)}
+            "windows": dict(sampled.WINDOW_BYTES), "lead_in": list(sampled.LEAD_IN_BYTES),
+            "learning_codecs": list(sampled.LEARNING_CODECS)}
 
 
 # --- the fitted container term ------------------------------------------------------------------

@@ -18,7 +18,10 @@ anchor bit, is what the codec adds to or saves on the order-0 floor; it is measu
 sample, so it holds in whatever regime the weights are, and is applied to the anchor of the
 full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
 Each draw gives an estimate of the group; their mean is the estimate, their spread over
-sqrt(K) its standard error (`GroupEstimate`). What comes before a group can change how the codec
+sqrt(K) its standard error (`GroupEstimate`). lzma's adaptive probabilities start flat in each
+stream, which costs a short draw ~10 % of its bytes and the full stream the same bytes once:
+`learning_cost` measures that on the sample (two draws apart against the two as one stream) and
+`scaled_draw` scales each draw net of it. What comes before a group can change how the codec
 codes all of it: zstd's optimal parser carries its prices from block to block, so the official
 export's pickle head costs the first group far more than its own bytes; `lead_in` measures that
 on the sample behind the real head.
@@ -55,6 +58,9 @@ _LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 M
 WINDOW_BYTES = {"zlib": 1 << 14, "zstd": 1 << 17, "ans": 1 << 16, "lzma": 1 << 12, "brotli": 1 << 14}
 DEFAULT_WINDOW = 1 << 14
 H_FLOOR = 0.5  # bits per byte: history_factor's 1 / h term stays finite on near-constant bytes
+# Codecs whose adaptive models pay a learning cost each stream start, measured on the sample
+# (estimate_group): lzma's literal and match probabilities start flat and cost ~100-250 B per draw.
+LEARNING_CODECS = ("lzma",)
 # head + group lengths at which lead_in measures what a head does to the group behind it
 LEAD_IN_BYTES = (1 << 17, 1 << 19)
 
@@ -201,6 +207,7 @@ class GroupEstimate:
     sd: float
     draws: tuple[Draw, ...] = ()
     full_anchor: float = 0.0
+    learning: float = 0.0  # codec bytes each draw pays to learn, paid once by the full stream
 
 
 def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
@@ -223,12 +230,28 @@ def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
     return max(0.5, 1.0 - slope * math.log2(full / draw.n))
 
 
+def learning_cost(draws: list[bytes], sizes: list[int], size_of: Callable[[bytes], int], empty: int) -> float:
+    """Codec bytes a stream start costs past the steady rate, measured: the first two draws apart
+    less the two as one stream (the second then starts with what the first taught), at most half
+    the smaller draw's bytes; 0 with fewer than two draws.
+
+    >>> learning_cost([b"ab", b"cd"], [7, 7], lambda d: len(d) + 5, 0)  # 7 + 7 - (4 + 5)
+    3.5
+    """
+    if len(draws) < 2:
+        return 0.0
+    saved = sizes[0] + sizes[1] - max(size_of(draws[0] + draws[1]) - empty, 0)
+    return float(min(max(saved, 0), min(sizes[0], sizes[1]) / 2))
+
+
 def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes]], size_of: Callable[[bytes], int],
-                   empty: int, window: int, forward: Callable[[bytes], bytes], coef: dict | None = None
-                   ) -> GroupEstimate:
+                   empty: int, window: int, forward: Callable[[bytes], bytes], coef: dict | None = None,
+                   learns: bool = False) -> GroupEstimate:
     """A group's compressed bytes from its draws: each draw's codec bytes (less the codec's bytes for
     empty input, paid once per artifact) per anchor bit, times the full streams' anchor bits and
     the history factor; the estimate is their mean, the standard error their spread / sqrt(K).
+    `learns`: the codec's learning cost (learning_cost) is taken off each draw before scaling and
+    added once, as the full stream pays it once.
 
     >>> blob = bytes(range(256)) * 16
     >>> e = estimate_group([blob], len(blob), [(len(blob), blob)], lambda d: len(d) + 5, 5, 1 << 14, bytes)
@@ -241,14 +264,24 @@ def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes
         return GroupEstimate(sizes[0], sample, full, float(sizes[0]), 0.0)
     full_anchor = sum(anchor_bits(forward(s), window) * n / len(s) for n, s in streams if len(s))
     ds = tuple(Draw(len(d), size, anchor_bits(forward(d), window)) for d, size in zip(draws, sizes))
-    per_draw = []
-    for d in ds:
-        # a draw of one repeated byte has no entropy: scale its bytes by length instead
-        scaled = d.compressed * full_anchor / d.anchor if d.anchor > 0 and full_anchor > 0 else d.compressed * full / d.n
-        per_draw.append(scaled * history_factor(coef, d, full))
+    learning = learning_cost(draws, sizes, size_of, empty) if learns else 0.0
+    per_draw = [scaled_draw(d, full, full_anchor, coef, learning) for d in ds]
     point = float(np.mean(per_draw))
     sd = float(np.std(per_draw, ddof=1) / math.sqrt(len(per_draw))) if len(per_draw) > 1 else 0.0
-    return GroupEstimate(sum(sizes), sample, full, point, sd, ds, full_anchor)
+    return GroupEstimate(sum(sizes), sample, full, point, sd, ds, full_anchor, learning)
+
+
+def scaled_draw(d: Draw, full: int, full_anchor: float, coef: dict | None, learning: float = 0.0) -> float:
+    """One draw's estimate of its group: (its bytes less the learning cost) per anchor bit, times the
+    full anchor and the history factor, plus the learning cost once.
+
+    >>> scaled_draw(Draw(1024, 110, 800.0), 4096, 3200.0, None, 10.0)  # (110 - 10) * 4 + 10
+    410.0
+    """
+    steady = d.compressed - learning
+    # a draw of one repeated byte has no entropy: scale its bytes by length instead
+    scaled = steady * full_anchor / d.anchor if d.anchor > 0 and full_anchor > 0 else steady * full / d.n
+    return scaled * history_factor(coef, d, full) + learning
 
 
 def lead_in(head: bytes, first: bytes, full: int, size_of: Callable[[bytes], int]) -> tuple[float, float]:
@@ -299,5 +332,6 @@ def compress_groups(plan, compressor: str | Compressor, total_bytes: int, histor
     size_of = sample_codec(compressor, total_bytes)
     empty = size_of(b"")
     window, forward = window_of(compressor), forward_transforms(compressor)
-    return {key: estimate_group(draws, full, streams, size_of, empty, window, forward, class_coef(history, key))
+    learns = get_compressor(compressor).codec in LEARNING_CODECS
+    return {key: estimate_group(draws, full, streams, size_of, empty, window, forward, class_coef(history, key), learns)
             for key, draws, full, streams in plan}
