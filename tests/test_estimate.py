@@ -93,6 +93,17 @@ def test_estimate_group_scales_codec_bytes_by_the_anchor_ratio():
     assert g.full_anchor == pytest.approx(anchor_full) and len(g.draws) == 4
 
 
+def test_lzma_sample_codec_sizes_its_dictionary_to_the_input_without_changing_the_bytes():
+    import lzma
+
+    rng = np.random.default_rng(1)
+    size_of = sampled.sample_codec("lzma", 17_000_000)
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 22}]
+    for n in (0, 5_000, 70_000, 300_000):
+        data = (rng.standard_normal(n) * 4).round().astype(np.int8).tobytes()
+        assert size_of(data) == len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters))
+
+
 def test_lzma_learning_cost_is_measured_on_the_draws():
     # a 512 KiB int6 group sampled as four 8 KiB draws: lzma's flat start costs each draw ~200 B,
     # 10 % of its bytes, which scaling by the anchor alone would count 64 times

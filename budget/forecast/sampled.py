@@ -51,7 +51,11 @@ WHOLE_MAX_BYTES = SAMPLE_MAX_BYTES
 PIECE_BYTES = 1 << 10
 DRAWS = 4  # disjoint draws per group: their spread is the estimate's standard error
 MIN_DRAW_BYTES = 1 << 13
-_LZMA_SAMPLE_DICT = 1 << 22  # > any sample: same matches as the artifact's 64 MiB dictionary, no 700 MB set-up
+# > any sample: same matches as the artifact's 64 MiB dictionary, no 700 MB set-up. Each call takes
+# the smallest power of two (>= 64 KiB) its input fits in: the same bytes out (checked on the
+# estimator's models), and a 8 KiB draw compresses in 0.9 ms instead of 2.4 ms of match-finder set-up.
+_LZMA_SAMPLE_DICT = 1 << 22
+_LZMA_MIN_DICT = 1 << 16
 # How far each codec's statistics reach (bytes): zlib level 9 emits a block per 16 Ki symbols
 # (lit_bufsize), zstd codes 128 KiB blocks, ans starts a table per 64 KiB; lzma's and brotli's
 # adaptive models follow a few KiB.
@@ -160,8 +164,12 @@ def sample_codec(compressor: str | Compressor, full_bytes: int) -> Callable[[byt
     forward = forward_transforms(comp)
     if comp.codec == "lzma":
         preset = int(str(comp.level).rstrip("e")) | (lzma.PRESET_EXTREME if str(comp.level).endswith("e") else 0)
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": _LZMA_SAMPLE_DICT}]
-        return lambda data: len(lzma.compress(forward(data), format=lzma.FORMAT_RAW, filters=filters))
+        def lzma_size(data: bytes) -> int:
+            data = forward(data)
+            dict_size = min(max(_LZMA_MIN_DICT, 1 << max(len(data) - 1, 1).bit_length()), _LZMA_SAMPLE_DICT)
+            filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size}]
+            return len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters))
+        return lzma_size
     if comp.codec == "zstd":
         import zstandard
 
