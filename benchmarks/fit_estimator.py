@@ -17,7 +17,7 @@
    stored) whose estimate compresses all stored bytes as one stream; and, for zstd under the
    official export, net of what sampled.lead_in measures the pickle head to add (overhead_head).
    The groups are scaled by their entropy anchor and the history factor
-   1 - (a0 + a1 h + a2 / h) log2(N / n) (for lzma net of the learning cost each draw measures,
+   1 - (a0 + a1 h + a2 / h) log2(N / n) (for lzma and ans net of the learning cost the draws measure,
    sampled.learning_cost), fitted per codec and storage class on the same models
    (a2 only where a class's draws span HISTORY_SPAN_BITS bits per byte). No model that
    estimate_accuracy.py scores (the fixtures, its synthetic grid, the seed-0 17 M baseline, pgolf

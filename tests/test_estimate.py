@@ -117,7 +117,7 @@ def test_lzma_learning_cost_is_measured_on_the_draws():
                                             None, learns) for learns in (False, True))
     assert len(draws) == 4 and plain.learning == 0.0 and 100 < learnt.learning < 400
     assert plain.estimate / exact - 1 > 0.05 and abs(learnt.estimate / exact - 1) < 0.015
-    assert sampled.LEARNING_CODECS == ("lzma",)
+    assert sampled.LEARNING_CODECS == ("lzma", "ans")
 
 
 def test_history_factor_golden():
@@ -220,7 +220,7 @@ def test_shipped_fit_has_provenance():
     at_5_bits = sampled.history_factor(lz, dataclasses.replace(draw, anchor=5.0 * 16_384), 786_432)
     # net of the measured learning cost, only low-entropy bytes still gain from the longer stream
     assert 0.85 < sampled.history_factor(lz, draw, 786_432) < at_5_bits and abs(at_5_bits - 1) < 0.01
-    assert fit["sampling"]["learning_codecs"] == ["lzma"]
+    assert fit["sampling"]["learning_codecs"] == ["lzma", "ans"]
     # zstd's container term fitted net of the pickle head: narrower than the one averaging it
     zstd = fit["compressors"]["zstd"]
     assert zstd["overhead_head"]["official-export"]["sd"] < zstd["overhead"]["official-export"]["sd"]

@@ -10,7 +10,7 @@ order-0 entropy (its anchor) times the full streams' anchor estimates the group;
 measured on the sample, in whatever regime the weights are. Two fitted terms remain
 (budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
-short draw, more so at low entropy; for lzma net of the learning cost the sample measures) and
+short draw, more so at low entropy; for lzma and ans net of the learning cost the sample measures) and
 the container term (headers, pickle, boundaries between
 groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
 sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
@@ -311,8 +311,10 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     if code_sizes:
         head.update(bytes_code_raw=code_sizes["raw"], bytes_code_wrapped=code_sizes["wrapped"])
     rows_sampled = bool((frame["sampled_fraction"] < 1).any())
+    learnt = (f" (net of the start-up cost {comp.codec} pays once per stream, measured on two draws)"
+              if comp.codec in sampled.LEARNING_CODECS else "")
     how = (f"{comp.name} run on up to {sampled.DRAWS} disjoint draws of a ~1 % sample of the stored bytes, each "
-           f"scaled by the ratio of the full streams' order-0 entropy to its own and by the {key} history "
+           f"scaled by the ratio of the full streams' order-0 entropy to its own{learnt} and by the {key} history "
            f"factor, plus the {key} container term (both fitted in estimate_fit.json on models apart from "
            f"any scored)" + (f", plus {m.lead_in:,.0f} B measured for the export's pickle head in front of "
                              f"zstd's first group" if m.lead_in else ""))

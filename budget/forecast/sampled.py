@@ -19,9 +19,9 @@ sample, so it holds in whatever regime the weights are, and is applied to the an
 full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
 Each draw gives an estimate of the group; their mean is the estimate, their spread over
 sqrt(K) its standard error (`GroupEstimate`). lzma's adaptive probabilities start flat in each
-stream, which costs a short draw ~10 % of its bytes and the full stream the same bytes once:
-`learning_cost` measures that on the sample (two draws apart against the two as one stream) and
-`scaled_draw` scales each draw net of it. What comes before a group can change how the codec
+stream, which costs a short draw ~10 % of its bytes and the full stream the same bytes once (ans's
+table likewise): `learning_cost` measures that on the sample (two draws apart against the two as
+one stream) and `scaled_draw` scales each draw net of it. What comes before a group can change how the codec
 codes all of it: zstd's optimal parser carries its prices from block to block, so the official
 export's pickle head costs the first group far more than its own bytes; `lead_in` measures that
 on the sample behind the real head.
@@ -62,9 +62,10 @@ _LZMA_MIN_DICT = 1 << 16
 WINDOW_BYTES = {"zlib": 1 << 14, "zstd": 1 << 17, "ans": 1 << 16, "lzma": 1 << 12, "brotli": 1 << 14}
 DEFAULT_WINDOW = 1 << 14
 H_FLOOR = 0.5  # bits per byte: history_factor's 1 / h term stays finite on near-constant bytes
-# Codecs whose adaptive models pay a learning cost each stream start, measured on the sample
-# (estimate_group): lzma's literal and match probabilities start flat and cost ~100-250 B per draw.
-LEARNING_CODECS = ("lzma",)
+# Codecs that pay a cost each stream start which the full stream pays about once, measured on the
+# sample (estimate_group): lzma's literal and match probabilities start flat (~100-250 B per draw);
+# ans stores a table per segment, and a group's alike 64 KiB blocks merge into one (~300 B for fp16).
+LEARNING_CODECS = ("lzma", "ans")
 # head + group lengths at which lead_in measures what a head does to the group behind it
 LEAD_IN_BYTES = (1 << 17, 1 << 19)
 
