@@ -49,9 +49,10 @@ val_bpb 2.20):
   at sample length reads +14 %, and on the fit's models the sample's reading is often absent at
   full length: behind a 64 KiB tail of the int8 group the int5 group of one fit model pays 63 KB,
   behind the whole group nothing), brotli-11 pays up to 1.8 % for holding four groups in one
-  stream where each adjacent pair costs < 0.1 % (at sample length it gains 0.3 %). lzma-9e's and
-  zstd-22's bytes themselves move by up to 1.0 % and 0.5 % when the payload starts 4-64 bytes
-  later (benchmarks/codec_stability.py).
+  stream where each adjacent pair costs < 0.1 % (at sample length it gains 0.3 %). And brotli-11
+  itself jumps between two codings 1-4 % apart when the payload starts 4-64 bytes later: over its
+  eight worst cases here its own bytes move by 1.8 % on average, up to 3.9 %; lzma's worst case
+  moves by 1.0 % (benchmarks/codec_stability.py --from-accuracy).
 """
 from __future__ import annotations
 

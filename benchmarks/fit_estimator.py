@@ -402,28 +402,20 @@ def main(argv: list[str] | None = None) -> int:
         stats = fit_stats(args.checkpoints)
         calibration.save_weight_stats(stats, out / "weight_stats.json")
         print(f"weight_stats.json: {len(stats['roles'])} roles from {', '.join(stats['provenance']['sources'])}")
-    if args.only == "history":
+    cache = Path(args.cache) if args.cache else None
+    comps = tuple(args.compressors.split(","))
+    updates = {"history": lambda fit: fit_history_only(fit, comps, args.quiet, cache),  # the shipped fit, in part
+               "compressors": lambda fit: fit_compressors_only(fit, comps, args.quiet, cache),
+               "head": lambda fit: fit_head(fit, args.quiet, cache)}
+    if args.only in updates:
         shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
-        fit = fit_history_only(shipped, tuple(args.compressors.split(",")), args.quiet,
-                               Path(args.cache) if args.cache else None)
+        fit = updates[args.only](shipped)
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
-        for comp in args.compressors.split(","):
-            print(f"{comp} history: {fit['compressors'][comp]['history']}")
-    if args.only == "compressors":
-        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
-        fit = fit_compressors_only(shipped, tuple(args.compressors.split(",")), args.quiet,
-                                   Path(args.cache) if args.cache else None)
-        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
-        for comp in args.compressors.split(","):
-            print(f"{comp}: {fit['compressors'][comp]}")
-    if args.only == "head":
-        shipped = json.loads((DATA / "estimate_fit.json").read_text(encoding="utf-8"))
-        fit = fit_head(shipped, args.quiet, Path(args.cache) if args.cache else None)
-        write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
-        print(f"zstd overhead_head: {fit['compressors']['zstd']['overhead_head']} "
-              f"(was {fit['compressors']['zstd']['overhead']})")
+        for comp in ("zstd",) if args.only == "head" else comps:
+            entry = fit["compressors"][comp]
+            print(f"{comp}: {entry['overhead_head'] if args.only == 'head' else entry}")
     if args.only in (None, "fit"):
-        fit = fit_estimator(args.quiet, Path(args.cache) if args.cache else None)
+        fit = fit_estimator(args.quiet, cache)
         write_text_atomic(out / "estimate_fit.json", json.dumps(fit, indent=1) + "\n")
         for name, comp in fit["compressors"].items():
             print(f"{name}: history {comp['history']}")

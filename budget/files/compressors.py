@@ -53,9 +53,9 @@ _brotli, _BROTLI_REASON = _optional("brotli")
 _zpaq, _ZPAQ_REASON = _optional("zpaq")
 
 ZSTD_WINDOW_LOG = 27      # `zstd --long` window: 128 MiB, larger than any artifact
-# brotli's own default window (4 MiB), what `brotli.compress(data, quality=11)` in the records uses.
-# At 24 (16 MiB) quality 11 is chaotic: one byte less moved a 1.8 MB artifact by up to 3.9 %
-# (0.19 % on average over 40 models); at 22 by at most 0.02 %, and 0.08 % larger on average.
+# brotli's own default window (4 MiB), what `brotli.compress(data, quality=11)` in the records uses,
+# so pgolf counts their bytes. Quality 11 jumps between two codings ~1-3 % apart when the payload
+# moves by a few bytes (benchmarks/codec_stability.py): at lgwin 24 half again as often as at 22.
 BROTLI_LGWIN = 22
 DEFAULT_LEVELS = {"none": None, "zlib": 9, "zstd": 22, "lzma": "9e", "brotli": 11, "ans": None, "zpaq": 5, "best": None}
 LEVEL_RANGES = {"zlib": range(0, 10), "zstd": range(1, 23), "lzma": range(0, 10), "brotli": range(0, 12),
