@@ -21,6 +21,14 @@ TOKENIZERS = FIXTURES / "tokenizers"
 FIXTURE_MODELS = ("sp1024-2L-d64", "sp1024-3L-d128")
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child the Ctrl-C tests interrupt: a shell runs a background job (`cmd &`) with
+    SIGINT ignored and children inherit that, so the child restores the default first."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fixture_path(*parts: str) -> Path:
     """Path under ../shared/fixtures, or skip the test saying what is missing."""
     path = FIXTURES.joinpath(*parts)

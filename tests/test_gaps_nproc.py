@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 
-from conftest import fixture_path
+from conftest import default_sigint, fixture_path
 from pgolf.figures.cli import main
 
 TIMINGS = ("proxy_seconds", "evaluations", "eval_seconds", "seconds", "replayed_evaluations", "cache_hits", "nproc")
@@ -73,7 +73,7 @@ def test_interrupt_ends_every_rank_and_keeps_the_cache(tmp_path):
             "--cache-dir", str(cache)]
     proc = subprocess.Popen([sys.executable, "-m", "pgolf.figures.cli", *argv, "--nproc", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), preexec_fn=default_sigint)
     deadline = time.time() + 300
     workers: list = []
     while time.time() < deadline and len(list(cache.rglob("*.json"))) < 6:

@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
+from conftest import default_sigint
+
 from pgolf.budget.atomic import write_bytes_atomic
 from pgolf.budget.files.cache import JsonCache
 from pgolf.budget.errors import PgolfInputError
@@ -326,7 +328,8 @@ def test_ctrl_c_stops_compare_promptly_with_one_line(tmp_path):
     argv = ["compare", str(tmp_path / "m.pt"), "--plans", "int4,int5,int6,int8", "--compressors", "zpaq,best,brotli"]
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pgolf.figures.cli", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            stderr=subprocess.PIPE, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            preexec_fn=default_sigint)
     time.sleep(12)  # imports, load and quantize take a few seconds; the compressions tens of seconds more
     assert proc.poll() is None, "finished before it could be interrupted"
     sent = time.monotonic()
