@@ -2,6 +2,7 @@
 
 Spec strings: `name[:level][+transform]...`, e.g. `zlib` (level 9), `zstd:19`, `lzma:6`,
 `lzma:9e` (preset 9 | extreme, the default), `brotli+byte-shuffle`, `zlib+transpose(1024)`.
+`brotli` is `brotli.compress(data, quality=11)` as the records call it (window lgwin 22).
 `ans` is order-0 entropy coding (entropy.py) of segments whose byte statistics differ: the data
 cut into 64 KiB blocks, neighbours merged while one table codes them smaller than two (so tensors
 of different widths get their own tables); `zpaq` is ZPAQ (the `zpaq` package, levels 1..5);
