@@ -21,9 +21,12 @@ load 2; wall-clock timings, so speed-ups read low), with our own 300-step 3L d12
 (`pgolf train --num-layers 3 --model-dim 128 --num-heads 4 --num-kv-heads 2 --mlp-mult 2
 --train-seq-len 64 --train-batch-tokens 2048 --iterations 300 --warmdown-iters 75 --seed 7 --device cpu`,
 val_bpb 2.20):
-  --quick (stop 8), 133 cases (7 min): median 0.199 %, worst 1.735 % (grid b2.5-gauss-f0-r0.3 official-int8
-    lzma), coverage 99.2 %; zstd official-int8 -0.35 .. +0.12 % (3.38 % worst before the pickle
-    head was measured); pgolf checkpoint 12 cases median 0.18 %, worst 0.68 %, all inside; 17M lzma 49.4x.
+  --quick, stop 8, 133 cases (7 min under load 3-5): median 0.199 %, worst 1.735 % (grid
+    b2.5-gauss-f0-r0.3 official-int8 lzma), coverage 99.2 %; zstd official-int8 -0.35 .. +0.12 %
+    (3.38 % worst before the pickle head was measured); pgolf checkpoint 12 cases median 0.18 %,
+    worst 0.68 %, all inside; 17M lzma 49.4x.
+  --quick, stop 9, 133 cases (49 s, idle): median 0.171 %, worst 1.092 % (the same lzma case),
+    coverage 99.2 %; pgolf checkpoint median 0.19 %, worst 0.53 %, all inside; 17M lzma 53.3x.
   Full grid, first run (stop 8, brotli at lgwin 24, lzma without its learning cost), 1,622 cases:
     median 0.392 %, worst 3.850 %, coverage 97.7 %, 105 cases over 1.5 % (brotli 35, lzma 41, zstd 27).
   Full grid, stop 9 (brotli at lgwin 22, lzma's learning cost measured on the draws, both refitted),
