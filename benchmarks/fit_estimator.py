@@ -164,6 +164,15 @@ def _learning(d: pd.DataFrame) -> np.ndarray:
     return d["learning"].fillna(0.0).to_numpy(float) if "learning" in d else np.zeros(len(d))
 
 
+def _group_estimate(g: pd.DataFrame, coef: dict | None) -> float:
+    """One group's estimate from its draws' rows, as sampled.estimate_group makes it (0 without draws)."""
+    if g.empty:
+        return 0.0
+    full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
+    return float(np.mean([sampled.scaled_draw(sampled.Draw(int(n), int(c), a), full, fa, coef, lc)
+                          for n, c, a, lc in zip(g["n"], g["compressed"], g["anchor"], _learning(g))]))
+
+
 def _fit_slope(d: pd.DataFrame) -> dict:
     """a0, a1 of sampled.history_factor by least squares over draws, and the relative scatter of the
     groups' estimates after it (sd: root mean square; also median and max)."""
@@ -178,13 +187,8 @@ def _fit_slope(d: pd.DataFrame) -> dict:
     wide = np.ptp(h) >= HISTORY_SPAN_BITS
     (a0, a1, *a2), *_ = np.linalg.lstsq(np.stack(terms if wide else terms[:2], axis=1), y, rcond=None)
     coef = {"a0": float(a0), "a1": float(a1), "a2": float(a2[0]) if wide else 0.0}
-    rel = []
-    for _, g in d.groupby(["model", "plan", "group"]):
-        full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
-        est = np.mean([sampled.scaled_draw(sampled.Draw(int(n), int(c), a), full, fa, coef, lc)
-                       for n, c, a, lc in zip(g["n"], g["compressed"], g["anchor"], _learning(g))])
-        rel.append(est / g["exact"].iloc[0] - 1)
-    rel = np.asarray(rel)
+    rel = np.asarray([_group_estimate(g, coef) / g["exact"].iloc[0] - 1
+                      for _, g in d.groupby(["model", "plan", "group"])])
     coef.update(sd=float(np.sqrt((rel ** 2).mean())), rel_err_median=float(np.median(np.abs(rel))),
                 rel_err_max=float(np.abs(rel).max()), groups=int(len(rel)))
     return coef
@@ -204,10 +208,7 @@ def artifact_errors(draws: pd.DataFrame, rows: pd.DataFrame, entry: dict) -> np.
     the history factor plus the container term's miss."""
     err: dict[tuple, float] = {}
     for (model, plan, group), g in draws.groupby(["model", "plan", "group"]):
-        coef = sampled.class_coef(entry["history"], group)
-        full, fa = int(g["full"].iloc[0]), float(g["full_anchor"].iloc[0])
-        est = np.mean([sampled.scaled_draw(sampled.Draw(int(n), int(c), a), full, fa, coef, lc)
-                       for n, c, a, lc in zip(g["n"], g["compressed"], g["anchor"], _learning(g)) if a > 0] or [0.0])
+        est = _group_estimate(g[g["anchor"] > 0], sampled.class_coef(entry["history"], group))
         err[(model, plan)] = err.get((model, plan), 0.0) + est - g["exact"].iloc[0]
     out = []
     for r in rows.itertuples():

@@ -10,9 +10,9 @@ order-0 entropy (its anchor) times the full streams' anchor estimates the group;
 measured on the sample, in whatever regime the weights are. Two fitted terms remain
 (budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
-short draw, more so at low entropy; for lzma and ans net of the learning cost the sample measures) and
-the container term (headers, pickle, boundaries between
-groups: c0 + c1 per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
+short draw, more so at low entropy; for lzma and ans net of the start-up cost the sample measures,
+sampled.learning_cost) and the container term (headers, pickle, boundaries between groups: c0 + c1
+per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
 sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
 the official export's pickle head steers the parser for the whole first group: estimate_budget
 measures that on the sample (export_head, sampled.lead_in) and takes the container term fitted
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from pgolf.budget.errors import PgolfInputError
-from pgolf.budget.exact.build import artifact_kind, assign, build_artifact
+from pgolf.budget.exact.build import artifact_kind, assign, build
 from pgolf.budget.exact.container import frame_header
 from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
 from pgolf.budget.exact.threads import one_torch_thread
@@ -53,6 +53,8 @@ FIT_FORMAT = "pgolf-estimate-fit-v4"  # v4: container terms only; groups scale b
 # The interval: this many standard errors either side. The draws' spread has DRAWS - 1 degrees of
 # freedom; Student's t at 97.5 % with 3 is 3.18.
 INTERVAL_Z = 3.2
+
+
 def sampling_settings() -> dict:
     """The sampling constants a fit is only valid for (stored in the fit, checked on load)."""
     return {"fraction": sampled.SAMPLE_FRACTION, "min_bytes": sampled.SAMPLE_MIN_BYTES,
@@ -285,7 +287,7 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     key, _ = fit_entry(fit, comp.name)
     if sum(s.n_bytes for s in streams) <= sampled.WHOLE_MAX_BYTES:
         # a small artifact costs about one sample to build: measured, not estimated
-        exact = float(len(build_artifact(sd, plan, comp.name)))
+        exact = float(len(build(items, plan_name, comp.name).blob))
         m = ModelEstimate(exact, 0.0, entropy_shares(streams, {"": exact}, lambda s: ""), True, 0.0, 0.0)
     else:
         lead_head = export_head(items) if comp.codec == "zstd" and kind == "official-export" else None

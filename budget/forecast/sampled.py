@@ -21,8 +21,8 @@ Each draw gives an estimate of the group; their mean is the estimate, their spre
 sqrt(K) its standard error (`GroupEstimate`). lzma's adaptive probabilities start flat in each
 stream, which costs a short draw ~10 % of its bytes and the full stream the same bytes once (ans's
 table likewise): `learning_cost` measures that on the sample (two draws apart against the two as
-one stream) and `scaled_draw` scales each draw net of it. What comes before a group can change how the codec
-codes all of it: zstd's optimal parser carries its prices from block to block, so the official
+one stream) and `scaled_draw` scales each draw net of it. What comes before a group can change how
+the codec codes all of it: zstd's optimal parser carries its prices from block to block, so the official
 export's pickle head costs the first group far more than its own bytes; `lead_in` measures that
 on the sample behind the real head.
 
@@ -165,6 +165,7 @@ def sample_codec(compressor: str | Compressor, full_bytes: int) -> Callable[[byt
     forward = forward_transforms(comp)
     if comp.codec == "lzma":
         preset = int(str(comp.level).rstrip("e")) | (lzma.PRESET_EXTREME if str(comp.level).endswith("e") else 0)
+
         def lzma_size(data: bytes) -> int:
             data = forward(data)
             dict_size = min(max(_LZMA_MIN_DICT, 1 << max(len(data) - 1, 1).bit_length()), _LZMA_SAMPLE_DICT)

@@ -32,7 +32,6 @@ SAMPLE_VALUES = 1 << 15
 SAMPLE_BLOCK_BYTES = 1 << 12
 
 
-
 def _entropy(counts: np.ndarray) -> float:
     """Shannon entropy in bits per symbol of a histogram."""
     n = float(counts.sum())
@@ -192,5 +191,5 @@ def first_group_sample(streams: list[Stream], kind: str) -> tuple[str, bytes]:
     """
     if not streams:
         return "", b""
-    first = sorted(streams, key=lambda s: _artifact_rank(s, kind))[0].group
-    return first, b"".join(s.sample for s in sorted(streams, key=lambda s: _artifact_rank(s, kind)) if s.group == first)
+    ordered = sorted(streams, key=lambda s: _artifact_rank(s, kind))
+    return ordered[0].group, b"".join(s.sample for s in ordered if s.group == ordered[0].group)
