@@ -1109,6 +1109,7 @@ def main() -> None:
                    "model_params": n_params, "train_time_ms": training_time_ms, "out_dir": str(out_dir)}
         write_atomic(out_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     if distributed:
+        dist.barrier()  # no rank tears gloo down while another still works (an abort at exit otherwise)
         dist.destroy_process_group()
 
 
