@@ -214,8 +214,10 @@ def test_shipped_fit_has_provenance():
         assert abs(hist["a0"]) < 0.05 and abs(hist["a1"]) < 0.01 and 0 <= hist["sd"] < 0.05
         assert "official-export" in comp["overhead"] and "official-export" in comp["overhead_whole"]
     # lzma's 1 / h history term: low-entropy bytes gain most from a long stream (fitted, byte class)
+    # lzma's adaptive models gain far more there than zlib's per-block Huffman tables
     lz = fit["compressors"]["lzma"]["history"]["classes"]["byte"]
-    assert lz["a2"] > 0.01 and fit["compressors"]["zlib"]["history"]["classes"]["byte"].get("a2", 0.0) == 0.0
+    zl = fit["compressors"]["zlib"]["history"]["classes"]["byte"]
+    assert lz["a2"] > 0.01 and 0.0 <= zl.get("a2", 0.0) < lz["a2"] / 2
     draw = sampled.Draw(16_384, 4_000, 2.0 * 16_384)  # 2 bits per byte, 48x shorter than the stream
     at_5_bits = sampled.history_factor(lz, dataclasses.replace(draw, anchor=5.0 * 16_384), 786_432)
     # net of the measured learning cost, only low-entropy bytes still gain from the longer stream

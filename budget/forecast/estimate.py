@@ -7,20 +7,23 @@ scales stream with exact full byte counts. sampled.py groups alike streams, deal
 pieces of them into K disjoint draws (about 1 % of the artifact together) and compresses each
 with the real compressor at the artifact's settings. A draw's codec bytes per bit of windowed
 order-0 entropy (its anchor) times the full streams' anchor estimates the group; that ratio is
-measured on the sample, in whatever regime the weights are. Two fitted terms remain
+measured on the sample, in whatever regime the weights are. Where rows differ (floors binding
+for some, untrained embedding rows, outliers), a sample of rows can misstate its tensor's bits by
+several percent: rows.py corrects each tensor's anchor by a regression on two statistics of every
+row (RMS and max |value|) and carries the correction's standard error. Two fitted terms remain
 (budget/forecast/data/estimate_fit.json, written by benchmarks/fit_estimator.py on models none
 of the benchmarks score): the history factor (a long stream codes better per anchor bit than a
 short draw, more so at low entropy; for lzma and ans net of the start-up cost the sample measures,
 sampled.learning_cost) and the container term (headers, pickle, boundaries between groups: c0 + c1
-per stream). The interval is INTERVAL_Z standard errors: the draws' spread over
-sqrt(K), the history factor's and the container term's scatter on the fit's models. Under zstd
-the official export's pickle head steers the parser for the whole first group: estimate_budget
-measures that on the sample (export_head, sampled.lead_in) and takes the container term fitted
-net of it. An artifact of at most sampled.WHOLE_MAX_BYTES stored bytes is built for real by
-estimate_budget (about one sample's cost): its bytes_model is exact and labelled so
-(estimate_model still compresses its stored bytes whole, whole_payload, for predict's callers).
-Raw payload and scale byte counts are exact. Each tensor's share of its group (the
-compressed_bytes column) follows its order-0 entropy. The streams themselves: streams.py.
+per stream). The interval is INTERVAL_Z standard errors: the draws' spread over sqrt(K) with the
+row correction's error, the history factor's and the container term's scatter on the fit's
+models. Under zstd the official export's pickle head steers the parser for the whole first group:
+estimate_budget measures that on the sample (export_head, sampled.lead_in) and takes the
+container term fitted net of it. An artifact of at most sampled.WHOLE_MAX_BYTES stored bytes is
+built for real by estimate_budget (about one sample's cost): its bytes_model is exact and
+labelled so (estimate_model still compresses its stored bytes whole, whole_payload, for
+predict's callers). Raw payload and scale byte counts are exact. Each tensor's share of its group
+(the compressed_bytes column) follows its order-0 entropy. The streams themselves: streams.py.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from pgolf.budget.exact.measure import BudgetReport, code_sizes_for, tensor_row
 from pgolf.budget.exact.threads import one_torch_thread
 from pgolf.budget.files.compressors import get_compressor
 from pgolf.budget.forecast import sampled
+from pgolf.budget.forecast.rows import CODE_VALUES as ROW_CODE_VALUES
 from pgolf.budget.forecast.streams import (SAMPLE_VALUES, Stream, export_head, first_group_sample, tensor_streams,
                                            whole_payload)
 from pgolf.budget.glossary import CAP_BYTES, totals
@@ -62,7 +66,8 @@ def sampling_settings() -> dict:
             "piece_bytes": sampled.PIECE_BYTES, "tensor_values": SAMPLE_VALUES,
             "whole_max_bytes": sampled.WHOLE_MAX_BYTES, "draws": sampled.DRAWS,
             "windows": dict(sampled.WINDOW_BYTES), "lead_in": list(sampled.LEAD_IN_BYTES),
-            "learning_codecs": list(sampled.LEARNING_CODECS)}
+            "learning_codecs": list(sampled.LEARNING_CODECS),
+            "row_correction": {"statistics": ["log2 rms", "log2 max abs"], "code_values": ROW_CODE_VALUES}}
 
 
 # --- the fitted container term ------------------------------------------------------------------
@@ -107,9 +112,10 @@ def container_bytes(n_streams: int, container: str, entry: dict, whole: bool = F
 
 def group_estimates(streams: list[Stream], compressor: str, coef: dict | None = None) -> dict[str, sampled.GroupEstimate]:
     """group -> GroupEstimate (sampled.estimate_group) of every group of alike streams."""
-    groups: dict[str, list[tuple[int, bytes]]] = {}
+    groups: dict[str, list[sampled.StreamSample]] = {}
     for s in streams:
-        groups.setdefault(s.group or sampled.group_key(s.cls, "", ""), []).append((s.n_bytes, s.sample))
+        groups.setdefault(s.group or sampled.group_key(s.cls, "", ""), []).append(
+            sampled.StreamSample(s.n_bytes, s.sample, s.anchor_factor, s.anchor_rel_se))
     total = sum(s.n_bytes for s in streams)
     return sampled.compress_groups(sampled.sample_plan(groups, total), compressor, total, coef)
 
@@ -272,7 +278,8 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
     Exact: params, payload/values/scales bytes, bytes_code. Estimated: bytes_model (and what
     derives from it), per-tensor compressed_bytes (its share inside the artifact) and, when rows
     are sampled, entropy_bytes. bytes_model_low/high: INTERVAL_Z standard errors either side
-    (bytes_model_sd: the draws' spread, the history factor's and the container term's scatter).
+    (bytes_model_sd: the draws' spread and the sampled rows' error, the history factor's and the
+    container term's scatter).
 
     >>> import torch
     >>> sd = {"w": torch.linspace(-1, 1, 70_000).reshape(100, 700)}
@@ -332,8 +339,8 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
                  f"`pgolf budget` without --estimate measures them",
                  f"INTERVAL: bytes_model {head['bytes_model_low']:,} .. {head['bytes_model_high']:,} "
                  f"(+-{pct:.2f} %: {INTERVAL_Z:g} standard errors; sampling sd {m.sampling_sd:,.0f} B from the "
-                 f"draws' spread, history-factor sd {m.history_sd:,.0f} B and container sd {m.container_sd:,.0f} B "
-                 f"from the fit's scatter" + (f", head sd {m.lead_in_sd:,.0f} B" if m.lead_in else "") + ")",
+                 f"draws' spread and the sampled rows, history-factor sd {m.history_sd:,.0f} B and container sd "
+                 f"{m.container_sd:,.0f} B from the fit's scatter" + (f", head sd {m.lead_in_sd:,.0f} B" if m.lead_in else "") + ")",
                  "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
                  + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
     if key != comp.name:

@@ -18,7 +18,9 @@ anchor bit, is what the codec adds to or saves on the order-0 floor; it is measu
 sample, so it holds in whatever regime the weights are, and is applied to the anchor of the
 full streams (`anchor_bits` of each stream's available bytes, scaled to its full length).
 Each draw gives an estimate of the group; their mean is the estimate, their spread over
-sqrt(K) its standard error (`GroupEstimate`). lzma's adaptive probabilities start flat in each
+sqrt(K) its standard error (`GroupEstimate`), with the error of each stream's row correction
+(rows.anchor_correction: the draws all come from the same sampled rows, so their spread cannot
+show how well those rows stand for the tensor). lzma's adaptive probabilities start flat in each
 stream, which costs a short draw ~10 % of its bytes and the full stream the same bytes once (ans's
 table likewise): `learning_cost` measures that on the sample (two draws apart against the two as
 one stream) and `scaled_draw` scales each draw net of it. What comes before a group can change how
@@ -35,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import lzma
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -70,6 +72,16 @@ LEARNING_CODECS = ("lzma", "ans")
 LEAD_IN_BYTES = (1 << 17, 1 << 19)
 
 
+class StreamSample(NamedTuple):
+    """One stream of a group: its full byte count, its available sample bytes, and what its rows'
+    statistics say of them (streams.Stream.anchor_factor, anchor_rel_se)."""
+
+    n: int
+    sample: bytes
+    anchor_factor: float = 1.0
+    anchor_rel_se: float = 0.0
+
+
 def group_key(cls: str, scheme: str, dtype: str) -> str:
     """'class|scheme|source dtype' of a stream: streams that share it hold alike bytes."""
     return f"{cls}|{scheme}|{dtype}"
@@ -99,13 +111,14 @@ def anchor_bits(data: bytes, window: int) -> float:
     arr = np.frombuffer(data, np.uint8)
     if arr.size == 0:
         return 0.0
-    idx = (np.arange(arr.size) // window) * 256 + arr
-    counts = np.bincount(idx, minlength=256 * (-(-arr.size // window))).reshape(-1, 256).astype(np.float64)
-    n = counts.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plug = -np.where(counts > 0, counts * np.log2(counts / n), 0.0).sum()
-    k = (counts > 0).sum(axis=1)
-    return float(plug + ((k - 1).clip(min=0) / (2 * math.log(2))).sum())
+    counts = np.stack([np.bincount(arr[i:i + window], minlength=256)
+                       for i in range(0, arr.size, window)]).astype(np.float64)
+    n = counts.sum(axis=1)
+    seen = counts > 0
+    # sum over windows of n log n - sum c log c: one log per cell, no division
+    c_log_c = np.log2(counts, out=np.zeros_like(counts), where=seen) * counts
+    plug = float((n * np.log2(n)).sum() - c_log_c.sum())
+    return max(plug, 0.0) + float((seen.sum(axis=1) - 1).clip(min=0).sum() / (2 * math.log(2)))
 
 
 def _piece_starts(length: int, want: int) -> list[int]:
@@ -131,25 +144,25 @@ def _pieces(blob: bytes, want: int) -> list[bytes]:
 
 
 def sample_plan(groups: dict[str, list[tuple[int, bytes]]], total_bytes: int, draws: int = DRAWS
-                ) -> list[tuple[str, list[bytes], int, list[tuple[int, bytes]]]]:
+                ) -> list[tuple[str, list[bytes], int, list[tuple]]]:
     """(group, draws, full bytes, streams) per group; `groups` maps a group to its streams as
-    (full byte count, available sample bytes of that stream), in artifact order. A group small
-    enough to take whole is one draw holding every byte."""
+    StreamSample or (full byte count, available sample bytes of that stream), in artifact order.
+    A group small enough to take whole is one draw holding every byte."""
     budget = sample_budget(total_bytes)
     out = []
     for key, streams in groups.items():
-        full = sum(n for n, _ in streams)
+        full = sum(s[0] for s in streams)
         if full == 0:
             continue
         want = max(min(full, GROUP_MIN_BYTES), budget * full / max(total_bytes, 1))
         frac = min(1.0, want / full)
-        if frac >= 1.0 and all(len(s) == n for n, s in streams):
-            out.append((key, [b"".join(s for _, s in streams)], full, streams))
+        if frac >= 1.0 and all(len(s[1]) == s[0] for s in streams):
+            out.append((key, [b"".join(s[1] for s in streams)], full, streams))
             continue
         k = max(2, min(draws, int(want) // MIN_DRAW_BYTES))  # small groups: fewer, longer draws
         dealt: list[list[bytes]] = [[] for _ in range(k)]
         turn = 0
-        for n, s in streams:  # round-robin over all pieces, in artifact order: disjoint, alike draws
+        for n, s, *_ in streams:  # round-robin over all pieces, in artifact order: disjoint, alike draws
             for piece in _pieces(s, max(2, int(round(n * frac)))):
                 dealt[turn % k].append(piece)
                 turn += 1
@@ -218,6 +231,7 @@ class GroupEstimate:
     draws: tuple[Draw, ...] = ()
     full_anchor: float = 0.0
     learning: float = 0.0  # codec bytes each draw pays to learn, paid once by the full stream
+    rows_sd: float = 0.0   # the part of sd from the sampled rows (rows.anchor_correction), in bytes
 
 
 def history_factor(coef: dict | None, draw: Draw, full: int) -> float:
@@ -254,7 +268,7 @@ def learning_cost(draws: list[bytes], sizes: list[int], size_of: Callable[[bytes
     return float(min(max(saved, 0), min(sizes[0], sizes[1]) / 2))
 
 
-def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes]], size_of: Callable[[bytes], int],
+def estimate_group(draws: list[bytes], full: int, streams: list[StreamSample], size_of: Callable[[bytes], int],
                    empty: int, window: int, forward: Callable[[bytes], bytes], coef: dict | None = None,
                    learns: bool = False) -> GroupEstimate:
     """A group's compressed bytes from its draws: each draw's codec bytes (less the codec's bytes for
@@ -272,13 +286,34 @@ def estimate_group(draws: list[bytes], full: int, streams: list[tuple[int, bytes
     sample = sum(len(d) for d in draws)
     if len(draws) == 1 and sample == full:  # every byte, one stream: measured, not scaled
         return GroupEstimate(sizes[0], sample, full, float(sizes[0]), 0.0)
-    full_anchor = sum(anchor_bits(forward(s), window) * n / len(s) for n, s in streams if len(s))
+    full_anchor, anchor_sd = full_anchor_bits([StreamSample(*s) for s in streams], window, forward)
     ds = tuple(Draw(len(d), size, anchor_bits(forward(d), window)) for d, size in zip(draws, sizes))
     learning = learning_cost(draws, sizes, size_of, empty) if learns else 0.0
     per_draw = [scaled_draw(d, full, full_anchor, coef, learning) for d in ds]
     point = float(np.mean(per_draw))
-    sd = float(np.std(per_draw, ddof=1) / math.sqrt(len(per_draw))) if len(per_draw) > 1 else 0.0
-    return GroupEstimate(sum(sizes), sample, full, point, sd, ds, full_anchor, learning)
+    draws_sd = float(np.std(per_draw, ddof=1) / math.sqrt(len(per_draw))) if len(per_draw) > 1 else 0.0
+    # the draws share the sampled rows, so their spread misses how those rows stand for the tensor
+    rows_sd = max(point - learning, 0.0) * anchor_sd / full_anchor if full_anchor > 0 else 0.0
+    return GroupEstimate(sum(sizes), sample, full, point, math.hypot(draws_sd, rows_sd), ds, full_anchor, learning,
+                         rows_sd)
+
+
+def full_anchor_bits(streams: list[StreamSample], window: int, forward: Callable[[bytes], bytes]
+                     ) -> tuple[float, float]:
+    """(anchor bits of the full streams, their sd): each stream's sample anchor scaled to its full
+    length and by its rows' anchor_factor; the sd from the rows' regression, independent per stream.
+
+    >>> bits, sd = full_anchor_bits([StreamSample(8192, bytes(range(256)) * 16, 0.5, 0.1)], 1 << 14, bytes)
+    >>> round(bits), round(sd)  # 4096 bytes of 8 bits (+ Miller-Madow), twice over, halved
+    (32952, 3295)
+    """
+    total, var = 0.0, 0.0
+    for s in streams:
+        if s.sample:
+            part = anchor_bits(forward(s.sample), window) * s.n / len(s.sample) * s.anchor_factor
+            total += part
+            var += (part * s.anchor_rel_se) ** 2
+    return total, math.sqrt(var)
 
 
 def scaled_draw(d: Draw, full: int, full_anchor: float, coef: dict | None, learning: float = 0.0) -> float:

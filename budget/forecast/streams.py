@@ -23,6 +23,7 @@ from pgolf.budget.exact.build import artifact_kind, export_object, quantize_item
 from pgolf.budget.exact.exportzip import LayoutError, stream_export
 from pgolf.budget.exact.measure import tensor_row
 from pgolf.budget.forecast import sampled
+from pgolf.budget.forecast.rows import anchor_correction
 from pgolf.budget.quant.schemes import OfficialInt8Scheme, get_scheme
 
 # Values quantized per tensor at most, rows taken in evenly spaced blocks. Rows differ (a row's
@@ -43,9 +44,12 @@ def byte_entropy(data: np.ndarray) -> float:
     """Order-0 entropy of a byte stream in bits per byte (Miller-Madow corrected, at most 8)."""
     if data.size == 0:
         return 0.0
-    counts = np.bincount(data, minlength=256)
+    return _byte_entropy_of(np.bincount(data, minlength=256), data.size)
+
+
+def _byte_entropy_of(counts: np.ndarray, n: int) -> float:
     # a sample of rows must not read low by (K-1)/(2 n ln 2)
-    return min(8.0, _entropy(counts) + (np.count_nonzero(counts) - 1) / (2 * data.size * math.log(2)))
+    return min(8.0, _entropy(counts) + (np.count_nonzero(counts) - 1) / (2 * n * math.log(2)))
 
 
 def storage_class(storage: str, element_size: int) -> str:
@@ -67,41 +71,57 @@ class Stream:
     group: str = ""
     sample: bytes = dataclasses.field(default=b"", repr=False, compare=False)
     quantized: bool = False  # a quantized scheme's stream (artifact order puts these first)
+    # the sample's bits per byte times this is the full stream's (rows.anchor_correction), +- rel. se
+    anchor_factor: float = 1.0
+    anchor_rel_se: float = 0.0
 
 
-def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float]:
-    """(rows to quantize, full/sampled ratio): evenly spaced blocks of contiguous rows."""
+def _sample_rows(t: Tensor, sample_values: int | None) -> tuple[Tensor, float, np.ndarray | None]:
+    """(rows to quantize, full/sampled ratio, their row indices or None for all): evenly spaced
+    blocks of contiguous rows."""
     if sample_values is None or t.ndim < 2 or t.numel() <= sample_values:
-        return t, 1.0
+        return t, 1.0, None
     rows, cols = t.shape[0], t.numel() // t.shape[0]
     block = max(1, min(rows, SAMPLE_BLOCK_BYTES // max(cols, 1)))
     nblocks = max(1, min(rows // block, sample_values // (block * cols)))
     starts = np.linspace(0, rows - block, nblocks).round().astype(np.int64)
-    idx = torch.from_numpy((starts[:, None] + np.arange(block)[None, :]).reshape(-1))
-    return t.index_select(0, idx), rows / idx.numel()
+    idx = (starts[:, None] + np.arange(block)[None, :]).reshape(-1)
+    return t.index_select(0, torch.from_numpy(idx)), rows / idx.size, idx
 
 
-def symbol_entropy_bits(symbols: Tensor) -> float:
+def symbol_codes(symbols: Tensor) -> np.ndarray | None:
+    """Integer symbols as unsigned codes of their own width (a uint8 / uint16 view, same shape), for
+    histograms by bincount; None for wider symbols."""
+    if symbols.element_size() > 2 or symbols.is_floating_point():
+        return None
+    view = torch.uint8 if symbols.element_size() == 1 else torch.int16
+    raw = symbols.detach().contiguous().view(view).numpy()
+    return raw.view(np.uint8 if symbols.element_size() == 1 else np.uint16)
+
+
+def symbol_counts(symbols: Tensor, codes: np.ndarray | None = None) -> np.ndarray:
+    """Histogram of integer symbols (a bincount of their codes; a sort only for wide symbols)."""
+    codes = symbol_codes(symbols) if codes is None else codes
+    if codes is not None:
+        return np.bincount(codes.reshape(-1))
+    return np.unique(symbols.detach().reshape(-1).numpy(), return_counts=True)[1]
+
+
+def symbol_entropy_bits(symbols: Tensor, counts: np.ndarray | None = None) -> float:
     """Order-0 entropy of integer symbols, total bits (a histogram, no sort).
 
     >>> symbol_entropy_bits(torch.tensor([-1, 0, 1, 1], dtype=torch.int8))
     6.0
     """
-    flat = symbols.detach().reshape(-1)
-    if flat.numel() == 0:
+    if symbols.numel() == 0:
         return 0.0
-    if flat.element_size() <= 2:
-        view = torch.uint8 if flat.element_size() == 1 else torch.int16
-        raw = flat.contiguous().view(view).numpy()
-        counts = np.bincount(raw.view(np.uint8 if flat.element_size() == 1 else np.uint16))
-    else:
-        counts = np.unique(flat.numpy(), return_counts=True)[1]
-    return _entropy(counts) * flat.numel()
+    return _entropy(symbol_counts(symbols) if counts is None else counts) * symbols.numel()
 
 
 def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_values: int, full_scales: int,
-                   dtype: torch.dtype | None = None) -> list[Stream]:
-    """Streams of one quantized tensor's packed sample bytes; byte counts are the full tensor's."""
+                   dtype: torch.dtype | None = None, values_counts: np.ndarray | None = None) -> list[Stream]:
+    """Streams of one quantized tensor's packed sample bytes; byte counts are the full tensor's.
+    `values_counts`: the histogram of the values' bytes where it is known already (byte storage)."""
     streams = []
     src = str(dtype or q.dtype).removeprefix("torch.")
     for part, blob, full in (("values", values, full_values), ("scales", scales, full_scales)):
@@ -111,7 +131,8 @@ def packed_streams(name: str, scheme, q, values: bytes, scales: bytes, full_valu
             cls = storage_class(scheme.storage, q.symbols.element_size() if scheme.storage == "raw" else 1)
         else:  # scales (positive, similar, few) compress unlike float values: their own class
             cls = f"scale{q.scales.element_size()}"
-        h = byte_entropy(np.frombuffer(blob, dtype=np.uint8))
+        h = _byte_entropy_of(values_counts, len(blob)) if part == "values" and values_counts is not None \
+            else byte_entropy(np.frombuffer(blob, dtype=np.uint8))
         key = sampled.group_key(cls, scheme.name, src if part == "values" else "")
         streams.append(Stream(name, part, cls, int(full), h, key, bytes(blob), scheme.kind == "quantized"))
     return streams
@@ -125,12 +146,22 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
     if sample_values is not None:
         # wide alphabets (int7/int8: 127-255 levels) need more values before their rare levels show
         sample_values *= max(1, int(getattr(scheme, "levels", 0) or 0) // 64)
-    part, ratio = _sample_rows(t, sample_values if scheme.kind == "quantized" else None)
+    part, ratio, idx = _sample_rows(t, sample_values if scheme.kind == "quantized" else None)
     q = scheme.quantize(part)
     values, scales = scheme.pack(q)
-    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype)
+    codes = symbol_codes(q.symbols) if scheme.kind == "quantized" else None
+    counts = symbol_counts(q.symbols, codes) if scheme.kind == "quantized" else None
+    # byte storage writes each int8 symbol as its byte: the values' byte histogram is the symbols'
+    same_bytes = scheme.storage == "byte" and codes is not None and codes.dtype == np.uint8 and len(values) == codes.size
+    streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype,
+                             counts if same_bytes else None)
+    factor = 1.0
     if scheme.kind == "quantized":
-        entropy_bits = symbol_entropy_bits(q.symbols) * ratio
+        if idx is not None and codes is not None:  # rows differ: what their cheap statistics say of the sample
+            factor, rel_se = anchor_correction(t, idx, codes, counts)
+            streams = [dataclasses.replace(s, anchor_factor=factor, anchor_rel_se=rel_se) if s.part == "values"
+                       else s for s in streams]
+        entropy_bits = symbol_entropy_bits(q.symbols, counts) * ratio * factor
     else:
         entropy_bits = sum(s.h * s.n_bytes for s in streams if s.part == "values")
     row.update(entropy_bytes=int(round(entropy_bits / 8)), sampled_fraction=1.0 / ratio)
