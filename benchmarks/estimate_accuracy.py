@@ -40,9 +40,10 @@ then brotli alone again after its refit (two runs of six presets side by side, 7
 --quick, stop 10, 133 cases (about a minute, idle): median 0.183 %, worst 1.117 % (grid
 b2.5-gauss-f0-r0.3-u0 official-int8 lzma), coverage 100 %; pgolf checkpoint median 0.24 %, worst
 0.47 %; 17M lzma 54.8x (idle, alone: 54.7x and 67.3x, the exact side moving 6.6 .. 9.0 s).
-Earlier: --quick stop 9, median 0.171 %, worst 1.092 %, coverage 99.2 %. Full grids: stop 8, 1,622 cases, median 0.392 %, worst 3.850 %, coverage 97.7 %, 105 over
-1.5 %; stop 9 (brotli at lgwin 22, the learning cost of lzma and ans measured), median 0.308 %,
-worst 2.465 %, coverage 99.0 %, 47 over 1.5 %.
+Earlier: --quick stop 9, median 0.171 %, worst 1.092 %, coverage 99.2 %. Full grids: stop 8,
+1,622 cases, median 0.392 %, worst 3.850 %, coverage 97.7 %, 105 over 1.5 %; stop 9 (brotli at
+lgwin 22, the learning cost of lzma and ans measured), median 0.308 %, worst 2.465 %, coverage
+99.0 %, 47 over 1.5 %.
 
 The worst target is not met, and what is left is the codecs' own behaviour at full length, which
 no sample shows. All 28 zstd cases read low (1.5-2.4 %): behind the int8 embedding zstd-22's
@@ -50,8 +51,9 @@ optimal parser keeps the previous group's prices and codes the next int6/int5 gr
 matches, ~10 % worse to the group's end (at sample length the same pair reads differently; on the
 fit's models a sample's reading is often absent at full length). A cheaper zstd over the whole
 payload does not reproduce it: on 96 grid payloads, btultra2 with search_log 1-2 and small
-tables lands -1.9 .. +2.0 % from zstd-22 at 2.7x its speed, -2.9 .. +2.7 % at 4.1x. brotli-11 jumps between two
-codings 1-4 % apart when the payload starts a few bytes later (benchmarks/codec_stability.py).
+tables lands -1.9 .. +2.0 % from zstd-22 at 2.7x its speed, -2.9 .. +2.7 % at 4.1x. brotli-11
+jumps between two codings 1-4 % apart when the payload starts a few bytes later
+(benchmarks/codec_stability.py).
 """
 from __future__ import annotations
 

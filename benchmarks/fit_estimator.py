@@ -6,7 +6,7 @@
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only history --compressors lzma   # (~3 min)
     nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only compressors --compressors brotli,brotli+byte-shuffle
                                                         # their whole entries, history and container (~13 min)
-    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only fit      # every compressor's entry (~25 min, 1,022 artifacts)
+    nice -n 19 .venv/bin/python benchmarks/fit_estimator.py --only fit      # every compressor's entry (~25 min)
 
 1. Container terms (budget/forecast/data/estimate_fit.json): the one fitted part of the estimate.
    Seeded models of the baseline family (small to 1.3 M parameters; Gaussian "trained-like" weights
@@ -255,20 +255,26 @@ def compressor_entry(draws: pd.DataFrame, rows: pd.DataFrame, comp: str) -> dict
     return entry
 
 
+def _cached(cache: Path | None, names: tuple[str, ...], measured) -> tuple[pd.DataFrame, ...]:
+    """The frames `measured()` returns: read from cache/NAME when every one is there, else measured
+    and, with a cache, written there."""
+    paths = [cache / name for name in names] if cache else []
+    if paths and all(p.is_file() for p in paths):
+        return tuple(pd.read_csv(p) for p in paths)
+    frames = measured()
+    if paths:
+        cache.mkdir(parents=True, exist_ok=True)
+        for path, frame in zip(paths, frames):
+            write_text_atomic(path, frame.to_csv(index=False))
+    return frames
+
+
 def fit_estimator(quiet: bool, cache: Path | None = None) -> dict:
     """The container terms: what an artifact adds past its groups compressed alone, per compressor,
     artifact kind and mode (sampled or compressed whole)."""
     t0 = time.perf_counter()
     models = training_models()
-    dpath, apath = (cache / "draws.csv", cache / "container.csv") if cache else (None, None)
-    if apath and apath.is_file() and dpath.is_file():
-        draws, rows = pd.read_csv(dpath), pd.read_csv(apath)
-    else:
-        draws, rows = measure(models, quiet)
-        if apath:
-            cache.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(dpath, draws.to_csv(index=False))
-            write_text_atomic(apath, rows.to_csv(index=False))
+    draws, rows = _cached(cache, ("draws.csv", "container.csv"), lambda: measure(models, quiet))
     fit = {"format": FIT_FORMAT, "sampling": sampling_settings(),
            "compressors": {comp: compressor_entry(draws, rows, comp) for comp in FIT_COMPRESSORS}}
     fit["provenance"] = {
@@ -282,15 +288,8 @@ def fit_compressors_only(fit: dict, compressors: tuple[str, ...], quiet: bool, c
     """`fit` with the whole entry of `compressors` (history factors, container terms) refitted on
     the fit's models, measured anew or read from cache/compressors.csv; other compressors kept."""
     t0 = time.perf_counter()
-    dpath, apath = (cache / "compressors_draws.csv", cache / "compressors.csv") if cache else (None, None)
-    if apath and apath.is_file() and dpath.is_file():
-        draws, rows = pd.read_csv(dpath), pd.read_csv(apath)
-    else:
-        draws, rows = measure(training_models(), quiet, only=compressors)
-        if apath:
-            cache.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(dpath, draws.to_csv(index=False))
-            write_text_atomic(apath, rows.to_csv(index=False))
+    draws, rows = _cached(cache, ("compressors_draws.csv", "compressors.csv"),
+                          lambda: measure(training_models(), quiet, only=compressors))
     fit = {**fit, "sampling": sampling_settings()}
     for comp in compressors:
         fit["compressors"][comp] = compressor_entry(draws, rows, comp)
@@ -309,14 +308,7 @@ def fit_head(fit: dict, quiet: bool, cache: Path | None = None) -> dict:
     anew on the fit's models under the official-export presets; the rest of `fit` kept as it is."""
     t0 = time.perf_counter()
     models = [(m, sd, tuple(p for p in plans if p in HEAD_PLANS)) for m, sd, plans in training_models()]
-    path = cache / "head.csv" if cache else None
-    if path and path.is_file():
-        rows = pd.read_csv(path)
-    else:
-        rows = measure(models, quiet, only=("zstd",))[1]
-        if path:
-            cache.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, rows.to_csv(index=False))
+    rows, = _cached(cache, ("head.csv",), lambda: measure(models, quiet, only=("zstd",))[1:])
     sampled_rows = rows[~rows["whole"].astype(bool)]
     fit = {**fit, "sampling": sampling_settings()}
     fit["compressors"]["zstd"]["overhead_head"] = fit_overhead(sampled_rows, "residual_head")
@@ -330,14 +322,8 @@ def fit_history_only(fit: dict, compressors: tuple[str, ...], quiet: bool, cache
     """`fit` with the history factors of `compressors` refitted on the fit's models (their draws
     measured anew, or read from cache/history_draws.csv); container terms and the rest kept."""
     t0 = time.perf_counter()
-    path = cache / "history_draws.csv" if cache else None
-    if path and path.is_file():
-        draws = pd.read_csv(path)
-    else:
-        draws = measure(training_models(), quiet, only=compressors)[0]
-        if path:
-            cache.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, draws.to_csv(index=False))
+    draws, = _cached(cache, ("history_draws.csv",),
+                     lambda: measure(training_models(), quiet, only=compressors)[:1])
     fit = {**fit, "sampling": sampling_settings()}
     for comp in compressors:
         fit["compressors"][comp]["history"] = fit_history(draws[draws["compressor"] == comp])

@@ -52,12 +52,17 @@ def test_rows_with_equal_statistics_fall_back_to_the_plain_mean():
     assert factor == 1.0 and math.isfinite(rel_se)
 
 
-def test_zero_rows_keep_the_statistics_finite():
+def test_zero_rows_keep_the_statistics_finite_and_are_weighed_as_the_tensor():
     t = torch.randn(1024, 256, generator=torch.Generator().manual_seed(3))
-    t[::3] = 0.0
+    t[::3] = 0.0  # the sampled blocks hold 3/8 zero rows where the tensor has 1/3
     assert np.isfinite(row_statistics(t)).all()
-    factor, rel_se = _correction(t)
-    assert 0.5 <= factor <= 2.0 and math.isfinite(rel_se)
+    part, _, idx = _sample_rows(t, 1 << 15)
+    scheme = get_scheme("int6")
+    sample, every = (symbol_codes(scheme.quantize(x).symbols) for x in (part, t))
+    counts = np.bincount(sample.reshape(-1))
+    truth = row_code_bits(every, counts).mean() / row_code_bits(sample, counts).mean()
+    factor, rel_se = anchor_correction(t, idx, sample, counts)
+    assert truth > 1.03 and factor == pytest.approx(truth, rel=0.005) and 0 < rel_se < 0.01
 
 
 def _two_kinds():

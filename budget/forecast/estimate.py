@@ -340,7 +340,8 @@ def estimate_budget(sd: dict[str, Tensor], plan="official-int8", compressor="zli
                  f"INTERVAL: bytes_model {head['bytes_model_low']:,} .. {head['bytes_model_high']:,} "
                  f"(+-{pct:.2f} %: {INTERVAL_Z:g} standard errors; sampling sd {m.sampling_sd:,.0f} B from the "
                  f"draws' spread and the sampled rows, history-factor sd {m.history_sd:,.0f} B and container sd "
-                 f"{m.container_sd:,.0f} B from the fit's scatter" + (f", head sd {m.lead_in_sd:,.0f} B" if m.lead_in else "") + ")",
+                 f"{m.container_sd:,.0f} B from the fit's scatter"
+                 + (f", head sd {m.lead_in_sd:,.0f} B" if m.lead_in else "") + ")",
                  "MEASURED/EXACT: params, payload_bytes, values_bytes, scales_bytes, bytes_code"
                  + (" (entropy_bytes from a sample of rows where sampled_fraction < 1)" if rows_sampled else "")]
     if key != comp.name:

@@ -81,21 +81,23 @@ def anchor_correction(t: Tensor, idx: np.ndarray, codes: np.ndarray, counts: np.
         return 1.0, 0.0
     x_all = row_statistics(t)
     x_s = x_all[idx]
-    d = x_s - x_s.mean(axis=0)  # centred: the intercept is mean_y, the slopes a 2 x 2 solve
+    mean_all, mean_s = x_all.mean(axis=0), x_s.mean(axis=0)
+    d = x_s - mean_s  # centred: the intercept is mean_y, the slopes a 2 x 2 solve
     (a, b), (_, c) = d.T @ d
     r0, r1 = d.T @ (y - mean_y)
     det = a * c - b * b
     if not det > 1e-12 * max(a * c, 1e-300):  # rows alike in a statistic (or NaN): the plain mean
         return 1.0, float(y.std(ddof=1) / np.sqrt(n) * np.sqrt(1.0 - n / total)) / mean_y
     slope = np.array([c * r0 - b * r1, a * r1 - b * r0]) / det
-    shift = x_all.mean(axis=0) - x_s.mean(axis=0)
+    shift = mean_all - mean_s
     estimate = mean_y + float(shift @ slope)
     resid = y - mean_y - d @ slope
     s2 = float(resid @ resid) / max(n - 3, 1)
     # the mean's variance plus the slopes' at the shift ((D'D)^-1 = [[c, -b], [-b, a]] / det)
-    var = s2 / n * (1.0 - n / total) + s2 * (c * shift[0] ** 2 - 2 * b * shift[0] * shift[1] + a * shift[1] ** 2) / det
+    quad = c * shift[0] ** 2 - 2 * b * shift[0] * shift[1] + a * shift[1] ** 2
+    var = s2 / n * (1.0 - n / total) + s2 * quad / det
     factor = min(max(estimate / mean_y, FACTOR_RANGE[0]), FACTOR_RANGE[1])
-    if ((x_all.mean(axis=0) < x_s.min(axis=0)) | (x_all.mean(axis=0) > x_s.max(axis=0))).any():
+    if ((mean_all < x_s.min(axis=0)) | (mean_all > x_s.max(axis=0))).any():
         # the rows' mean lies outside what the sample holds: a line would extrapolate, so the
         # correction is declined and its size counted as the uncertainty
         return 1.0, abs(factor - 1.0) + float(np.sqrt(var)) / mean_y

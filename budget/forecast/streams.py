@@ -152,7 +152,8 @@ def tensor_streams(name: str, t: Tensor, spec: str, sample_values: int | None = 
     codes = symbol_codes(q.symbols) if scheme.kind == "quantized" else None
     counts = symbol_counts(q.symbols, codes) if scheme.kind == "quantized" else None
     # byte storage writes each int8 symbol as its byte: the values' byte histogram is the symbols'
-    same_bytes = scheme.storage == "byte" and codes is not None and codes.dtype == np.uint8 and len(values) == codes.size
+    same_bytes = (scheme.storage == "byte" and codes is not None and codes.dtype == np.uint8
+                  and len(values) == codes.size)
     streams = packed_streams(name, scheme, q, values, scales, values_bytes, scales_bytes, t.dtype,
                              counts if same_bytes else None)
     factor = 1.0
